@@ -1,0 +1,16 @@
+import dagster as dg
+
+weekly_scoring_job = dg.define_asset_job(
+    name="weekly_scoring",
+    selection=dg.AssetSelection.groups("scoring", "monitoring"),
+    description="Score every active customer with the champion, then report drift against its training data.",
+)
+
+weekly_scoring = dg.ScheduleDefinition(
+    name="weekly_scoring",
+    job=weekly_scoring_job,
+    cron_schedule="0 4 * * 1",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Mondays at 04:00 UTC, after the daily feature build.",
+)

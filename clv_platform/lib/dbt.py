@@ -1,0 +1,63 @@
+"""The dbt project as Dagster sees it: one DbtProject, one translator, a manifest kept fresh."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
+
+from clv_platform import settings
+
+# Folder under models/ -> asset key prefix; sources are the raw layer written by ingestion.
+_LAYERS = ("staging", "intermediate", "marts")
+
+
+def build_dbt_project() -> DbtProject:
+    settings.configure_environment()
+    return DbtProject(
+        project_dir=settings.DBT_PROJECT_DIR,
+        target_path=settings.dbt_target_dir(),
+        profiles_dir=settings.DBT_PROJECT_DIR,
+    )
+
+
+def _newest_source_mtime(project_dir: Path) -> float:
+    patterns = ("*.sql", "*.yml", "*.yaml", "*.csv")
+    files = [p for pattern in patterns for p in project_dir.rglob(pattern) if "target" not in p.parts]
+    return max((p.stat().st_mtime for p in files), default=0.0)
+
+
+def ensure_manifest(project: DbtProject) -> Path:
+    """Parse the dbt project when its manifest is missing or older than any model, test or yml.
+
+    ``@dbt_assets`` reads the manifest at import; ``prepare_if_dev`` only acts under
+    ``dagster dev``, so the CLI, tests and deployed code servers would otherwise load a stale
+    graph. A fresh manifest costs one ``stat`` per project file.
+    """
+    manifest = project.manifest_path
+    if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime(project.project_dir):
+        project.preparer.prepare(project)
+    return manifest
+
+
+class ClvDbtTranslator(DagsterDbtTranslator):
+    """Keys models as ``[layer, model]`` and sources as ``[source, table]`` (``raw/transactions``)."""
+
+    def __init__(self) -> None:
+        super().__init__(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        resource_type = dbt_resource_props["resource_type"]
+        if resource_type == "source":
+            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        fqn = dbt_resource_props.get("fqn", [])
+        layer = next((part for part in fqn if part in _LAYERS), None)
+        if layer is None:
+            return super().get_asset_key(dbt_resource_props)
+        return dg.AssetKey([layer, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "features"

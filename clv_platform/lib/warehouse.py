@@ -1,0 +1,37 @@
+"""Small helpers for reading and replacing DuckDB tables from Dagster assets."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def replace_table(con, table: str, frame: pd.DataFrame) -> int:
+    """Atomically replace ``schema.table`` with ``frame``; readers see the old or the new table, never half."""
+    schema, _ = table.split(".")
+    con.execute(f"create schema if not exists {schema}")
+    con.register("_frame_to_write", frame)
+    try:
+        con.execute("begin transaction")
+        con.execute(f"create or replace table {table} as select * from _frame_to_write")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        con.unregister("_frame_to_write")
+    return con.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def read_table(con, table: str, where: str = "") -> pd.DataFrame:
+    return con.execute(f"select * from {table} {where}").df()
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".2f") -> str:
+    """A markdown table for asset metadata, without the optional `tabulate` dependency."""
+    def cell(value) -> str:
+        return format(value, floatfmt) if isinstance(value, float) else str(value)
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])

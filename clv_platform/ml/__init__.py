@@ -1,0 +1,22 @@
+"""Pure-Python modelling code for customer lifetime value: no Dagster import anywhere below.
+
+Modules
+-------
+features
+    The column contract of ``marts.training_examples`` / ``marts.customer_features`` and its validation.
+metrics
+    RMSE, MAE and the normalized Gini of a CLV ranking.
+train
+    Time-based split and the XGBoost regressor.
+registry
+    MLflow logging, registration, aliases (``champion``) and the promotion rule.
+scoring
+    Batch scoring into value tiers.
+drift
+    Population stability index (hand-written and Evidently's) per column.
+synthetic
+    Small generated examples frames with a known signal, for tests.
+
+Heavy libraries (xgboost, mlflow, evidently) are imported inside function bodies, so importing this
+package costs only pandas and numpy.
+"""

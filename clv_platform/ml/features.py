@@ -1,0 +1,153 @@
+"""The column contract between the dbt marts and the model.
+
+``marts.training_examples`` has one row per customer per training cutoff: the identifiers, the features
+below, ``horizon_days`` and the label ``future_revenue`` (net revenue in the ``horizon_days`` after the
+cutoff). ``marts.customer_features`` has the same features at the scoring cutoff, without the label.
+
+The vocabulary is the BTYD one: ``frequency`` counts repeat purchase days, ``recency`` is the age of the
+customer at their last purchase in days (``0`` for one-time buyers) and ``T`` the age of the customer at the
+cutoff in days, so the days since the last purchase are ``T - recency``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+ID_COLUMN = "customer_id"
+CUTOFF_COLUMN = "cutoff_date"
+LABEL_COLUMN = "future_revenue"
+HORIZON_COLUMN = "horizon_days"
+PREDICTION_COLUMN = "predicted_clv"
+
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "frequency",
+    "recency",
+    "T",
+    "monetary_value",
+    "orders_30d",
+    "orders_90d",
+    "orders_365d",
+    "spend_30d",
+    "spend_90d",
+    "spend_365d",
+    "sessions_90d",
+    "add_to_cart_90d",
+    "tenure_days",
+)
+
+# Counts and durations cannot be negative. Money features are net of returns, so they may be.
+NON_NEGATIVE_FEATURES: tuple[str, ...] = (
+    "frequency",
+    "recency",
+    "T",
+    "orders_30d",
+    "orders_90d",
+    "orders_365d",
+    "sessions_90d",
+    "add_to_cart_90d",
+    "tenure_days",
+)
+
+
+def require_columns(df: pd.DataFrame, columns: Iterable[str], *, frame_name: str = "frame") -> None:
+    """Raise ``ValueError`` naming every column of ``columns`` missing from ``df``."""
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"{frame_name} must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{frame_name} is missing required column(s) {missing}")
+
+
+def require_numeric_finite(df: pd.DataFrame, columns: Iterable[str], *, frame_name: str = "frame") -> None:
+    """Raise ``ValueError`` naming the first column that is not numeric or holds null / infinite values."""
+    for column in columns:
+        series = df[column]
+        if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+            raise ValueError(f"{frame_name} column '{column}' must be numeric, got dtype {series.dtype}")
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(
+                f"{frame_name} column '{column}' must be finite and not null: "
+                f"{int(bad.sum())} null or infinite value(s)"
+            )
+
+
+def validate_feature_frame(
+    df: pd.DataFrame,
+    require_label: bool = False,
+    *,
+    feature_columns: Sequence[str] = FEATURE_COLUMNS,
+) -> pd.DataFrame:
+    """Check a frame against the feature contract and return it unchanged.
+
+    Parameters
+    ----------
+    df
+        One row per ``customer_id`` per ``cutoff_date`` with at least the feature columns.
+    require_label
+        Also require ``future_revenue`` (numeric, finite, ``>= 0``), as in ``marts.training_examples``.
+    feature_columns
+        The features to check; the default is :data:`FEATURE_COLUMNS`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``df`` itself, so the call can be chained.
+
+    Raises
+    ------
+    ValueError
+        Naming the column and the rule: a column is missing; ``customer_id`` or ``cutoff_date`` is null;
+        ``(customer_id, cutoff_date)`` is not unique; a feature is not numeric, is null or infinite; a count
+        or duration is negative; ``recency > T``; the label is negative.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> row = {c: [0.0] for c in FEATURE_COLUMNS} | {"customer_id": ["c1"], "cutoff_date": ["2011-06-01"]}
+    >>> len(validate_feature_frame(pd.DataFrame(row)))
+    1
+    """
+    required = [ID_COLUMN, CUTOFF_COLUMN, *feature_columns]
+    if require_label:
+        required.append(LABEL_COLUMN)
+    require_columns(df, required, frame_name="feature frame")
+
+    for column in (ID_COLUMN, CUTOFF_COLUMN):
+        nulls = int(df[column].isna().sum())
+        if nulls:
+            raise ValueError(f"feature frame column '{column}' must not be null: {nulls} null value(s)")
+    duplicated = df.duplicated([ID_COLUMN, CUTOFF_COLUMN])
+    if duplicated.any():
+        example = df.loc[duplicated, [ID_COLUMN, CUTOFF_COLUMN]].iloc[0].tolist()
+        raise ValueError(
+            f"feature frame must have one row per ({ID_COLUMN}, {CUTOFF_COLUMN}): "
+            f"{int(duplicated.sum())} duplicate(s), e.g. {example}"
+        )
+
+    require_numeric_finite(df, feature_columns, frame_name="feature frame")
+    for column in NON_NEGATIVE_FEATURES:
+        if column in feature_columns and (df[column] < 0).any():
+            raise ValueError(
+                f"feature frame column '{column}' must be >= 0: {int((df[column] < 0).sum())} negative value(s)"
+            )
+    if "recency" in feature_columns and "T" in feature_columns:
+        late = df["recency"] > df["T"]
+        if late.any():
+            raise ValueError(
+                f"feature frame column 'recency' must be <= 'T' (last purchase before the cutoff): "
+                f"{int(late.sum())} row(s) break it"
+            )
+
+    if require_label:
+        require_numeric_finite(df, [LABEL_COLUMN], frame_name="feature frame")
+        negative = df[LABEL_COLUMN] < 0
+        if negative.any():
+            raise ValueError(
+                f"feature frame column '{LABEL_COLUMN}' must be >= 0: {int(negative.sum())} negative value(s)"
+            )
+    return df

@@ -1,0 +1,308 @@
+"""Time-based split and the XGBoost CLV regressor.
+
+The label ``future_revenue`` is zero for about half the customers and heavy-tailed for the rest. The
+default objective is ``reg:squarederror``, chosen over ``reg:tweedie`` by a measured comparison on the
+validation cutoff (numbers in :class:`XGBParams`); :func:`compare_objectives` repeats that measurement on
+any examples frame.
+
+Early stopping watches RMSE on the validation cutoff (the quantity the promotion rule compares), so the
+reported validation metrics are slightly optimistic: the number of trees was chosen on the same rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clv_platform.ml.features import (
+    CUTOFF_COLUMN,
+    FEATURE_COLUMNS,
+    HORIZON_COLUMN,
+    LABEL_COLUMN,
+    require_columns,
+    require_numeric_finite,
+    validate_feature_frame,
+)
+from clv_platform.ml.metrics import regression_metrics
+
+
+@dataclass(frozen=True)
+class XGBParams:
+    """Hyper-parameters of the CLV regressor, with defaults chosen for zero-inflated revenue.
+
+    Objective choice, measured with :func:`compare_objectives` on the UCI Online Retail transactions
+    (the mart's features computed with pandas, ``sessions_90d`` and ``add_to_cart_90d`` left at 0 as UCI
+    has no events; 90-day horizon; monthly cutoffs from 2011-04-01, 2,100-3,300 customers each, 44-51 %
+    with zero future revenue; each row is the mean over three validation cutoffs, 2011-07/08/09-01, and
+    three seeds; all other parameters as below):
+
+    ====================  ========  =======  ===============
+    objective             RMSE      MAE      normalized Gini
+    ====================  ========  =======  ===============
+    reg:squarederror      1555.0    470.2    0.803
+    reg:tweedie (p=1.5)   1703.6    436.3    0.805
+    ====================  ========  =======  ===============
+
+    Squared error had the lower RMSE at each of the three cutoffs (Tweedie's was 1 % to 20 % higher);
+    Tweedie had the lower MAE (by 2 % to 16 %) and the same ranking quality. RMSE is what the promotion
+    rule compares, so squared error is the default. Variance powers 1.2 and 1.8 (2011-09-01 cutoff, one
+    seed) did not close the gap.
+
+    Attributes
+    ----------
+    objective
+        ``reg:squarederror`` (default) or any XGBoost regression objective, e.g. ``reg:tweedie``.
+    tweedie_variance_power
+        Used only by ``reg:tweedie``; between 1 (Poisson) and 2 (gamma).
+    n_estimators
+        Upper bound on trees; early stopping usually stops sooner.
+    early_stopping_rounds
+        Stop after this many rounds without a better validation RMSE; ``None`` disables it.
+    n_jobs, random_state
+        Two threads and a fixed seed: the same data gives the same model.
+    """
+
+    objective: str = "reg:squarederror"
+    tweedie_variance_power: float = 1.5
+    n_estimators: int = 600
+    learning_rate: float = 0.05
+    max_depth: int = 4
+    min_child_weight: float = 5.0
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+    tree_method: str = "hist"
+    early_stopping_rounds: int | None = 50
+    n_jobs: int = 2
+    random_state: int = 42
+
+    @classmethod
+    def from_mapping(cls, params: XGBParams | Mapping[str, Any] | None) -> XGBParams:
+        """Build from an ``XGBParams``, a dict of overrides (unknown keys raise ``ValueError``) or ``None``."""
+        if params is None:
+            return cls()
+        if isinstance(params, cls):
+            return params
+        if not isinstance(params, Mapping):
+            raise ValueError(f"params must be XGBParams or a dict, got {type(params).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"params has unknown key(s) {unknown}; known keys are {sorted(known)}")
+        return cls(**params)
+
+    def as_dict(self) -> dict[str, Any]:
+        """All fields, as logged to MLflow."""
+        return dataclasses.asdict(self)
+
+    def estimator_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``xgboost.XGBRegressor``."""
+        kwargs = self.as_dict()
+        if self.objective != "reg:tweedie":
+            kwargs.pop("tweedie_variance_power")
+        kwargs["eval_metric"] = "rmse"
+        return kwargs
+
+
+@dataclass
+class TrainedModel:
+    """A fitted regressor and what it did on the validation cutoff.
+
+    Attributes
+    ----------
+    model
+        The fitted ``xgboost.XGBRegressor``; ``predict`` uses the best early-stopping iteration.
+    params
+        The hyper-parameters it was fitted with.
+    feature_columns
+        The columns it expects, in order.
+    valid_predictions
+        Predictions on the validation frame, row-aligned with it, clipped at 0.
+    metrics
+        ``rmse``, ``mae`` and ``normalized_gini`` on the validation frame.
+    best_iteration
+        Index of the last tree used, or ``None`` without early stopping.
+    train_cutoffs, valid_cutoff
+        The cutoff dates of the split, for lineage.
+    """
+
+    model: Any
+    params: XGBParams
+    feature_columns: tuple[str, ...]
+    valid_predictions: np.ndarray
+    metrics: dict[str, float]
+    best_iteration: int | None
+    n_train: int
+    n_valid: int
+    train_cutoffs: list[pd.Timestamp] = field(default_factory=list)
+    valid_cutoff: pd.Timestamp | None = None
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        """Predicted future revenue for each row of ``features``, clipped at 0."""
+        return predict_clv(self.model, features, self.feature_columns)
+
+
+def feature_matrix(features: pd.DataFrame, feature_columns: Sequence[str] = FEATURE_COLUMNS) -> pd.DataFrame:
+    """The model's input: ``feature_columns`` of ``features`` in that order, as float64.
+
+    Counts arrive as integers from the warehouse; one dtype for training, the logged signature and
+    scoring keeps MLflow's schema enforcement from rejecting an int column that was a double at training.
+    """
+    require_columns(features, feature_columns, frame_name="features")
+    return features.loc[:, list(feature_columns)].astype("float64")
+
+
+def model_feature_columns(model: Any) -> tuple[str, ...]:
+    """The feature names a fitted XGBoost model was trained with (``FEATURE_COLUMNS`` if it has none)."""
+    names = getattr(model.get_booster(), "feature_names", None) if hasattr(model, "get_booster") else None
+    return tuple(names) if names else FEATURE_COLUMNS
+
+
+def predict_clv(model: Any, features: pd.DataFrame, feature_columns: Sequence[str] | None = None) -> np.ndarray:
+    """Predicted future revenue of ``model`` for each row of ``features``, clipped at 0.
+
+    Works for the in-memory regressor and for the one ``mlflow.xgboost.load_model`` returns; by default the
+    columns are the ones the model was trained with. Squared-error trees can predict slightly negative
+    revenue; revenue in the contract is ``>= 0``, so it is clipped.
+    """
+    columns = model_feature_columns(model) if feature_columns is None else tuple(feature_columns)
+    require_columns(features, columns, frame_name="features")
+    require_numeric_finite(features, columns, frame_name="features")
+    matrix = feature_matrix(features, columns)
+    predictions = np.asarray(model.predict(matrix), dtype="float64")
+    return np.clip(predictions, 0.0, None)
+
+
+def time_split(
+    examples: pd.DataFrame,
+    *,
+    purge_overlapping_labels: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split training examples by cutoff: the latest cutoff validates, the earlier ones train.
+
+    Parameters
+    ----------
+    examples
+        ``marts.training_examples``: one row per customer per ``cutoff_date``.
+    purge_overlapping_labels
+        Drop training cutoffs whose label window (``cutoff_date + horizon_days``) ends after the validation
+        cutoff. Their labels contain revenue from the validation period, which makes validation optimistic
+        (a seasonal peak seen in training labels). Off by default because short histories may leave too
+        few training cutoffs.
+
+    Returns
+    -------
+    (train, valid)
+        Copies of the rows, each sorted by ``cutoff_date`` then ``customer_id``.
+
+    Raises
+    ------
+    ValueError
+        If ``cutoff_date`` is missing or null, fewer than two distinct cutoffs exist, or purging leaves no
+        training cutoff.
+    """
+    require_columns(examples, [CUTOFF_COLUMN], frame_name="examples")
+    cutoffs = pd.to_datetime(examples[CUTOFF_COLUMN])
+    if cutoffs.isna().any():
+        raise ValueError(f"examples column '{CUTOFF_COLUMN}' must not be null")
+    distinct = np.sort(cutoffs.unique())
+    if len(distinct) < 2:
+        raise ValueError(
+            f"examples column '{CUTOFF_COLUMN}' must have at least 2 distinct cutoffs for a time split, "
+            f"got {len(distinct)}"
+        )
+    valid_cutoff = distinct[-1]
+    train_mask = (cutoffs < valid_cutoff).to_numpy()
+    if purge_overlapping_labels:
+        require_columns(examples, [HORIZON_COLUMN], frame_name="examples")
+        label_end = cutoffs + pd.to_timedelta(examples[HORIZON_COLUMN], unit="D")
+        train_mask &= (label_end <= valid_cutoff).to_numpy()
+        if not train_mask.any():
+            raise ValueError(
+                f"no training cutoff has its '{HORIZON_COLUMN}' label window end by the validation cutoff "
+                f"{pd.Timestamp(valid_cutoff).date()}; use more history or purge_overlapping_labels=False"
+            )
+    sort_by = [CUTOFF_COLUMN] + (["customer_id"] if "customer_id" in examples.columns else [])
+    train = examples.loc[train_mask].sort_values(sort_by).reset_index(drop=True)
+    valid = examples.loc[(cutoffs == valid_cutoff).to_numpy()].sort_values(sort_by).reset_index(drop=True)
+    return train, valid
+
+
+def fit_clv_model(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    params: XGBParams | Mapping[str, Any] | None = None,
+    *,
+    feature_columns: Sequence[str] = FEATURE_COLUMNS,
+) -> TrainedModel:
+    """Fit the XGBoost CLV regressor on ``train`` and evaluate it on ``valid``.
+
+    Parameters
+    ----------
+    train, valid
+        Frames from :func:`time_split`, validated with the label required.
+    params
+        :class:`XGBParams` or a dict of overrides of its defaults, e.g. ``{"objective": "reg:tweedie"}``.
+    feature_columns
+        The model's inputs; :data:`~clv_platform.ml.features.FEATURE_COLUMNS` by default.
+
+    Returns
+    -------
+    TrainedModel
+        With validation predictions (clipped at 0) and ``rmse``, ``mae``, ``normalized_gini``.
+    """
+    import xgboost as xgb
+
+    settings = XGBParams.from_mapping(params)
+    feature_columns = tuple(feature_columns)
+    for name, frame in (("train", train), ("valid", valid)):
+        if len(frame) == 0:
+            raise ValueError(f"{name} frame must not be empty")
+        try:
+            validate_feature_frame(frame, require_label=True, feature_columns=feature_columns)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
+
+    x_train, y_train = feature_matrix(train, feature_columns), train[LABEL_COLUMN].to_numpy(dtype="float64")
+    x_valid, y_valid = feature_matrix(valid, feature_columns), valid[LABEL_COLUMN].to_numpy(dtype="float64")
+
+    model = xgb.XGBRegressor(**settings.estimator_kwargs())
+    model.fit(x_train, y_train, eval_set=[(x_valid, y_valid)], verbose=False)
+
+    best_iteration = getattr(model, "best_iteration", None) if settings.early_stopping_rounds else None
+    predictions = predict_clv(model, valid, feature_columns)
+    return TrainedModel(
+        model=model,
+        params=settings,
+        feature_columns=feature_columns,
+        valid_predictions=predictions,
+        metrics=regression_metrics(y_valid, predictions),
+        best_iteration=None if best_iteration is None else int(best_iteration),
+        n_train=len(train),
+        n_valid=len(valid),
+        train_cutoffs=sorted(pd.to_datetime(train[CUTOFF_COLUMN]).unique()),
+        valid_cutoff=pd.Timestamp(pd.to_datetime(valid[CUTOFF_COLUMN]).max()),
+    )
+
+
+def compare_objectives(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    objectives: Sequence[str] = ("reg:squarederror", "reg:tweedie"),
+    params: XGBParams | Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Validation metrics of the same regressor under each objective, one row per objective.
+
+    The measurement behind the default objective; rerun it when the data changes.
+    """
+    base = XGBParams.from_mapping(params)
+    rows = []
+    for objective in objectives:
+        trained = fit_clv_model(train, valid, dataclasses.replace(base, objective=objective))
+        rows.append({"objective": objective, "best_iteration": trained.best_iteration, **trained.metrics})
+    return pd.DataFrame(rows)

@@ -1,0 +1,88 @@
+"""Where the embedded default keeps its state, and the process environment it needs.
+
+Everything the platform writes locally lives under one directory: ``.clv/`` in the checkout,
+moved by the ``CLV_HOME`` environment variable. Pure Python: no Dagster import, so ``ml/`` and
+``datagen/`` may use it too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+STATE_DIR_ENV = "CLV_HOME"
+
+_DAGSTER_YAML = """\
+# Written by clv_platform: local storage under this directory, no telemetry.
+telemetry:
+  enabled: false
+"""
+
+
+def state_dir() -> Path:
+    """The single directory holding all local state (``$CLV_HOME``, default ``<checkout>/.clv``)."""
+    return Path(os.environ.get(STATE_DIR_ENV) or PROJECT_ROOT / ".clv").resolve()
+
+
+def warehouse_path() -> Path:
+    """The DuckDB warehouse file."""
+    return state_dir() / "warehouse.duckdb"
+
+
+def mlflow_tracking_uri() -> str:
+    """MLflow tracking store: ``$MLFLOW_TRACKING_URI`` if set, else a sqlite file in the state dir."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir() / 'mlflow.db'}"
+
+
+def mlflow_artifact_root() -> Path:
+    """Where MLflow experiments created by the platform keep their artifacts."""
+    return state_dir() / "mlartifacts"
+
+
+def dagster_home() -> Path:
+    return state_dir() / "dagster"
+
+
+def reports_dir() -> Path:
+    """HTML reports (drift, profiles) linked from materializations."""
+    return state_dir() / "reports"
+
+
+def dbt_target_dir() -> Path:
+    """dbt's target/ (manifest, run results), kept out of the checkout."""
+    return state_dir() / "dbt" / "target"
+
+
+def dbt_log_dir() -> Path:
+    return state_dir() / "dbt" / "logs"
+
+
+def configure_environment() -> None:
+    """Point every component at the state dir and switch telemetry off.
+
+    Idempotent; variables the user already set win, so a scale-out deployment can point MLflow,
+    Dagster or the warehouse elsewhere.
+    """
+    root = state_dir()
+    defaults = {
+        "DAGSTER_HOME": str(dagster_home()),
+        "CLV_WAREHOUSE_PATH": str(warehouse_path()),
+        "MLFLOW_TRACKING_URI": mlflow_tracking_uri(),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_TARGET_PATH": str(dbt_target_dir()),
+        "DBT_LOG_PATH": str(dbt_log_dir()),
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        # pytensor/matplotlib caches would otherwise land in $HOME.
+        "MPLCONFIGDIR": str(root / "cache" / "matplotlib"),
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    for path in (root, Path(os.environ["DAGSTER_HOME"]), reports_dir(), mlflow_artifact_root()):
+        path.mkdir(parents=True, exist_ok=True)
+    dagster_yaml = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    if not dagster_yaml.exists():
+        dagster_yaml.write_text(_DAGSTER_YAML)

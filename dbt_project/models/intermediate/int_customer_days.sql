@@ -1,0 +1,68 @@
+with
+
+transactions as (
+
+    select * from {{ ref('stg_shop__transactions') }}
+
+),
+
+-- Product lines of known customers: purchases, cancellations, free and adjustment lines.
+-- Guest lines and non-product codes (postage, fees, discounts, vouchers) are left out.
+customer_lines as (
+
+    select
+        customer_id,
+        invoice_date,
+        invoice_no,
+        country,
+        quantity,
+        line_amount,
+        is_purchase,
+        is_cancellation
+
+    from transactions
+    where
+        customer_id is not null
+        and not is_non_product
+
+),
+
+customer_days as (
+
+    select
+        customer_id,
+        invoice_date as activity_date,
+        count(distinct case when is_purchase then invoice_no end) as orders,
+        count(distinct case when is_cancellation then invoice_no end) as cancellations,
+        sum(case when is_purchase then line_amount else 0 end) as gross_purchase_value,
+        sum(case when is_cancellation then line_amount else 0 end) as cancelled_value,
+        sum(line_amount) as net_value,
+        sum(case when is_purchase then quantity else 0 end) as items,
+        max(country) as country
+
+    from customer_lines
+    group by
+        customer_id,
+        invoice_date
+
+),
+
+final as (
+
+    select
+        customer_id,
+        activity_date,
+        cast(orders as bigint) as orders,
+        cast(cancellations as bigint) as cancellations,
+        cast(gross_purchase_value as double) as gross_purchase_value,
+        cast(cancelled_value as double) as cancelled_value,
+        cast(net_value as double) as net_value,
+        cast(items as bigint) as items,
+        orders > 0 as is_purchase_day,
+        country
+
+    from customer_days
+
+)
+
+select * from final

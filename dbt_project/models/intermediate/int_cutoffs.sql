@@ -1,0 +1,72 @@
+{%- set cutoff_date = cutoff_date_var() -%}
+{%- set horizon_days = non_negative_int_var('horizon_days') -%}
+{%- set training_cutoffs = non_negative_int_var('training_cutoffs') -%}
+{%- set cutoff_spacing_days = non_negative_int_var('cutoff_spacing_days') -%}
+{%- if horizon_days < 1 -%}
+    {{ exceptions.raise_compiler_error("var 'horizon_days' must be at least 1, got " ~ horizon_days) }}
+{%- endif -%}
+{%- if training_cutoffs > 1 and cutoff_spacing_days < 1 -%}
+    {{ exceptions.raise_compiler_error("var 'cutoff_spacing_days' must be at least 1 when training_cutoffs > 1, got " ~ cutoff_spacing_days) }}
+{%- endif -%}
+
+with
+
+transactions as (
+
+    select * from {{ ref('stg_shop__transactions') }}
+
+),
+
+scoring_cutoff as (
+
+    {% if cutoff_date is none -%}
+    -- No cutoff_date var: score as of the day after the latest invoice in the data.
+    select
+        cast({{ dbt.dateadd('day', 1, 'max(invoice_date)') }} as date) as cutoff_date
+    from transactions
+    {%- else -%}
+    select
+        cast('{{ cutoff_date }}' as date) as cutoff_date
+    {%- endif %}
+
+),
+
+-- The latest training cutoff is horizon_days before the scoring cutoff, so its label window
+-- [cutoff, cutoff + horizon_days) ends exactly at the scoring cutoff; earlier ones step back.
+cutoffs as (
+
+    select
+        cutoff_date,
+        'scoring' as cutoff_kind,
+        0 as cutoff_index
+    from scoring_cutoff
+    {%- for index in range(1, training_cutoffs + 1) %}
+
+    union all
+
+    select
+        cast({{ dbt.dateadd('day', -(horizon_days + (index - 1) * cutoff_spacing_days), 'cutoff_date') }} as date) as cutoff_date,
+        'training' as cutoff_kind,
+        {{ index }} as cutoff_index
+    from scoring_cutoff
+    {%- endfor %}
+
+),
+
+final as (
+
+    select
+        cutoff_date,
+        cast(cutoff_date as timestamp) as cutoff_at,
+        cutoff_kind,
+        cutoff_kind = 'training' as is_training,
+        cast(cutoff_index as integer) as cutoff_index,
+        cast({{ horizon_days }} as integer) as horizon_days,
+        cast({{ dbt.dateadd('day', horizon_days, 'cutoff_date') }} as date) as horizon_end_date
+
+    from cutoffs
+    where cutoff_date is not null
+
+)
+
+select * from final
