@@ -28,23 +28,24 @@ def retraining_reason(psi: dict[str, float], policy: DriftPolicy) -> str | None:
     description="Reads each new drift report once; requests one retraining run per drifted report.",
 )
 def drift_retraining_sensor(context: dg.SensorEvaluationContext, drift_policy: DriftPolicy):
-    event = context.instance.get_latest_materialization_event(DRIFT_REPORT_KEY)
-    if event is None:
+    records = context.instance.fetch_materializations(DRIFT_REPORT_KEY, limit=1).records
+    if not records:
         return dg.SkipReason("No drift report has been materialized yet.")
+    record = records[0]
     # The cursor is the storage id of the last report judged: each report is one drift event.
-    if context.cursor and int(context.cursor) >= event.storage_id:
-        return dg.SkipReason(f"Drift report {event.storage_id} was already evaluated.")
-    context.update_cursor(str(event.storage_id))
+    if context.cursor and int(context.cursor) >= record.storage_id:
+        return dg.SkipReason(f"Drift report {record.storage_id} was already evaluated.")
+    context.update_cursor(str(record.storage_id))
 
-    metadata = event.asset_materialization.metadata
+    metadata = record.asset_materialization.metadata
     if "psi" not in metadata:
-        return dg.SkipReason(f"Drift report {event.storage_id} carries no PSI values.")
+        return dg.SkipReason(f"Drift report {record.storage_id} carries no PSI values.")
     psi = {str(k): float(v) for k, v in metadata["psi"].value.items()}
     reason = retraining_reason(psi, drift_policy)
     if reason is None:
-        return dg.SkipReason(f"Drift report {event.storage_id}: no watched PSI above {drift_policy.psi_threshold:g}.")
+        return dg.SkipReason(f"Drift report {record.storage_id}: no watched PSI above {drift_policy.psi_threshold:g}.")
     context.log.info(reason)
     return dg.RunRequest(
-        run_key=f"drift-report-{event.storage_id}",
-        tags={REASON_TAG: reason[:4000], "clv/drift_report_storage_id": str(event.storage_id)},
+        run_key=f"drift-report-{record.storage_id}",
+        tags={REASON_TAG: reason[:4000], "clv/drift_report_storage_id": str(record.storage_id)},
     )

@@ -1,0 +1,159 @@
+"""The whole graph, materialized for real on a small generated dataset, and the drift sensor on top of it."""
+
+from __future__ import annotations
+
+import math
+
+import dagster as dg
+import duckdb
+import pytest
+
+from clv_platform.ml.features import FEATURE_COLUMNS, PREDICTION_COLUMN
+
+pytestmark = pytest.mark.integration
+
+GENERATOR = {"n_customers": 1_500, "seed": 7, "end_date": "2025-12-31"}
+
+
+def _generator_config(**overrides) -> dict:
+    return {"ops": {"raw_generated": {"config": {**GENERATOR, **overrides}}}}
+
+
+def _metadata(instance: dg.DagsterInstance, key: list[str]) -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey(key))
+    assert event is not None, f"{'/'.join(key)} was never materialized"
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def pipeline(clv_state):
+    from clv_platform.definitions import defs
+
+    definitions = defs()
+    instance = dg.DagsterInstance.ephemeral()
+    result = definitions.resolve_job_def("clv_full_pipeline").execute_in_process(
+        run_config=_generator_config(), instance=instance
+    )
+    assert result.success
+    return definitions, instance, result
+
+
+def _query(sql: str, *params):
+    import os
+
+    with duckdb.connect(os.environ["CLV_WAREHOUSE_PATH"], read_only=True) as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+def test_every_asset_materialized_and_every_check_passed(pipeline):
+    definitions, _, result = pipeline
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert materialized == set(definitions.resolve_asset_graph().get_all_asset_keys())
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) > 50
+    assert [e.check_name for e in evaluations if not e.passed] == []
+
+
+def test_row_counts_add_up(pipeline):
+    from clv_platform.datagen import generate
+
+    _, instance, _ = pipeline
+    data = generate(**GENERATOR)
+    raw = _metadata(instance, ["raw", "transactions"])
+    assert _query("select count(*) from raw.transactions")[0][0] == len(data.transactions) == raw["dagster/row_count"]
+    assert _query("select count(*) from raw.behavioral_events")[0][0] == len(data.behavioral_events)
+    assert _query("select count(*) from raw.customers")[0][0] == len(data.customers) == GENERATOR["n_customers"]
+
+    # Every customer who bought before the cutoff has exactly one feature row.
+    (purchasers,) = _query(
+        """select count(distinct customer_id) from staging.stg_shop__transactions
+           where is_purchase and invoiced_at < (select max(cutoff_date) from marts.customer_features)"""
+    )[0]
+    assert _query("select count(*), count(distinct customer_id) from marts.customer_features")[0] == (purchasers, purchasers)
+
+    # Scored + skipped as inactive = customers with features; scored = those bought within the window.
+    scoring = _metadata(instance, ["scoring", "clv_scores"])
+    assert scoring["customers_scored"] + scoring["customers_inactive_skipped"] == scoring["customers_with_features"] == purchasers
+    (active,) = _query('select count(*) from marts.customer_features where "T" - recency <= ?', scoring["active_within_days"])[0]
+    assert _query("select count(*) from scoring.clv_scores")[0][0] == scoring["customers_scored"] == active > 0
+
+    # Training examples: one row per customer who bought before each training cutoff.
+    per_cutoff = _query(
+        """select e.cutoff_date, count(*),
+                  (select count(distinct customer_id) from staging.stg_shop__transactions t
+                   where t.is_purchase and t.invoiced_at < e.cutoff_date)
+           from marts.training_examples e group by e.cutoff_date order by e.cutoff_date"""
+    )
+    assert len(per_cutoff) == 4
+    assert all(rows == expected > 0 for _, rows, expected in per_cutoff)
+
+
+def test_every_score_names_the_champion_version(pipeline):
+    from mlflow import MlflowClient
+
+    _, instance, _ = pipeline
+    champion = MlflowClient().get_model_version_by_alias("clv_xgboost", "champion")
+    rows = _query("select model_name, model_version, count(*) from scoring.clv_scores group by all")
+    assert rows == [("clv_xgboost", str(champion.version), rows[0][2])]
+    assert _query("select count(*) from scoring.clv_scores where model_version is null or predicted_clv is null")[0][0] == 0
+    assert _metadata(instance, ["scoring", "clv_scores"])["model_version"] == str(champion.version)
+
+    model = _metadata(instance, ["ml", "clv_model"])
+    assert model["model_version"] == str(champion.version) and model["promoted"] is True
+    # The model names the data and code that made it.
+    tags = MlflowClient().get_model_version("clv_xgboost", champion.version).tags
+    assert tags["data_version"] == model["data_version"] and tags["code_version"] == model["code_version"]
+    assert model["valid_normalized_gini"] > 0.3
+
+
+def test_drift_report_exists_with_psi(pipeline):
+    from pathlib import Path
+
+    _, instance, _ = pipeline
+    drift = _metadata(instance, ["monitoring", "drift_report"])
+    html = Path(drift["report_path"])
+    assert html.exists() and html.stat().st_size > 100_000 and b"<html" in html.read_bytes()[:2000].lower()
+    assert set(drift["psi"]) == {*FEATURE_COLUMNS, PREDICTION_COLUMN}
+    assert all(math.isfinite(v) and v >= 0 for v in drift["psi"].values())
+    assert drift["prediction_psi"] == drift["psi"][PREDICTION_COLUMN]
+    # Same generator, same parameters: nothing that triggers retraining has moved.
+    assert drift["prediction_psi"] < 0.1
+
+
+def _evaluate(instance, cursor):
+    from clv_platform.defs.monitoring.sensors import drift_retraining_sensor
+    from clv_platform.lib.resources import DriftPolicy
+
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"drift_policy": DriftPolicy()}) as context:
+        data = drift_retraining_sensor.evaluate_tick(context)
+    return data.run_requests or [], data.cursor
+
+
+def test_drift_sensor_requests_one_retraining_per_drifted_report(pipeline):
+    definitions, instance, _ = pipeline
+
+    # Undrifted report: judged once, no run.
+    requests, cursor = _evaluate(instance, None)
+    assert requests == [] and cursor is not None
+
+    # Customers now spend 2.5x and buy twice as often: rebuild features, rescore, report.
+    drifted = definitions.resolve_job_def("ingest_and_features").execute_in_process(
+        run_config=_generator_config(spend_multiplier=2.5, purchase_rate_multiplier=2.0), instance=instance
+    )
+    assert drifted.success
+    assert definitions.resolve_job_def("weekly_scoring").execute_in_process(instance=instance).success
+    assert _metadata(instance, ["monitoring", "drift_report"])["prediction_psi"] > 0.25
+
+    requests, cursor = _evaluate(instance, cursor)
+    assert len(requests) == 1
+    reason = requests[0].tags["clv/retrain_reason"]
+    assert "predicted_clv" in reason and "0.25" in reason
+
+    # The same report again: already judged.
+    again, cursor = _evaluate(instance, cursor)
+    assert again == []
+
+    # The requested job runs and registers a new version.
+    retrain = definitions.resolve_job_def("clv_retraining").execute_in_process(instance=instance, tags=requests[0].tags)
+    assert retrain.success
+    assert _metadata(instance, ["ml", "clv_model"])["model_version"] == "2"
