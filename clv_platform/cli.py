@@ -15,7 +15,8 @@ MAIN_JOB = "clv_full_pipeline"
 
 def _run_config(args: argparse.Namespace) -> dict:
     generator = {"n_customers": args.customers, "seed": args.seed, "end_date": args.end_date}
-    return {"ops": {"raw_generated": {"config": generator}}}
+    # INFO, not DEBUG: step starts, dbt's summary and our own log lines, without the event firehose.
+    return {"ops": {"raw_generated": {"config": generator}}, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def _summary(instance, run_id: str, seconds: float) -> str:

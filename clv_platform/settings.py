@@ -13,6 +13,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 STATE_DIR_ENV = "CLV_HOME"
+EXPORT_URI_ENV = "CLV_EXPORT_URI"
 
 _DAGSTER_YAML = """\
 # Written by clv_platform: local storage under this directory, no telemetry.
@@ -48,6 +49,16 @@ def dagster_home() -> Path:
 def reports_dir() -> Path:
     """HTML reports (drift, profiles) linked from materializations."""
     return state_dir() / "reports"
+
+
+def exports_dir() -> Path:
+    """Default destination of the analyst exports (``scoring/clv_scores_export``)."""
+    return state_dir() / "exports"
+
+
+def export_uri() -> str:
+    """Where exports go: ``$CLV_EXPORT_URI`` (a folder, ``file://`` URI or ``s3://bucket/prefix``), else :func:`exports_dir`."""
+    return (os.environ.get(EXPORT_URI_ENV) or "").strip() or str(exports_dir())
 
 
 def dbt_target_dir() -> Path:

@@ -24,6 +24,7 @@ EXPECTED_ASSETS = {
     ("marts", "training_examples"): "features",
     ("ml", "clv_model"): "training",
     ("scoring", "clv_scores"): "scoring",
+    ("scoring", "clv_scores_export"): "scoring",
     ("monitoring", "drift_report"): "monitoring",
 }
 

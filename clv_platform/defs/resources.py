@@ -7,11 +7,11 @@ import shutil
 import sys
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
 from clv_platform.lib.dbt import build_dbt_project
-from clv_platform.lib.environment import get_environment
 from clv_platform.lib.resources import DriftPolicy, MlflowResource
 
 
@@ -21,10 +21,22 @@ def _dbt_executable() -> str:
     return beside_python if os.path.exists(beside_python) else (shutil.which("dbt") or "dbt")
 
 
+def s3_from_environment() -> S3Resource:
+    """S3 (or an S3-compatible server such as MinIO) with boto3's usual credential chain.
+
+    ``AWS_ENDPOINT_URL`` when set, ``AWS_REGION`` (default us-east-1); keys from ``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN`` or ``AWS_PROFILE``, read by boto3 itself.
+    """
+    return S3Resource(
+        endpoint_url=dg.EnvVar("AWS_ENDPOINT_URL") if os.environ.get("AWS_ENDPOINT_URL") else None,
+        region_name=dg.EnvVar("AWS_REGION") if os.environ.get("AWS_REGION") else "us-east-1",
+    )
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
-    environment = get_environment()
-    dbt_target = os.environ.get("CLV_DBT_TARGET") or ("duckdb" if environment == "local" else "spark")
+    # A profile target of dbt_project/profiles.yml; only `duckdb` exists until the Spark target lands.
+    dbt_target = os.environ.get("CLV_DBT_TARGET") or "duckdb"
     key_features = os.environ.get("CLV_DRIFT_KEY_FEATURES")
     drift_policy = DriftPolicy(
         psi_threshold=float(os.environ.get("CLV_DRIFT_PSI_THRESHOLD", "0.25")),
@@ -38,5 +50,6 @@ def resources() -> dg.Definitions:
             ),
             "mlflow": MlflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
             "drift_policy": drift_policy,
+            "s3": s3_from_environment(),
         }
     )

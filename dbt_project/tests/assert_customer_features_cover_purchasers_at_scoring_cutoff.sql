@@ -1,3 +1,5 @@
+{{ config(meta={'dagster': {'ref': {'name': 'customer_features'}}}) }}
+
 -- customer_features holds exactly the customers with a purchase day before the scoring cutoff,
 -- each at that cutoff. Returns the offending customers with the problem found.
 with

@@ -1,3 +1,5 @@
+{{ config(meta={'dagster': {'ref': {'name': 'int_cutoffs'}}}) }}
+
 -- Exactly one scoring cutoff, and every training label window [cutoff_date, horizon_end_date)
 -- ends on or before it, so no label reads data the scoring run would not have.
 with

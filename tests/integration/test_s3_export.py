@@ -1,0 +1,230 @@
+"""scoring/clv_scores_export against a real S3-compatible server (moto_server on loopback) and a local folder.
+
+The warehouse is a hand-made ``scoring.clv_scores`` with two cutoffs; only the export asset is
+materialized, with its resources bound here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from dagster_duckdb import DuckDBResource
+
+pytestmark = pytest.mark.integration
+
+EARLIER, LATEST = date(2011, 11, 28), date(2011, 12, 5)
+SCORES = [
+    ("c1", EARLIER, 12.0, "High", "clv_xgboost", "3"),
+    ("c2", EARLIER, 5.0, "Low", "clv_xgboost", "3"),
+    ("c9", EARLIER, 7.0, "Medium", "clv_xgboost", "3"),
+    ("c3", LATEST, 0.5, "Low", "clv_xgboost", "4"),
+    ("c1", LATEST, 14.5, "High", "clv_xgboost", "4"),
+    ("c2", LATEST, 4.0, "Medium", "clv_xgboost", "4"),
+]
+PARTITION = "clv_scores/cutoff_date=2011-12-05"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(tmp_path_factory) -> Iterator[str]:
+    """A moto_server on loopback for this module; always stopped at teardown."""
+    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    executable = Path(sys.executable).parent / "moto_server"
+    port = _free_port()
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([str(executable), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"moto_server exited with {server.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(endpoint, timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"moto_server did not answer on {endpoint} within 30 s: {log_path.read_text()[-2000:]}")
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def aws_env(monkeypatch, moto_endpoint, tmp_path) -> str:
+    """Credentials and endpoint for the local server only; no profile or config file of the machine."""
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    return moto_endpoint
+
+
+@pytest.fixture
+def s3_client(aws_env):
+    return boto3.client(
+        "s3", endpoint_url=aws_env, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture
+def bucket(s3_client, monkeypatch) -> str:
+    name = f"clv-exports-{uuid.uuid4().hex[:8]}"
+    s3_client.create_bucket(Bucket=name)
+    monkeypatch.setenv("CLV_EXPORT_URI", f"s3://{name}/marketing/clv")
+    return name
+
+
+@pytest.fixture
+def warehouse(tmp_path) -> Path:
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema scoring")
+        con.execute(
+            "create table scoring.clv_scores (customer_id varchar, cutoff_date date, predicted_clv double, "
+            "value_tier varchar, model_name varchar, model_version varchar)"
+        )
+        con.executemany("insert into scoring.clv_scores values (?, ?, ?, ?, ?, ?)", SCORES)
+    return path
+
+
+def materialize_export(warehouse: Path) -> dg.ExecuteInProcessResult:
+    from clv_platform.defs.resources import s3_from_environment
+    from clv_platform.defs.scoring.export import clv_scores_export
+
+    return dg.materialize(
+        [clv_scores_export],
+        resources={"warehouse": DuckDBResource(database=str(warehouse)), "s3": s3_from_environment()},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+
+
+def export_metadata(result: dg.ExecuteInProcessResult) -> dict:
+    (event,) = result.get_asset_materialization_events()
+    return {key: value.value for key, value in event.materialization.metadata.items()}
+
+
+def objects(s3_client, bucket: str) -> dict[str, bytes]:
+    listing = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {item["Key"]: s3_client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listing}
+
+
+def rows(parquet: bytes) -> list[tuple]:
+    table = pq.read_table(io.BytesIO(parquet))
+    return sorted(zip(*(table.column(name).to_pylist() for name in table.column_names)))
+
+
+def test_exports_only_the_latest_cutoff_to_s3_with_a_matching_manifest(warehouse, bucket, s3_client):
+    result = materialize_export(warehouse)
+
+    stored = objects(s3_client, bucket)
+    parquet_key, manifest_key = f"marketing/clv/{PARTITION}/clv_scores.parquet", f"marketing/clv/{PARTITION}/_manifest.json"
+    assert set(stored) == {parquet_key, manifest_key}
+    assert rows(stored[parquet_key]) == [
+        ("c1", 14.5, "High", "clv_xgboost", "4"),
+        ("c2", 4.0, "Medium", "clv_xgboost", "4"),
+        ("c3", 0.5, "Low", "clv_xgboost", "4"),
+    ]
+    manifest = json.loads(stored[manifest_key])
+    assert manifest["sha256"] == hashlib.sha256(stored[parquet_key]).hexdigest()
+    assert (manifest["row_count"], manifest["cutoff_date"], manifest["model_name"], manifest["model_version"]) == (
+        3, "2011-12-05", "clv_xgboost", "4")
+    metadata = export_metadata(result)
+    assert metadata["uri"] == f"s3://{bucket}/{parquet_key}"
+    assert (metadata["dagster/row_count"], metadata["model_version"], metadata["sha256"], metadata["bytes"]) == (
+        3, "4", manifest["sha256"], len(stored[parquet_key]))
+
+
+def test_re_export_overwrites_the_cutoff_in_place(warehouse, bucket, s3_client):
+    first = export_metadata(materialize_export(warehouse))
+    again = export_metadata(materialize_export(warehouse))
+    assert again["sha256"] == first["sha256"]
+    assert len(objects(s3_client, bucket)) == 2
+
+    with duckdb.connect(str(warehouse)) as con:  # the cutoff is rescored by a newer model
+        con.execute("delete from scoring.clv_scores where cutoff_date = ?", [LATEST])
+        con.executemany("insert into scoring.clv_scores values (?, ?, ?, ?, ?, ?)",
+                        [("c1", LATEST, 20.0, "High", "clv_xgboost", "5"), ("c4", LATEST, 1.0, "Low", "clv_xgboost", "5")])
+    rescored = export_metadata(materialize_export(warehouse))
+
+    stored = objects(s3_client, bucket)
+    assert sorted(stored) == [f"marketing/clv/{PARTITION}/_manifest.json", f"marketing/clv/{PARTITION}/clv_scores.parquet"]
+    parquet = stored[f"marketing/clv/{PARTITION}/clv_scores.parquet"]
+    assert rows(parquet) == [("c1", 20.0, "High", "clv_xgboost", "5"), ("c4", 1.0, "Low", "clv_xgboost", "5")]
+    manifest = json.loads(stored[f"marketing/clv/{PARTITION}/_manifest.json"])
+    assert (manifest["row_count"], manifest["model_version"]) == (2, "5")
+    assert manifest["sha256"] == hashlib.sha256(parquet).hexdigest() == rescored["sha256"] != first["sha256"]
+
+
+def test_missing_bucket_fails_with_one_line_naming_the_uri(warehouse, aws_env, monkeypatch):
+    uri = f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/marketing/clv"
+    monkeypatch.setenv("CLV_EXPORT_URI", uri)
+    with pytest.raises(dg.Failure) as failure:
+        materialize_export(warehouse)
+    message = failure.value.description
+    assert message.startswith(f"Cannot export to {uri}: bucket ") and "does not exist" in message
+    assert "\n" not in message
+
+
+def read_folder_export(root: Path) -> list[tuple]:
+    return duckdb.sql(
+        f"select customer_id, cutoff_date, model_version from read_parquet('{root}/clv_scores/*/*.parquet', "
+        "hive_partitioning = true) order by customer_id"
+    ).fetchall()
+
+
+def test_default_exports_to_the_state_directory(warehouse, monkeypatch, tmp_path):
+    from clv_platform import settings
+
+    monkeypatch.setenv("CLV_HOME", str(tmp_path / "clv_home"))
+    monkeypatch.delenv("CLV_EXPORT_URI", raising=False)
+    metadata = export_metadata(materialize_export(warehouse))
+
+    root = tmp_path / "clv_home" / "exports"
+    assert settings.exports_dir() == root
+    assert metadata["uri"] == str(root / PARTITION / "clv_scores.parquet")
+    assert read_folder_export(root) == [("c1", LATEST, "4"), ("c2", LATEST, "4"), ("c3", LATEST, "4")]
+    manifest = json.loads((root / PARTITION / "_manifest.json").read_text())
+    assert manifest["sha256"] == hashlib.sha256((root / PARTITION / "clv_scores.parquet").read_bytes()).hexdigest()
+
+
+def test_export_uri_names_a_local_folder(warehouse, monkeypatch, tmp_path):
+    monkeypatch.setenv("CLV_HOME", str(tmp_path / "clv_home"))
+    monkeypatch.setenv("CLV_EXPORT_URI", str(tmp_path / "shared" / "marketing"))
+    materialize_export(warehouse)
+
+    assert read_folder_export(tmp_path / "shared" / "marketing") == [
+        ("c1", LATEST, "4"), ("c2", LATEST, "4"), ("c3", LATEST, "4")]
+    assert not (tmp_path / "clv_home" / "exports").exists()

@@ -1,0 +1,152 @@
+"""The analyst export's pure part: Parquet bytes, manifest, key layout, URI parsing, error messages."""
+
+from __future__ import annotations
+
+import doctest
+import hashlib
+import io
+import json
+from datetime import date, datetime, timezone
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+from clv_platform import export
+from clv_platform.export import build_export, parse_export_uri
+
+EXPORTED_AT = datetime(2011, 12, 6, 4, 30, tzinfo=timezone.utc)
+
+
+def scores(cutoff: str = "2011-12-05", version: str = "7", customers=("c3", "c1", "c2")) -> pd.DataFrame:
+    return pd.DataFrame({
+        "customer_id": list(customers),
+        "cutoff_date": pd.to_datetime([cutoff] * len(customers)),
+        "predicted_clv": [30.5, 10.25, 0.0][: len(customers)] + [1.0] * max(0, len(customers) - 3),
+        "value_tier": ["High", "Medium", "Low"][: len(customers)] + ["Low"] * max(0, len(customers) - 3),
+        "model_name": "clv_xgboost",
+        "model_version": version,
+    })
+
+
+def test_parquet_round_trips_without_the_partition_column_sorted_by_customer():
+    files = build_export(scores(), EXPORTED_AT)
+    back = pq.read_table(io.BytesIO(files.parquet)).to_pandas()
+    assert list(back.columns) == ["customer_id", "predicted_clv", "value_tier", "model_name", "model_version"]
+    assert back["customer_id"].tolist() == ["c1", "c2", "c3"]
+    assert back["predicted_clv"].tolist() == [10.25, 0.0, 30.5]
+    assert back["value_tier"].tolist() == ["Medium", "Low", "High"]
+    assert set(back["model_version"]) == {"7"} and set(back["model_name"]) == {"clv_xgboost"}
+
+
+def test_manifest_describes_the_bytes():
+    files = build_export(scores(), EXPORTED_AT)
+    assert files.manifest == {
+        "dataset": "clv_scores",
+        "cutoff_date": "2011-12-05",
+        "file": "clv_scores.parquet",
+        "row_count": 3,
+        "columns": ["customer_id", "predicted_clv", "value_tier", "model_name", "model_version"],
+        "model_name": "clv_xgboost",
+        "model_version": "7",
+        "bytes": len(files.parquet),
+        "sha256": hashlib.sha256(files.parquet).hexdigest(),
+        "exported_at": "2011-12-06T04:30:00+00:00",
+    }
+    assert json.loads(files.manifest_bytes) == files.manifest
+
+
+def test_key_layout_is_hive_style_per_cutoff():
+    files = build_export(scores(cutoff="2011-12-05"), EXPORTED_AT)
+    assert files.parquet_key == "clv_scores/cutoff_date=2011-12-05/clv_scores.parquet"
+    assert files.manifest_key == "clv_scores/cutoff_date=2011-12-05/_manifest.json"
+    location = parse_export_uri("s3://analytics/marketing/clv/")
+    assert location.object_key(files.parquet_key) == "marketing/clv/clv_scores/cutoff_date=2011-12-05/clv_scores.parquet"
+    assert location.join(files.manifest_key) == "s3://analytics/marketing/clv/clv_scores/cutoff_date=2011-12-05/_manifest.json"
+    assert parse_export_uri("s3://analytics").object_key(files.parquet_key) == files.parquet_key
+
+
+def test_same_scores_give_the_same_bytes_whatever_the_row_order():
+    first = build_export(scores(), EXPORTED_AT)
+    shuffled = build_export(scores().iloc[[2, 0, 1]], datetime.now(timezone.utc))
+    assert shuffled.parquet == first.parquet
+    assert shuffled.manifest["sha256"] == first.manifest["sha256"]
+    assert build_export(scores(version="8"), EXPORTED_AT).manifest["sha256"] != first.manifest["sha256"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "match"),
+    [
+        (pd.concat([scores(cutoff="2011-11-28"), scores(cutoff="2011-12-05")]), "'cutoff_date' holds 2 values"),
+        (pd.concat([scores(version="6", customers=("a",)), scores(version="7", customers=("b",))]), "'model_version' holds 2 values"),
+        (scores().drop(columns=["model_version"]), "lack column.*model_version"),
+        (scores().iloc[0:0], "no rows"),
+        (pd.concat([scores(), scores()]), "'customer_id' must be present and unique"),
+    ],
+)
+def test_rejects_frames_an_export_cannot_describe(frame, match):
+    with pytest.raises(ValueError, match=match):
+        build_export(frame, EXPORTED_AT)
+
+
+def test_rejects_naive_export_time():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        build_export(scores(), datetime(2011, 12, 6))
+
+
+def test_parse_export_uri(tmp_path):
+    s3 = parse_export_uri(" s3://bucket/a/b/ ")
+    assert (s3.scheme, s3.bucket, s3.prefix) == ("s3", "bucket", "a/b")
+    assert parse_export_uri(str(tmp_path)).folder == tmp_path.resolve()
+    assert parse_export_uri(f"file://{tmp_path}").folder == tmp_path.resolve()
+    for bad, match in [("s3://", "names a bucket"), ("gs://bucket/x", "unsupported scheme 'gs'"),
+                       ("file://host/x", "local folder"), ("  ", "empty")]:
+        with pytest.raises(ValueError, match=match):
+            parse_export_uri(bad)
+
+
+def test_folder_export_reads_back_as_a_partitioned_dataset_and_overwrites_in_place(tmp_path):
+    location = parse_export_uri(str(tmp_path / "exports"))
+    export.write_to_folder(location, build_export(scores(cutoff="2011-11-28", version="6"), EXPORTED_AT))
+    export.write_to_folder(location, build_export(scores(cutoff="2011-12-05", customers=("x", "y")), EXPORTED_AT))
+    rescored = build_export(scores(cutoff="2011-12-05", version="8", customers=("x", "y", "z")), EXPORTED_AT)
+    export.write_to_folder(location, rescored)
+
+    partition = tmp_path / "exports" / "clv_scores" / "cutoff_date=2011-12-05"
+    assert sorted(p.name for p in partition.iterdir()) == ["_manifest.json", "clv_scores.parquet"]
+    assert json.loads((partition / "_manifest.json").read_text()) == rescored.manifest
+    rows = duckdb.sql(
+        f"select cutoff_date, model_version, count(*) as n from read_parquet('{tmp_path}/exports/clv_scores/*/*.parquet', "
+        "hive_partitioning = true) group by all order by cutoff_date"
+    ).fetchall()
+    assert rows == [(date(2011, 11, 28), "6", 3), (date(2011, 12, 5), "8", 3)]
+
+
+def client_error(code: str, message: str = "nope") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, "PutObject")
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (client_error("NoSuchBucket"), "bucket 'missing' does not exist"),
+        (client_error("InvalidAccessKeyId", "The key\nis unknown"), "refused the credentials (InvalidAccessKeyId: The key is unknown)"),
+        (client_error("AccessDenied"), "access denied"),
+        (NoCredentialsError(), "no AWS credentials found"),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), "http://127.0.0.1:9"),
+    ],
+)
+def test_write_errors_become_one_line_naming_the_uri(error, expected):
+    message = export.describe_write_error(error, parse_export_uri("s3://missing/clv"))
+    assert message.startswith("Cannot export to s3://missing/clv: ")
+    assert expected in message and "\n" not in message
+
+
+def test_unknown_errors_are_not_described():
+    assert export.describe_write_error(RuntimeError("bug"), parse_export_uri("s3://b/p")) is None
+
+
+def test_docstring_examples():
+    assert doctest.testmod(export).failed == 0
