@@ -70,6 +70,11 @@ def dbt_log_dir() -> Path:
     return state_dir() / "dbt" / "logs"
 
 
+def spark_dir() -> Path:
+    """Local Spark state for dbt's ``spark`` target: warehouse, Derby metastore and ``derby.log``."""
+    return state_dir() / "spark"
+
+
 def configure_environment() -> None:
     """Point every component at the state dir and switch telemetry off.
 
@@ -87,6 +92,8 @@ def configure_environment() -> None:
         "DBT_TARGET_PATH": str(dbt_target_dir()),
         "DBT_LOG_PATH": str(dbt_log_dir()),
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        # Read by the `spark` target in dbt_project/profiles.yml.
+        "CLV_SPARK_DIR": str(spark_dir()),
         # pytensor/matplotlib caches would otherwise land in $HOME.
         "MPLCONFIGDIR": str(root / "cache" / "matplotlib"),
     }

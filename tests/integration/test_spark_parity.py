@@ -1,0 +1,156 @@
+"""The dbt models give the same marts on Spark (dbt-spark, local session) as on DuckDB.
+
+The dirty hand-made raw rows of ``test_point_in_time`` (duplicates, cancellations, postage, zero
+prices, guests, events on both sides of each cutoff) are loaded into a temporary DuckDB file and
+into Spark tables in database ``raw``; ``dbt build`` (models, data tests, unit tests) runs on both
+targets with the same --vars, then ``marts.customer_features`` and ``marts.training_examples`` are
+compared row by row.
+
+dbt-spark's ``method: session`` calls ``SparkSession.builder.enableHiveSupport()...getOrCreate()``,
+so dbt runs in this process and reuses the session the test starts with the profile's own
+``server_side_parameters``. All Spark state (warehouse, Derby metastore, derby.log) lives under
+``CLV_SPARK_DIR`` in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+from pathlib import Path
+
+import duckdb
+import jinja2
+import pandas as pd
+import pytest
+import yaml
+
+from test_point_in_time import DBT_VARS, base_customers, base_events, base_transactions, write_raw
+
+pytestmark = pytest.mark.integration
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+MARTS = {
+    "marts.customer_features": ["customer_id", "cutoff_date"],
+    "marts.training_examples": ["customer_id", "cutoff_date"],
+}
+DATE_COLUMNS = {"cutoff_date", "first_purchase_date", "last_purchase_date"}
+
+# Spark column types of the raw tables, matching test_point_in_time.RAW_DDL. timestamp_ntz keeps
+# the naive datetimes as written (like DuckDB's timestamp) whatever the machine's time zone; the
+# profile's session time zone (UTC) then turns them into the same wall-clock timestamps in staging.
+RAW_SPARK_SCHEMAS = {
+    "transactions": "invoice_no string, stock_code string, description string, quantity bigint, "
+    "invoice_date timestamp_ntz, unit_price double, customer_id string, country string",
+    "behavioral_events": "event_id string, session_id string, customer_id string, "
+    "event_type string, event_timestamp timestamp_ntz",
+    "customers": "customer_id string, country string, acquisition_channel string, signup_date timestamp_ntz",
+}
+
+
+def spark_profile_parameters() -> dict[str, str]:
+    """The ``spark`` target's server_side_parameters, rendered like dbt renders env_var()."""
+    profile = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
+    parameters = profile["clv_platform"]["outputs"]["spark"]["server_side_parameters"]
+
+    def env_var(name: str, default: str | None = None) -> str:
+        value = os.environ.get(name, default)
+        if value is None:
+            raise KeyError(f"env var {name} is required by profiles.yml")
+        return value
+
+    return {key: jinja2.Template(str(value)).render(env_var=env_var) for key, value in parameters.items()}
+
+
+def dbt_build(target: str, root: Path) -> None:
+    from dbt.cli.main import dbtRunner
+
+    result = dbtRunner().invoke([
+        "build",
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--target", target,
+        "--target-path", str(root / f"target_{target}"),
+        "--vars", DBT_VARS,
+        "--quiet",
+    ])
+    if not result.success:
+        failed = result.exception or [
+            f"{r.node.name}: {r.status} {r.message or ''}"
+            for r in result.result
+            if str(r.status) not in ("pass", "success")
+        ]
+        pytest.fail(f"dbt build --target {target} failed: {failed}")
+
+
+def normalized(frame: pd.DataFrame, keys: list[str]) -> list[dict]:
+    """Rows as plain dicts sorted by key: lower-case column names, dates as datetime.date."""
+    frame = frame.rename(columns=str.lower)
+    for column in DATE_COLUMNS & set(frame.columns):
+        frame[column] = [None if pd.isna(v) else pd.Timestamp(v).date() for v in frame[column]]
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return sorted(records, key=lambda r: tuple(r[k] for k in keys))
+
+
+def assert_same_value(column: str, expected, actual) -> None:
+    if isinstance(expected, float) or isinstance(actual, float):
+        assert expected is not None and actual is not None, column
+        assert math.isclose(float(expected), float(actual), rel_tol=1e-9, abs_tol=1e-12), (
+            f"{column}: {expected} != {actual}"
+        )
+    elif isinstance(expected, dt.date):
+        assert isinstance(actual, dt.date) and actual == expected, f"{column}: {expected!r} != {actual!r}"
+    else:
+        assert expected == actual, f"{column}: {expected!r} != {actual!r}"
+
+
+@pytest.fixture(scope="module")
+def marts(tmp_path_factory) -> dict[str, dict[str, pd.DataFrame]]:
+    root = tmp_path_factory.mktemp("clv_spark_parity")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+        mp.setenv("CLV_HOME", str(root))
+        mp.setenv("CLV_SPARK_DIR", str(root / "spark"))
+        mp.setenv("CLV_WAREHOUSE_PATH", str(root / "warehouse.duckdb"))
+        mp.setenv("DBT_PROFILES_DIR", str(DBT_PROJECT_DIR))
+        mp.setenv("DBT_TARGET_PATH", str(root / "target"))
+        mp.setenv("DBT_LOG_PATH", str(root / "logs"))
+        mp.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        transactions, events, customers = base_transactions(), base_events(), base_customers()
+
+        # DuckDB: the platform's default warehouse.
+        write_raw(root / "warehouse.duckdb", transactions, events, customers)
+        dbt_build("duckdb", root)
+        with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+            duck = {name: con.execute(f"select * from {name}").df() for name in MARTS}
+
+        # Spark: the session dbt-spark will reuse, configured exactly as the profile configures it.
+        from pyspark.sql import SparkSession
+
+        builder = SparkSession.builder.master("local[2]").appName("clv-spark-parity").enableHiveSupport()
+        for key, value in spark_profile_parameters().items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        try:
+            spark.sql("create database if not exists raw")
+            raw = {"transactions": transactions, "behavioral_events": events, "customers": customers}
+            for table, rows in raw.items():
+                frame = spark.createDataFrame(rows, schema=RAW_SPARK_SCHEMAS[table])
+                frame.write.mode("overwrite").saveAsTable(f"raw.{table}")
+            dbt_build("spark", root)
+            on_spark = {name: spark.table(name).toPandas() for name in MARTS}
+        finally:
+            spark.stop()
+        yield {"duckdb": duck, "spark": on_spark}
+
+
+@pytest.mark.parametrize("mart", sorted(MARTS))
+def test_spark_marts_equal_duckdb_marts(marts, mart):
+    keys = MARTS[mart]
+    duck, spark = marts["duckdb"][mart], marts["spark"][mart]
+    assert [c.lower() for c in spark.columns] == [c.lower() for c in duck.columns]
+    assert len(duck) > 0
+    expected_rows, actual_rows = normalized(duck, keys), normalized(spark, keys)
+    assert [tuple(r[k] for k in keys) for r in actual_rows] == [tuple(r[k] for k in keys) for r in expected_rows]
+    for expected, actual in zip(expected_rows, actual_rows):
+        for column, value in expected.items():
+            assert_same_value(f"{mart}.{column} at {[expected[k] for k in keys]}", value, actual[column])
