@@ -94,8 +94,10 @@ def configure_environment() -> None:
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         # Read by the `spark` target in dbt_project/profiles.yml.
         "CLV_SPARK_DIR": str(spark_dir()),
-        # pytensor/matplotlib caches would otherwise land in $HOME.
+        # pytensor/matplotlib caches would otherwise land in $HOME; pytensor's compile cache
+        # makes every BG/NBD fit after the first one fast, so keep it with the rest of the state.
         "MPLCONFIGDIR": str(root / "cache" / "matplotlib"),
+        "PYTENSOR_FLAGS": f"base_compiledir={root / 'cache' / 'pytensor'}",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
