@@ -1,0 +1,227 @@
+"""Read a source as delivered: files (CSV, gzip, Parquet, XLSX), S3 objects, PostgreSQL, the generator.
+
+A reader returns :class:`SourceFrame` objects: the records with the source's own column names,
+text formats as strings, and the row number of every record in its file (the header is row 1),
+so that every later error and quarantine entry can name file, row and column. A record with the
+wrong number of fields is kept (its raw line in ``_bad_line``) so that validation quarantines it
+instead of losing it. Whole-file failures raise :class:`SourceError`, a one-line message.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import io
+import os
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clv_platform.ingest.spec import SourceSpec
+
+BAD_LINE = "_bad_line"
+SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz", ".parquet", ".pq", ".xlsx")
+
+csv.field_size_limit(sys.maxsize)
+
+
+class SourceError(ValueError):
+    """An input that cannot be read at all; the message names source, row, column and rule."""
+
+    def __init__(self, source: str, rule: str, message: str, row: int | None = None, column: str | None = None):
+        self.source, self.rule, self.row, self.column = source, rule, row, column
+        where = "".join([f": row {row}" if row is not None else "", f": column '{column}'" if column else ""])
+        super().__init__(f"{source}{where}: {message} (rule: {rule})")
+
+
+@dataclass
+class SourceFrame:
+    """Records of one file, object or query, with the source's column names."""
+
+    name: str
+    frame: pd.DataFrame
+    rows: np.ndarray  # row number of each record in the source (1-based, header = 1 for text and xlsx)
+    extra_columns: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def _format_of(name: str, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    lowered = name.lower()
+    if lowered.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lowered.endswith(".xlsx"):
+        return "xlsx"
+    return "csv"
+
+
+def read_bytes(data: bytes, name: str, spec: SourceSpec) -> SourceFrame:
+    """Parse one file's bytes by its format (``spec.format`` or the name's suffix)."""
+    fmt = _format_of(name, spec.format)
+    if fmt == "parquet":
+        return _read_parquet(data, name)
+    if fmt == "xlsx":
+        return _read_xlsx(data, name, spec.sheet)
+    return _read_csv(data, name, spec.delimiter if not name.lower().endswith((".tsv", ".tsv.gz")) else "\t", spec.encoding)
+
+
+def _read_csv(data: bytes, name: str, delimiter: str, encoding: str) -> SourceFrame:
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as error:
+            raise SourceError(name, "readable_file", f"corrupt or truncated gzip stream ({error})") from None
+    # Undecodable bytes survive as surrogates; validation quarantines the rows that hold them.
+    text = data.decode(encoding, errors="surrogateescape")
+    text = text.removeprefix("\ufeff")
+    if "\x00" in text:
+        raise SourceError(name, "readable_file", "binary content (NUL bytes): not a text file")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    try:
+        header = next(reader, None)
+    except csv.Error as error:
+        raise SourceError(name, "readable_file", str(error), row=1) from None
+    if header is None:
+        return SourceFrame(name, pd.DataFrame(), np.array([], dtype=np.int64))
+    header = [h.strip() for h in header]
+    if len(set(header)) != len(header):
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        raise SourceError(name, "unique_columns", f"header names column(s) more than once: {', '.join(dupes)}", row=1)
+    records, rows, bad = [], [], []
+    width, previous_end = len(header), reader.line_num
+    try:
+        for record in reader:
+            start = previous_end + 1
+            previous_end = reader.line_num
+            if not record or record == [""]:
+                continue  # blank line
+            if len(record) != width:
+                bad.append(delimiter.join(record))
+                record = (record + [""] * width)[:width]
+            else:
+                bad.append(None)
+            records.append(record)
+            rows.append(start)
+    except csv.Error as error:
+        raise SourceError(name, "readable_file", str(error), row=previous_end + 1) from None
+    frame = pd.DataFrame(records, columns=header, dtype=object)
+    frame[BAD_LINE] = pd.Series(bad, dtype=object)
+    return SourceFrame(name, frame, np.asarray(rows, dtype=np.int64))
+
+
+def _read_parquet(data: bytes, name: str) -> SourceFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowInvalid, OSError) as error:
+        raise SourceError(name, "readable_file", f"not a readable Parquet file ({error})") from None
+    frame = table.to_pandas()
+    return SourceFrame(name, frame, np.arange(1, len(frame) + 1, dtype=np.int64))
+
+
+def _read_xlsx(data: bytes, name: str, sheet: str | int) -> SourceFrame:
+    try:
+        frame = pd.read_excel(io.BytesIO(data), sheet_name=sheet, dtype=object, engine="openpyxl")
+    except Exception as error:  # openpyxl raises many types for a broken workbook
+        raise SourceError(name, "readable_file", f"not a readable XLSX workbook ({type(error).__name__}: {error})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return SourceFrame(name, frame.reset_index(drop=True), np.arange(2, len(frame) + 2, dtype=np.int64))
+
+
+def _is_data_file(name: str) -> bool:
+    return name.lower().endswith(SUFFIXES)
+
+
+def list_files(path: str) -> list[Path]:
+    """The files a ``files`` source names: one file, the data files of a folder, or a glob's matches."""
+    expanded = os.path.expanduser(path)
+    if os.path.isdir(expanded):
+        return sorted(p for p in Path(expanded).iterdir() if p.is_file() and _is_data_file(p.name))
+    if glob.has_magic(expanded):
+        return sorted(Path(p) for p in glob.glob(expanded, recursive=True) if os.path.isfile(p))
+    if os.path.isfile(expanded):
+        return [Path(expanded)]
+    raise SourceError(path, "input_present", "no such file or folder")
+
+
+def list_s3_objects(s3_client, bucket: str, prefix: str) -> list[dict]:
+    """Data objects under ``s3://bucket/prefix``: dicts with Key, Size, ETag, LastModified."""
+    objects = []
+    paginator = s3_client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        objects += [o for o in page.get("Contents", []) if _is_data_file(o["Key"])]
+    return sorted(objects, key=lambda o: o["Key"])
+
+
+def read_s3_object(s3_client, bucket: str, key: str, spec: SourceSpec) -> SourceFrame:
+    body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return read_bytes(body, f"s3://{bucket}/{key}", spec)
+
+
+def read_postgres(spec: SourceSpec, timestamp_column: str, start: datetime | None = None, end: datetime | None = None) -> SourceFrame:
+    """Rows of a table or query, only those with ``start <= timestamp < end`` when given (incremental reads)."""
+    import psycopg
+    from psycopg import sql
+
+    dsn = os.environ.get(spec.dsn_env)
+    if not dsn:
+        raise SourceError(f"postgresql ({spec.dsn_env})", "connection", f"environment variable {spec.dsn_env} is not set")
+    if spec.table:
+        parts = [sql.Identifier(p) for p in spec.table.split(".")]
+        relation = sql.SQL(".").join(parts)
+        name = f"postgresql:{spec.table}"
+    else:
+        relation = sql.SQL("({}) as source_query").format(sql.SQL(spec.query))
+        name = "postgresql:query"
+    ts = sql.Identifier(timestamp_column)
+    conditions, params = [], []
+    if start is not None:
+        conditions.append(sql.SQL("{} >= %s").format(ts))
+        params.append(start)
+    if end is not None:
+        conditions.append(sql.SQL("{} < %s").format(ts))
+        params.append(end)
+    where = sql.SQL(" where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL("")
+    statement = sql.SQL("select * from {}{} order by {}").format(relation, where, ts)
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as con, con.cursor() as cur:
+            cur.execute(statement, params)
+            columns = [d.name for d in cur.description]
+            frame = pd.DataFrame(cur.fetchall(), columns=columns)
+    except psycopg.Error as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SourceError(name, "connection", message) from None
+    return SourceFrame(name, frame, np.arange(1, len(frame) + 1, dtype=np.int64))
+
+
+def iter_source(spec: SourceSpec, timestamp_column: str | None = None, start: datetime | None = None,
+                end: datetime | None = None, s3_client=None) -> Iterator[SourceFrame]:
+    """Every frame of a files, s3 or postgres source (the generator is read by its own asset)."""
+    if spec.kind == "files":
+        for path in list_files(spec.path):
+            try:
+                data = path.read_bytes()
+            except OSError as error:
+                raise SourceError(str(path), "readable_file", error.strerror or str(error)) from None
+            yield read_bytes(data, str(path), spec)
+    elif spec.kind == "s3":
+        if s3_client is None:
+            raise ValueError("an s3 source needs an S3 client")
+        for obj in list_s3_objects(s3_client, spec.bucket, spec.prefix):
+            yield read_s3_object(s3_client, spec.bucket, obj["Key"], spec)
+    elif spec.kind == "postgres":
+        yield read_postgres(spec, timestamp_column, start, end)
+    else:
+        raise ValueError(f"iter_source does not read '{spec.kind}' sources")

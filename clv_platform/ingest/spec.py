@@ -1,0 +1,189 @@
+"""What to ingest and how: the source spec, read from a YAML file, with no code change.
+
+``CLV_SOURCE_CONFIG`` names the file; without it the built-in generator is the source. Example::
+
+    transactions:
+      kind: files                      # generator | files | s3 | postgres
+      path: data/orders/*.csv.gz       # a file, a folder or a glob
+      preset: online_retail            # online_retail | online_retail_ii | canonical
+    behavioral_events:                 # optional: no events table means no behaviour features
+      kind: files
+      path: data/events.parquet
+    pii:
+      key_env: CLV_PII_KEY             # the HMAC key is read from this variable, never from the file
+      columns: {customer_id: hmac, description: drop}
+
+Any other log loads through ``columns`` (canonical name -> the log's column), e.g. a log of only
+customer, date and amount::
+
+    transactions: {kind: files, path: sales.csv,
+                   columns: {customer_id: cust, invoice_date: day, amount: total}}
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SOURCE_CONFIG_ENV = "CLV_SOURCE_CONFIG"
+
+# Canonical transaction columns; a mapping names the log's column for each one it has.
+TRANSACTION_FIELDS = (
+    "invoice_no", "stock_code", "description", "quantity", "invoice_date", "unit_price", "customer_id", "country",
+)
+EVENT_FIELDS = ("event_id", "session_id", "customer_id", "event_type", "event_timestamp")
+CUSTOMER_FIELDS = ("customer_id", "country", "acquisition_channel", "signup_date")
+
+PRESETS: dict[str, dict[str, str]] = {
+    # UCI Online Retail (Chen et al. 2012).
+    "online_retail": {
+        "invoice_no": "InvoiceNo", "stock_code": "StockCode", "description": "Description", "quantity": "Quantity",
+        "invoice_date": "InvoiceDate", "unit_price": "UnitPrice", "customer_id": "CustomerID", "country": "Country",
+    },
+    # UCI Online Retail II (2009-2011).
+    "online_retail_ii": {
+        "invoice_no": "Invoice", "stock_code": "StockCode", "description": "Description", "quantity": "Quantity",
+        "invoice_date": "InvoiceDate", "unit_price": "Price", "customer_id": "Customer ID", "country": "Country",
+    },
+    # The warehouse's own names (raw.transactions as exported).
+    "canonical": {name: name for name in TRANSACTION_FIELDS},
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GeneratorOptions(_Strict):
+    """The built-in realistic e-commerce dataset (deterministic by seed)."""
+
+    n_customers: int = Field(default=5_000, description="Customers to simulate.")
+    years: int = Field(default=3, description="Length of the history in years.")
+    end_date: str = Field(default="2025-12-31", description="Last day of the history (YYYY-MM-DD).")
+    seed: int = Field(default=42, description="Random seed; the same seed gives the same data.")
+    spend_multiplier: float = Field(default=1.0, description="Scales every customer's spend (drift drills).")
+    purchase_rate_multiplier: float = Field(default=1.0, description="Scales purchase rates (drift drills).")
+
+
+class SourceSpec(_Strict):
+    """Where one raw table comes from and how its columns map to the canonical ones."""
+
+    kind: Literal["generator", "files", "s3", "postgres"] = "generator"
+    # files: one file, a folder (every csv/csv.gz/parquet/xlsx in it) or a glob.
+    path: str | None = None
+    # s3: every object under s3://bucket/prefix (suffixes as for folders).
+    bucket: str | None = None
+    prefix: str = ""
+    # postgres: a table or a query; the connection string comes from the environment variable.
+    dsn_env: str = "CLV_POSTGRES_DSN"
+    table: str | None = None
+    query: str | None = None
+    # File format; auto decides by suffix (.csv, .csv.gz, .tsv, .parquet, .xlsx).
+    format: Literal["auto", "csv", "parquet", "xlsx"] = "auto"
+    preset: Literal["online_retail", "online_retail_ii", "canonical"] | None = None
+    columns: dict[str, str] = Field(default_factory=dict, description="canonical name -> column in the source")
+    # Accepted timestamp formats, tried in order (strptime codes); empty means ISO 8601 only.
+    timestamp_formats: list[str] = Field(default_factory=list)
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    sheet: str | int = 0
+
+    @model_validator(mode="after")
+    def _where(self) -> SourceSpec:
+        needs = {"files": ("path",), "s3": ("bucket",)}.get(self.kind, ())
+        for field in needs:
+            if not getattr(self, field):
+                raise ValueError(f"a '{self.kind}' source needs '{field}'")
+        if self.kind == "postgres" and bool(self.table) == bool(self.query):
+            raise ValueError("a 'postgres' source needs exactly one of 'table' or 'query'")
+        return self
+
+    def mapping(self, fields: tuple[str, ...]) -> dict[str, str]:
+        """canonical -> source column, the preset overlaid by ``columns``; identity when neither is given."""
+        base = dict(PRESETS[self.preset]) if self.preset else {}
+        if not self.preset and not self.columns:
+            base = {name: name for name in fields}
+        base.update(self.columns)
+        unknown = sorted(set(base) - set(fields) - {"amount"})
+        if unknown:
+            raise ValueError(f"unknown canonical column(s) in mapping: {', '.join(unknown)}; known: {', '.join(fields)}, amount")
+        return {k: v for k, v in base.items() if k in fields or k == "amount"}
+
+
+class PiiSpec(_Strict):
+    """Per-column privacy: ``hmac`` keeps joins working without the raw value; ``drop`` removes it."""
+
+    key_env: str = "CLV_PII_KEY"
+    columns: dict[str, Literal["hmac", "drop"]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _droppable(self) -> PiiSpec:
+        required = {"customer_id", "invoice_date", "event_timestamp", "quantity", "unit_price"}
+        bad = sorted(c for c, how in self.columns.items() if how == "drop" and c in required)
+        if bad:
+            raise ValueError(f"cannot drop required column(s) {', '.join(bad)}: use hmac for identifiers")
+        return self
+
+
+class RuleLimits(_Strict):
+    """Thresholds of the row and table rules (see clv_platform.ingest.rules)."""
+
+    max_abs_quantity: int = Field(default=1_000_000, description="Largest plausible |quantity| on one line (items).")
+    max_unit_price: float = Field(default=100_000.0, description="Largest plausible unit price (currency).")
+    adjustment_stock_codes: list[str] = Field(
+        default_factory=lambda: ["B"], description="Stock codes of documented adjustments, allowed a negative price."
+    )
+    max_quarantine_share: float = Field(default=0.5, description="Largest share of rows a load may quarantine.")
+    max_volume_ratio: float = Field(default=10.0, description="Largest daily-volume change vs the previous window, either way.")
+    max_order_value_ratio: float = Field(default=3.0, description="Largest mean order value change vs the previous window.")
+    max_new_category_share: float = Field(default=0.05, description="Largest share of rows with a country/channel never seen before.")
+
+
+class IngestionSpec(_Strict):
+    transactions: SourceSpec = Field(default_factory=SourceSpec)
+    behavioral_events: SourceSpec | None = None
+    customers: SourceSpec | None = None
+    generator: GeneratorOptions = Field(default_factory=GeneratorOptions)
+    pii: PiiSpec = Field(default_factory=PiiSpec)
+    limits: RuleLimits = Field(default_factory=RuleLimits)
+    # First day of the daily partitions; rows dated earlier are quarantined.
+    history_start: date = date(2010, 1, 1)
+
+    @model_validator(mode="after")
+    def _generator_fills_in(self) -> IngestionSpec:
+        # The generator makes all three tables; other sources name theirs.
+        if self.transactions.kind == "generator":
+            self.behavioral_events = self.behavioral_events or SourceSpec(kind="generator")
+            self.customers = self.customers or SourceSpec(kind="generator")
+        return self
+
+    @property
+    def is_generated(self) -> bool:
+        return self.transactions.kind == "generator"
+
+
+def load_spec(path: str | os.PathLike | None = None) -> IngestionSpec:
+    """The spec in ``path`` (or ``$CLV_SOURCE_CONFIG``); the generator default when neither is set.
+
+    Relative paths inside the file are resolved against the file's folder.
+    """
+    path = path or os.environ.get(SOURCE_CONFIG_ENV) or None
+    if not path:
+        return IngestionSpec()
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: source config not found (set by {SOURCE_CONFIG_ENV})")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+        spec = IngestionSpec.model_validate(raw)
+    except (yaml.YAMLError, ValueError) as error:
+        raise ValueError(f"{file}: invalid source config: {error}") from None
+    for source in (spec.transactions, spec.behavioral_events, spec.customers):
+        if source is not None and source.kind == "files" and source.path and not Path(source.path).expanduser().is_absolute():
+            source.path = str(file.parent / source.path)
+    return spec
