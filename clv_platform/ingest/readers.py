@@ -171,38 +171,48 @@ def read_s3_object(s3_client, bucket: str, key: str, spec: SourceSpec) -> Source
 
 
 def read_postgres(spec: SourceSpec, timestamp_column: str, start: datetime | None = None, end: datetime | None = None) -> SourceFrame:
-    """Rows of a table or query, only those with ``start <= timestamp < end`` when given (incremental reads)."""
+    """Rows of a table or query, only those with ``start <= timestamp < end`` when given (incremental reads).
+
+    Columns keep PostgreSQL's types as psycopg loads them, except ``numeric``, which arrives as float
+    (as from Parquet) rather than ``Decimal``. Errors never repeat the DSN's password.
+    """
     import psycopg
     from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+    from psycopg.types.numeric import FloatLoader
 
     dsn = os.environ.get(spec.dsn_env)
     if not dsn:
         raise SourceError(f"postgresql ({spec.dsn_env})", "connection", f"environment variable {spec.dsn_env} is not set")
+    try:
+        password = str(conninfo_to_dict(dsn).get("password") or "")
+    except psycopg.Error:
+        # libpq's parse errors quote pieces of the string, which may be the password.
+        raise SourceError(f"postgresql ({spec.dsn_env})", "connection",
+                          f"{spec.dsn_env} is not a valid connection string") from None
     if spec.table:
         parts = [sql.Identifier(p) for p in spec.table.split(".")]
         relation = sql.SQL(".").join(parts)
         name = f"postgresql:{spec.table}"
     else:
-        relation = sql.SQL("({}) as source_query").format(sql.SQL(spec.query))
+        # The newline ends a trailing "-- comment"; a trailing ';' would end the statement.
+        relation = sql.SQL("({}\n) as source_query").format(sql.SQL(spec.query.strip().rstrip(";")))
         name = "postgresql:query"
     ts = sql.Identifier(timestamp_column)
-    conditions, params = [], []
-    if start is not None:
-        conditions.append(sql.SQL("{} >= %s").format(ts))
-        params.append(start)
-    if end is not None:
-        conditions.append(sql.SQL("{} < %s").format(ts))
-        params.append(end)
+    # Bounds are literals, not parameters: with parameters psycopg would read a '%' in the query as one.
+    conditions = [sql.SQL("{} >= {}").format(ts, sql.Literal(start))] if start is not None else []
+    conditions += [sql.SQL("{} < {}").format(ts, sql.Literal(end))] if end is not None else []
     where = sql.SQL(" where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL("")
     statement = sql.SQL("select * from {}{} order by {}").format(relation, where, ts)
     try:
         with psycopg.connect(dsn, connect_timeout=10) as con, con.cursor() as cur:
-            cur.execute(statement, params)
+            cur.adapters.register_loader("numeric", FloatLoader)
+            cur.execute(statement)
             columns = [d.name for d in cur.description]
             frame = pd.DataFrame(cur.fetchall(), columns=columns)
     except psycopg.Error as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SourceError(name, "connection", message) from None
+        raise SourceError(name, "connection", message.replace(password, "***") if password else message) from None
     return SourceFrame(name, frame, np.arange(1, len(frame) + 1, dtype=np.int64))
 
 
