@@ -14,6 +14,7 @@ import glob
 import gzip
 import io
 import os
+import re
 import sys
 import zlib
 from collections.abc import Iterator
@@ -48,7 +49,7 @@ class SourceFrame:
     name: str
     frame: pd.DataFrame
     rows: np.ndarray  # row number of each record in the source (1-based, header = 1 for text and xlsx)
-    extra_columns: tuple[str, ...] = ()
+    undecodable: bool = False  # text with bytes invalid in the declared encoding (kept as surrogates)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -116,7 +117,8 @@ def _read_csv(data: bytes, name: str, delimiter: str, encoding: str) -> SourceFr
         raise SourceError(name, "readable_file", str(error), row=previous_end + 1) from None
     frame = pd.DataFrame(records, columns=header, dtype=object)
     frame[BAD_LINE] = pd.Series(bad, dtype=object)
-    return SourceFrame(name, frame, np.asarray(rows, dtype=np.int64))
+    undecodable = not text.isascii() and re.search("[\udc80-\udcff]", text) is not None
+    return SourceFrame(name, frame, np.asarray(rows, dtype=np.int64), undecodable=undecodable)
 
 
 def _read_parquet(data: bytes, name: str) -> SourceFrame:
