@@ -26,6 +26,7 @@ EXPECTED_ASSETS = {
     ("scoring", "clv_scores"): "scoring",
     ("scoring", "clv_scores_export"): "scoring",
     ("monitoring", "drift_report"): "monitoring",
+    ("monitoring", "data_profile"): "monitoring",
 }
 
 
@@ -54,6 +55,13 @@ def test_lineage_runs_raw_to_drift(defs):
 
     assert {dg.AssetKey(["raw", "transactions"]), dg.AssetKey(["marts", "training_examples"]),
             dg.AssetKey(["ml", "clv_model"])} <= all_upstream(dg.AssetKey(["monitoring", "drift_report"]))
+
+
+def test_data_profile_reads_the_raw_tables(defs):
+    node = defs.resolve_asset_graph().get(dg.AssetKey(["monitoring", "data_profile"]))
+    assert node.parent_keys == {dg.AssetKey(["raw", name]) for name in ("transactions", "behavioral_events", "customers")}
+    assert not node.is_partitioned
+    assert set(node.kinds) == {"duckdb"}
 
 
 def test_dbt_tests_are_asset_checks(defs):

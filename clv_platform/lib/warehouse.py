@@ -29,7 +29,9 @@ def read_table(con, table: str, where: str = "") -> pd.DataFrame:
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".2f") -> str:
     """A markdown table for asset metadata, without the optional `tabulate` dependency."""
     def cell(value) -> str:
-        return format(value, floatfmt) if isinstance(value, float) else str(value)
+        text = format(value, floatfmt) if isinstance(value, float) else str(value)
+        # A raw value (a product description, say) must not end the cell or the row, nor open a tag.
+        return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
 
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"

@@ -120,6 +120,21 @@ def test_drift_report_exists_with_psi(pipeline):
     assert drift["prediction_psi"] < 0.1
 
 
+def test_data_profile_counts_the_generated_tables(pipeline):
+    from clv_platform.datagen import generate
+
+    _, instance, _ = pipeline
+    data = generate(**GENERATOR)
+    profile = _metadata(instance, ["monitoring", "data_profile"])
+    assert profile["row_counts"] == {
+        "raw.transactions": len(data.transactions),
+        "raw.behavioral_events": len(data.behavioral_events),
+        "raw.customers": len(data.customers),
+    }
+    missing_customer = int(data.transactions["CustomerID"].isna().sum())
+    assert f"| customer_id | VARCHAR | {len(data.transactions) - missing_customer:,} |" in profile["raw_transactions_profile"]
+
+
 def _evaluate(instance, cursor):
     from clv_platform.defs.monitoring.sensors import drift_retraining_sensor
     from clv_platform.lib.resources import DriftPolicy

@@ -1,0 +1,1 @@
+"""Pure ingestion logic: sources, validation, quarantine, privacy, profiles (no Dagster import)."""
