@@ -13,10 +13,17 @@ from clv_platform import settings
 MAIN_JOB = "clv_full_pipeline"
 
 
+def _generator_config(args: argparse.Namespace) -> dict:
+    return {"n_customers": args.customers, "seed": args.seed, "end_date": args.end_date}
+
+
 def _run_config(args: argparse.Namespace) -> dict:
-    generator = {"n_customers": args.customers, "seed": args.seed, "end_date": args.end_date}
+    generator = _generator_config(args)
     # INFO, not DEBUG: step starts, dbt's summary and our own log lines, without the event firehose.
-    return {"ops": {"raw_generated": {"config": generator}}, "loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    return {
+        "ops": {"raw_daily": {"config": generator}, "raw__customers": {"config": generator}},
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+    }
 
 
 def _summary(instance, run_id: str, seconds: float) -> str:
@@ -59,18 +66,36 @@ def _summary(instance, run_id: str, seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.source:
+        os.environ["CLV_SOURCE_CONFIG"] = os.path.abspath(args.source)
     settings.configure_environment()
     import dagster as dg
 
     from clv_platform.definitions import defs
+    from clv_platform.defs.ingestion.assets import IngestConfig
+    from clv_platform.defs.resources import s3_from_environment
+    from clv_platform.ingest.readers import SourceError
+    from clv_platform.ingest.spec import load_spec
+    from clv_platform.lib.ingestion import partition_range_tags, source_date_range
 
     started = time.perf_counter()
     definitions = defs()
     job = definitions.resolve_job_def(MAIN_JOB)
     print(f"Definitions loaded in {time.perf_counter() - started:.1f} s; running {MAIN_JOB} ...", flush=True)
     instance = dg.DagsterInstance.get()
+    spec = load_spec()
+    try:
+        # A full load covers every day the source has, as one run over that partition range.
+        s3_client = s3_from_environment().get_client() if spec.transactions.kind == "s3" else None
+        first, last = source_date_range(spec, IngestConfig(**_generator_config(args)).generator_options(spec), s3_client)
+    except (SourceError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Source: {spec.transactions.kind}; loading daily partitions {first} .. {last}", flush=True)
     started = time.perf_counter()
-    result = job.execute_in_process(run_config=_run_config(args), instance=instance, raise_on_error=False)
+    result = job.execute_in_process(
+        run_config=_run_config(args), instance=instance, raise_on_error=False, tags=partition_range_tags(first, last)
+    )
     elapsed = time.perf_counter() - started
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
@@ -101,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--customers", type=int, default=5_000, help="customers to generate (default 5000)")
     run_parser.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
     run_parser.add_argument("--end-date", default="2025-12-31", help="last day of the history (default 2025-12-31)")
+    run_parser.add_argument("--source", default=None, help="source spec YAML (default: $CLV_SOURCE_CONFIG, else the generator)")
     run_parser.set_defaults(func=run)
     dev_parser = sub.add_parser("dev", help="Open the Dagster UI (dagster dev) on the state directory.")
     dev_parser.add_argument("--host", default="127.0.0.1")

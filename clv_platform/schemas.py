@@ -22,16 +22,25 @@ UCI_COLUMNS = {
     "Country": "country",
 }
 
+# Where each stored row came from: file/object/query, its row there, and when it was loaded.
+PROVENANCE = {
+    "_source": pa.Column(str),
+    "_source_row": pa.Column("int64"),
+    "_loaded_at": pa.Column("datetime64[ns]"),
+}
+
 transactions_schema = pa.DataFrameSchema(
     {
         "invoice_no": pa.Column(str),
-        "stock_code": pa.Column(str),
+        # A log without products or countries (customer, date, amount) leaves these empty.
+        "stock_code": pa.Column(str, nullable=True),
         "description": pa.Column(str, nullable=True),
         "quantity": pa.Column("int64"),
         "invoice_date": pa.Column("datetime64[ns]"),
         "unit_price": pa.Column(float),
-        "customer_id": pa.Column(str, nullable=True),
-        "country": pa.Column(str),
+        "customer_id": pa.Column(str),
+        "country": pa.Column(str, nullable=True),
+        **PROVENANCE,
     },
     strict=True,
     ordered=True,
@@ -41,10 +50,11 @@ transactions_schema = pa.DataFrameSchema(
 behavioral_events_schema = pa.DataFrameSchema(
     {
         "event_id": pa.Column(str, unique=True),
-        "session_id": pa.Column(str),
+        "session_id": pa.Column(str, nullable=True),
         "customer_id": pa.Column(str),
         "event_type": pa.Column(str, pa.Check.isin(EVENT_TYPES)),
         "event_timestamp": pa.Column("datetime64[ns]"),
+        **PROVENANCE,
     },
     strict=True,
     ordered=True,

@@ -12,6 +12,7 @@ from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
 from clv_platform.lib.dbt import build_dbt_project
+from clv_platform.lib.ingestion import RawSource
 from clv_platform.lib.resources import DriftPolicy, MlflowResource
 
 
@@ -45,6 +46,8 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "warehouse": DuckDBResource(database=dg.EnvVar("CLV_WAREHOUSE_PATH")),
+            # The source spec file; unset means the built-in generator.
+            "raw_source": RawSource(),
             "dbt": DbtCliResource(
                 project_dir=build_dbt_project(), target=dbt_target, dbt_executable=_dbt_executable()
             ),

@@ -1,75 +1,303 @@
-"""raw/*: the built-in generator's transactions, behavioural events and customers, validated into DuckDB."""
+"""raw/*: transactions and behavioural events by event day, customers, and their quarantines.
 
+The source (generator, files, S3, PostgreSQL) comes from the spec in ``CLV_SOURCE_CONFIG``. A run
+covers a range of daily partitions: it reads the source, applies privacy and the row rules,
+and replaces exactly those days (plus the quarantine rows of those days and of the sources it
+read) in one DuckDB transaction. Table rules are blocking checks.
+"""
+
+
+from datetime import datetime
 
 import dagster as dg
+import pandas as pd
+from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from clv_platform.lib.warehouse import replace_table
+from clv_platform.ingest import table_rules
+from clv_platform.ingest.readers import SourceError, SourceFrame, iter_source
+from clv_platform.ingest.spec import GeneratorOptions, IngestionSpec, SourceSpec
+from clv_platform.ingest.validate import EVENTS, TRANSACTIONS, Contract, Validated, apply_pii, validate
+from clv_platform.lib.ingestion import DAILY_PARTITIONS, RawSource, replace_window, window_of
+from clv_platform.lib.warehouse import markdown_table, replace_table
+
+TRANSACTIONS_KEY = dg.AssetKey(["raw", "transactions"])
+EVENTS_KEY = dg.AssetKey(["raw", "behavioral_events"])
+CUSTOMERS_KEY = dg.AssetKey(["raw", "customers"])
+TX_QUARANTINE_KEY = dg.AssetKey(["raw", "transactions_quarantine"])
+EV_QUARANTINE_KEY = dg.AssetKey(["raw", "behavioral_events_quarantine"])
+
+TX_CHECKS = {
+    "schema_matches_contract": "Every source file has the mapped columns and can be read.",
+    "input_not_empty": "The source delivered at least one row.",
+    "quarantine_share_within_limit": "At most limits.max_quarantine_share of the rows in the window were quarantined.",
+    "volume_change_within_limit": "Mean daily lines within limits.max_volume_ratio of the previous window's.",
+    "mean_order_value_stable": "Mean order value within limits.max_order_value_ratio of the previous window's.",
+    "countries_stable": "Countries never seen before hold at most limits.max_new_category_share of the rows.",
+}
+EV_CHECKS = {
+    "events_schema_matches_contract": "Every events source has the mapped columns and can be read.",
+    "events_quarantine_share_within_limit": "At most limits.max_quarantine_share of the events in the window were quarantined.",
+}
 
 
-class RawGeneratorConfig(dg.Config):
-    """The built-in realistic e-commerce dataset (deterministic by seed)."""
+class IngestConfig(dg.Config):
+    """Overrides of the generator options in the source spec (used only when the source is the generator)."""
 
-    n_customers: int = Field(default=5_000, description="Customers to simulate.")
-    years: int = Field(default=3, description="Length of the history in years.")
-    end_date: str = Field(default="2025-12-31", description="Last day of the history (YYYY-MM-DD).")
-    seed: int = Field(default=42, description="Random seed; the same seed gives the same data.")
-    spend_multiplier: float = Field(default=1.0, description="Scales every customer's spend (drift drills).")
-    purchase_rate_multiplier: float = Field(default=1.0, description="Scales purchase rates (drift drills).")
+    n_customers: int | None = Field(default=None, description="Customers to simulate.")
+    years: int | None = Field(default=None, description="Length of the history in years.")
+    end_date: str | None = Field(default=None, description="Last day of the history (YYYY-MM-DD).")
+    seed: int | None = Field(default=None, description="Random seed; the same seed gives the same data.")
+    spend_multiplier: float | None = Field(default=None, description="Scales every customer's spend (drift drills).")
+    purchase_rate_multiplier: float | None = Field(default=None, description="Scales purchase rates (drift drills).")
+
+    def generator_options(self, spec: IngestionSpec) -> GeneratorOptions:
+        overrides = {k: v for k, v in self.model_dump().items() if v is not None}
+        return spec.generator.model_copy(update=overrides)
+
+
+def generated(options: GeneratorOptions):
+    from clv_platform.datagen import generate
+
+    return generate(
+        n_customers=options.n_customers, years=options.years, end_date=options.end_date, seed=options.seed,
+        spend_multiplier=options.spend_multiplier, purchase_rate_multiplier=options.purchase_rate_multiplier,
+    )
+
+
+def _frames(source: SourceSpec, contract: Contract, generated_table: pd.DataFrame | None, s3: S3Resource,
+            start: datetime, end: datetime) -> list[SourceFrame]:
+    if source.kind == "generator":
+        import numpy as np
+
+        return [SourceFrame("generator", generated_table, np.arange(1, len(generated_table) + 1))]
+    ts_column = source.mapping(contract.fields)[contract.timestamp]
+    client = s3.get_client() if source.kind == "s3" else None
+    return list(iter_source(source, ts_column, start, end, s3_client=client))
+
+
+def _generator_spec(contract: Contract) -> SourceSpec:
+    return SourceSpec(kind="generator", preset="online_retail") if contract is TRANSACTIONS else SourceSpec(kind="generator")
+
+
+def _split_window(validated: Validated, contract: Contract, start: datetime, end: datetime):
+    ts = validated.accepted[contract.timestamp]
+    accepted = validated.accepted[(ts >= start) & (ts < end)].reset_index(drop=True)
+    q = validated.quarantine
+    dated = q["partition_date"]
+    quarantine = q[dated.isna() | ((dated >= start) & (dated < end))].reset_index(drop=True)
+    outside = validated.rows_read - len(accepted) - len(quarantine)
+    return accepted, quarantine, outside
+
+
+def _counts_metadata(validated: Validated, accepted: pd.DataFrame, quarantine: pd.DataFrame, outside: int) -> dict:
+    in_scope = len(accepted) + len(quarantine)
+    by_rule = quarantine["rule"].value_counts().rename_axis("rule").reset_index(name="rows") if len(quarantine) else None
+    examples = quarantine.head(10)[["source", "source_row", "rule", "column_name", "value"]] if len(quarantine) else None
+    return {
+        "dagster/row_count": len(accepted),
+        "rows_read_from_source": validated.rows_read,
+        "rows_outside_partitions": outside,
+        "rows_read": in_scope,
+        "rows_accepted": len(accepted),
+        "rows_quarantined": len(quarantine),
+        # The invariant, stated so a reader sees it hold: read = accepted + quarantined.
+        "counts_add_up": in_scope == len(accepted) + len(quarantine) and validated.rows_read == in_scope + outside,
+        "quarantined_by_rule": dg.MetadataValue.md(markdown_table(by_rule) if by_rule is not None else "nothing quarantined"),
+        "quarantine_examples": dg.MetadataValue.md(markdown_table(examples) if examples is not None else "-"),
+        "rows_by_source": dg.MetadataValue.json(validated.rows_by_source),
+        "extra_columns_ignored": dg.MetadataValue.json(validated.extra_columns),
+        "empty_sources": dg.MetadataValue.json(validated.empty_sources),
+    }
+
+
+def _table_checks(con, accepted: pd.DataFrame, quarantine: pd.DataFrame, start: datetime, end: datetime, spec: IngestionSpec) -> dict:
+    """Volume, order value, countries and quarantine share, against what the warehouse held before this run."""
+    limits = spec.limits
+    days = max((end - start).days, 1)
+    prev_start, prev_end = table_rules.previous_window(start, end)
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = 'transactions'"
+    ).fetchone()[0]
+    previous_rows, previous_aov, known = None, None, set()
+    if exists:
+        previous_rows, previous_aov = con.execute(
+            """
+            with lines as (select * from raw.transactions where invoice_date >= ? and invoice_date < ?),
+            orders as (select invoice_no, sum(quantity * unit_price) as value from lines
+                       where quantity > 0 and unit_price > 0 group by invoice_no)
+            select (select count(*) from lines), (select avg(value) from orders)
+            """,
+            [prev_start, prev_end],
+        ).fetchone()
+        known = {r[0] for r in con.execute(
+            "select distinct country from raw.transactions where (invoice_date < ? or invoice_date >= ?) and country is not null",
+            [start, end],
+        ).fetchall()}
+    positive = accepted[(accepted["quantity"] > 0) & (accepted["unit_price"] > 0)]
+    order_values = (positive["quantity"] * positive["unit_price"]).groupby(positive["invoice_no"]).sum()
+    current_aov = float(order_values.mean()) if len(order_values) else None
+    countries = accepted["country"].dropna().value_counts().to_dict()
+    return {
+        "quarantine_share_within_limit": table_rules.quarantine_share(
+            len(accepted) + len(quarantine), len(quarantine), limits.max_quarantine_share),
+        "volume_change_within_limit": table_rules.ratio_change(
+            "mean daily lines", len(accepted) / days if len(accepted) else 0.0,
+            (previous_rows / days) if previous_rows else None, limits.max_volume_ratio, "lines_per_day"),
+        "mean_order_value_stable": table_rules.ratio_change(
+            "mean order value", current_aov, previous_aov, limits.max_order_value_ratio, "order_value"),
+        "countries_stable": table_rules.new_categories("country", countries, known, limits.max_new_category_share),
+    }
+
+
+def _check(key: dg.AssetKey, name: str, verdict: tuple[bool, str, dict]) -> dg.AssetCheckResult:
+    passed, description, metadata = verdict
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=name, passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR, description=description,
+        metadata={"summary": description, **{k: v for k, v in metadata.items() if v is not None}},
+    )
+
+
+def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceError):
+    """Yield failed checks for an input that cannot be read, then fail with the one-line message."""
+    for name in check_names:
+        yield _check(key, name, (False, str(error), {"source": error.source, "rule": error.rule, "row": error.row, "column": error.column}))
+    raise dg.Failure(description=str(error), metadata={"source": error.source, "rule": error.rule}, allow_retries=False)
 
 
 @dg.multi_asset(
-    name="raw_generated",
-    # Inline: module-level AssetSpecs would be loaded as definitions of their own.
+    name="raw_daily",
     specs=[
-        dg.AssetSpec(["raw", "transactions"], description="Order lines in the UCI Online Retail shape, one row per line as received.", group_name="ingestion", kinds={"duckdb", "pandas"}),
-        dg.AssetSpec(["raw", "behavioral_events"], description="Web events (page views, searches, add-to-cart), one row per event.", group_name="ingestion", kinds={"duckdb", "pandas"}),
-        dg.AssetSpec(["raw", "customers"], description="One row per customer: country, acquisition channel, signup date.", group_name="ingestion", kinds={"duckdb", "pandas"}),
+        dg.AssetSpec(TRANSACTIONS_KEY, description="Order lines by event day, canonical columns plus _source/_source_row/_loaded_at; rows that break a row rule are in raw/transactions_quarantine.",
+                     group_name="ingestion", kinds={"duckdb", "pandas"}, partitions_def=DAILY_PARTITIONS, skippable=True),
+        dg.AssetSpec(EVENTS_KEY, description="Web events (page views, searches, add-to-cart) by event day.",
+                     group_name="ingestion", kinds={"duckdb", "pandas"}, partitions_def=DAILY_PARTITIONS, skippable=True),
     ],
+    check_specs=[
+        *(dg.AssetCheckSpec(name, asset=TRANSACTIONS_KEY, description=text, blocking=True) for name, text in TX_CHECKS.items()),
+        *(dg.AssetCheckSpec(name, asset=EVENTS_KEY, description=text, blocking=True) for name, text in EV_CHECKS.items()),
+    ],
+    can_subset=True,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def raw_generated(config: RawGeneratorConfig, warehouse: DuckDBResource):
-    """Generate the dataset once and load its three tables, each checked against the raw contract."""
+def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_source: RawSource,
+              warehouse: DuckDBResource, s3: S3Resource):
+    """Load the run's days of transactions and events, quarantining what breaks a rule."""
+    spec = raw_source.spec()
+    key = raw_source.pii_key()
+    start, end = window_of(context)
+    loaded_at = datetime.now().replace(microsecond=0)
+    data = generated(config.generator_options(spec)) if spec.is_generated else None
+    context.log.info(f"source: {spec.transactions.kind}; window [{start:%Y-%m-%d}, {end:%Y-%m-%d}) ({len(context.partition_keys)} days)")
+
+    plans = []
+    if TRANSACTIONS_KEY in context.selected_asset_keys:
+        plans.append((TRANSACTIONS, TRANSACTIONS_KEY, TX_QUARANTINE_KEY, spec.transactions,
+                      data.transactions if data is not None else None))
+    if EVENTS_KEY in context.selected_asset_keys:
+        plans.append((EVENTS, EVENTS_KEY, EV_QUARANTINE_KEY, spec.behavioral_events,
+                      data.behavioral_events if data is not None else None))
+
+    for contract, asset_key, quarantine_key, source, generated_table in plans:
+        checks = TX_CHECKS if contract is TRANSACTIONS else EV_CHECKS
+        schema_check = next(iter(checks))
+        if source is None:  # e.g. a transaction log without an events feed: the days are empty
+            validated = validate([], contract, SourceSpec(), spec.limits, spec.pii, key, loaded_at, spec.history_start)
+        else:
+            source_spec = _generator_spec(contract) if source.kind == "generator" else source
+            try:
+                frames = _frames(source, contract, generated_table, s3, start, end)
+                validated = validate(frames, contract, source_spec, spec.limits, spec.pii, key, loaded_at, spec.history_start)
+            except SourceError as error:
+                context.log.error(str(error))
+                yield from _fail_unreadable(asset_key, list(checks), error)
+        accepted, quarantine, outside = _split_window(validated, contract, start, end)
+        table = f"raw.{contract.name}"
+        ts = contract.timestamp
+        with warehouse.get_connection() as con:
+            verdicts = _table_checks(con, accepted, quarantine, start, end, spec) if contract is TRANSACTIONS else {
+                "events_quarantine_share_within_limit": table_rules.quarantine_share(
+                    len(accepted) + len(quarantine), len(quarantine), spec.limits.max_quarantine_share)}
+            if contract is TRANSACTIONS and source is not None and validated.rows_read == 0:
+                yield _check(asset_key, "input_not_empty", (False, f"the source delivered no rows ({', '.join(validated.empty_sources) or 'no files'})", {}))
+                raise dg.Failure(description=f"{', '.join(validated.empty_sources) or source.kind}: the source delivered no rows (rule: input_not_empty)")
+            sources = sorted(validated.rows_by_source)
+            window = f"{ts} >= TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' and {ts} < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
+            q_window = (f"(partition_date >= TIMESTAMP '{start:%Y-%m-%d}' and partition_date < TIMESTAMP '{end:%Y-%m-%d}')"
+                        " or (partition_date is null and list_contains($sources, source))")
+            replace_window(con, [(table, accepted, window), (f"{table}_quarantine", quarantine, q_window)], sources)
+        meta = _counts_metadata(validated, accepted, quarantine, outside)
+        meta.update({"source": source.kind if source else "none", "window_start": str(start.date()), "window_end": str(end.date())})
+        if quarantine_key is not None:
+            context.log_event(dg.AssetMaterialization(asset_key=quarantine_key, metadata={
+                "dagster/row_count": len(quarantine), "rows_quarantined_this_run": len(quarantine),
+                "quarantined_by_rule": meta["quarantined_by_rule"], "window_start": meta["window_start"], "window_end": meta["window_end"],
+            }))
+        if len(quarantine):
+            top = quarantine.iloc[0]
+            context.log.warning(
+                f"{len(quarantine):,} {contract.name} row(s) quarantined, e.g. {top['source']}: row {top['source_row']}: "
+                f"column '{top['column_name']}': {top['message']} (rule: {top['rule']}); see {table}_quarantine"
+            )
+        yield dg.MaterializeResult(asset_key=asset_key, metadata=meta)
+        yield _check(asset_key, schema_check, (True, "every source read with the mapped columns", {
+            "sources": len(validated.rows_by_source), "extra_columns_ignored": str(validated.extra_columns) if validated.extra_columns else None}))
+        if contract is TRANSACTIONS:
+            yield _check(asset_key, "input_not_empty", (True, f"{validated.rows_read:,} rows read from the source", {}))
+        for name, verdict in verdicts.items():
+            yield _check(asset_key, name, verdict)
+
+
+@dg.asset(
+    key=CUSTOMERS_KEY,
+    deps=[TRANSACTIONS_KEY],
+    group_name="ingestion",
+    kinds={"duckdb", "pandas"},
+    description="One row per customer: country, acquisition channel, signup date. From the customer feed, "
+                "else derived from raw.transactions (most frequent country, channel 'unknown', first purchase).",
+    check_specs=[dg.AssetCheckSpec("acquisition_channels_stable", asset=CUSTOMERS_KEY, blocking=True,
+                                   description="Channels never seen before hold at most limits.max_new_category_share of the customers.")],
+)
+def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_source: RawSource, warehouse: DuckDBResource):
     from clv_platform import schemas
-    from clv_platform.datagen import generate
 
-    data = generate(
-        n_customers=config.n_customers,
-        years=config.years,
-        end_date=config.end_date,
-        seed=config.seed,
-        spend_multiplier=config.spend_multiplier,
-        purchase_rate_multiplier=config.purchase_rate_multiplier,
-    )
-    transactions = schemas.transactions_schema.validate(data.transactions.rename(columns=schemas.UCI_COLUMNS))
-    events = schemas.behavioral_events_schema.validate(data.behavioral_events)
-    customers = schemas.customers_schema.validate(data.customers)
-
+    spec = raw_source.spec()
+    if spec.is_generated:
+        customers = generated(config.generator_options(spec)).customers
+        customers = apply_pii(customers, spec.pii, raw_source.pii_key())
+        origin = "generator"
+    else:
+        with warehouse.get_connection() as con:
+            customers = con.execute(
+                """
+                select customer_id, mode(country) as country, 'unknown' as acquisition_channel,
+                       min(invoice_date) as signup_date
+                from raw.transactions group by customer_id order by customer_id
+                """
+            ).df()
+        customers["country"] = customers["country"].fillna("Unknown")
+        origin = "derived from raw.transactions"
+    customers = schemas.customers_schema.validate(customers)
     with warehouse.get_connection() as con:
-        n_tx = replace_table(con, "raw.transactions", transactions)
-        n_ev = replace_table(con, "raw.behavioral_events", events)
-        n_cu = replace_table(con, "raw.customers", customers)
+        exists = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = 'customers'"
+        ).fetchone()[0]
+        known = {r[0] for r in con.execute("select distinct acquisition_channel from raw.customers").fetchall()} if exists else set()
+        count = replace_table(con, "raw.customers", customers)
+    counts = customers["acquisition_channel"].value_counts().to_dict()
+    yield dg.MaterializeResult(metadata={
+        "dagster/row_count": count, "origin": origin, "customers_by_channel": dg.MetadataValue.json(counts),
+    })
+    yield _check(CUSTOMERS_KEY, "acquisition_channels_stable",
+                 table_rules.new_categories("acquisition channel", counts, known, spec.limits.max_new_category_share))
 
-    source = {"source": "generator", "seed": config.seed, "end_date": config.end_date}
-    yield dg.MaterializeResult(
-        asset_key=["raw", "transactions"],
-        metadata={
-            **source,
-            "dagster/row_count": n_tx,
-            "lines_generated": len(transactions),
-            "cancellation_lines": int(transactions["invoice_no"].str.startswith("C").sum()),
-            "lines_without_customer": int(transactions["customer_id"].isna().sum()),
-            "zero_price_lines": int((transactions["unit_price"] == 0).sum()),
-            "duplicate_lines": int(transactions.duplicated(keep="first").sum()),
-            "first_invoice": str(transactions["invoice_date"].min()),
-            "last_invoice": str(transactions["invoice_date"].max()),
-        },
-    )
-    yield dg.MaterializeResult(
-        asset_key=["raw", "behavioral_events"],
-        metadata={**source, "dagster/row_count": n_ev, "events_by_type": dg.MetadataValue.json(events["event_type"].value_counts().to_dict())},
-    )
-    yield dg.MaterializeResult(
-        asset_key=["raw", "customers"],
-        metadata={**source, "dagster/row_count": n_cu, "customers_by_channel": dg.MetadataValue.json(customers["acquisition_channel"].value_counts().to_dict())},
-    )
+
+quarantine_tables = [
+    dg.AssetSpec(TX_QUARANTINE_KEY, group_name="ingestion", kinds={"duckdb"},
+                 description="Transaction lines that broke a row rule: source, source_row, rule, column_name, value, message, "
+                             "every rule broken, the record as JSON. Written by raw_daily in the same transaction as raw/transactions."),
+    dg.AssetSpec(EV_QUARANTINE_KEY, group_name="ingestion", kinds={"duckdb"},
+                 description="Events that broke a row rule; same columns as raw/transactions_quarantine."),
+]

@@ -1,0 +1,127 @@
+"""Dagster-aware ingestion plumbing: the source resource, the daily partitions, partition-safe writes."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime
+
+import dagster as dg
+import pandas as pd
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from clv_platform.ingest.spec import SOURCE_CONFIG_ENV, IngestionSpec, load_spec
+
+
+def history_start() -> str:
+    """First day of the daily partitions, from the source spec (read once at definitions load)."""
+    return load_spec().history_start.isoformat()
+
+
+# Event-date partitions; today's partition exists (end_offset=1) so a landing file of today loads today.
+DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=history_start(), end_offset=1, fmt="%Y-%m-%d")
+
+
+def partition_range_tags(first: date | str, last: date | str) -> dict[str, str]:
+    """Run tags that materialize every daily partition from ``first`` to ``last`` in one run."""
+    return {ASSET_PARTITION_RANGE_START_TAG: str(first)[:10], ASSET_PARTITION_RANGE_END_TAG: str(last)[:10]}
+
+
+class RawSource(dg.ConfigurableResource):
+    """Where raw data comes from: the YAML spec named by ``CLV_SOURCE_CONFIG`` (the generator when unset)."""
+
+    spec_path: str = ""
+
+    def spec(self) -> IngestionSpec:
+        return load_spec(self.spec_path or os.environ.get(SOURCE_CONFIG_ENV) or None)
+
+    def pii_key(self) -> bytes | None:
+        spec = self.spec()
+        value = os.environ.get(spec.pii.key_env)
+        return value.encode() if value else None
+
+
+def window_of(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
+    """The run's event-time window ``[start, end)`` as naive datetimes (the log's own clock)."""
+    window = context.partition_time_window
+    return window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)
+
+
+_PROVENANCE = {"_source": "varchar", "_source_row": "bigint", "_loaded_at": "timestamp"}
+_QUARANTINE = {
+    "source": "varchar", "source_row": "bigint", "partition_date": "date", "rule": "varchar", "column_name": "varchar",
+    "value": "varchar", "message": "varchar", "rules": "varchar", "record": "varchar", "loaded_at": "timestamp",
+}
+# Column types of the partitioned raw tables (pandas cannot type an all-NULL column).
+RAW_TABLES = {
+    "raw.transactions": {
+        "invoice_no": "varchar", "stock_code": "varchar", "description": "varchar", "quantity": "bigint",
+        "invoice_date": "timestamp", "unit_price": "double", "customer_id": "varchar", "country": "varchar", **_PROVENANCE,
+    },
+    "raw.behavioral_events": {
+        "event_id": "varchar", "session_id": "varchar", "customer_id": "varchar", "event_type": "varchar",
+        "event_timestamp": "timestamp", **_PROVENANCE,
+    },
+    "raw.transactions_quarantine": _QUARANTINE,
+    "raw.behavioral_events_quarantine": _QUARANTINE,
+}
+
+
+def ensure_table(con, table: str) -> None:
+    """Create ``table`` with its declared columns when absent; add the ones an older state dir lacks."""
+    schema, name = table.split(".")
+    columns = RAW_TABLES[table]
+    con.execute(f"create schema if not exists {schema}")
+    con.execute(f"create table if not exists {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+    existing = {r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ?", [schema, name]
+    ).fetchall()}
+    for column, kind in columns.items():
+        if column not in existing:
+            con.execute(f"alter table {table} add column {column} {kind}")
+
+
+def replace_window(con, writes: list[tuple[str, pd.DataFrame, str]], sources: list[str]) -> None:
+    """Atomically replace rows in every table of ``writes``: (table, new rows, SQL predicate selecting the old ones).
+
+    One DuckDB transaction: a run killed half-way leaves the previous state, a rerun completes it.
+    ``sources`` is bound as ``$sources`` for predicates that select quarantine rows by source.
+    """
+    for table, _, _ in writes:
+        ensure_table(con, table)
+    con.execute("begin transaction")
+    try:
+        for i, (table, frame, predicate) in enumerate(writes):
+            params = {"sources": sources} if "$sources" in predicate else {}
+            con.execute(f"delete from {table} where {predicate}", params)
+            view = f"_rows_{i}"
+            con.register(view, frame)
+            casts = ", ".join(f"cast({c} as {t}) as {c}" for c, t in RAW_TABLES[table].items())
+            con.execute(f"insert into {table} by name select {casts} from {view}")
+            con.unregister(view)
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+
+
+def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=None) -> tuple[date, date]:
+    """First and last event day in the transaction source: the partitions a full load must cover."""
+    from clv_platform.ingest.readers import iter_source
+    from clv_platform.ingest.validate import TRANSACTIONS, _text, _timestamp
+
+    source = spec.transactions
+    if source.kind == "generator":
+        from clv_platform.defs.ingestion.assets import generated
+
+        stamps = generated(generator_options or spec.generator).transactions["InvoiceDate"]
+    else:
+        column = source.mapping(TRANSACTIONS.fields)[TRANSACTIONS.timestamp]
+        parts = [
+            _timestamp(frame.frame[column], _text(frame.frame[column]), source.timestamp_formats)
+            for frame in iter_source(source, column, s3_client=s3_client) if column in frame.frame.columns
+        ]
+        stamps = pd.concat(parts) if parts else pd.Series(dtype="datetime64[ns]")
+    stamps = stamps[(stamps >= pd.Timestamp(spec.history_start)) & (stamps <= pd.Timestamp(datetime.now()))].dropna()
+    if stamps.empty:
+        raise ValueError("the transaction source holds no rows with a valid timestamp")
+    return stamps.min().date(), stamps.max().date()
