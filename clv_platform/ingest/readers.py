@@ -39,6 +39,7 @@ class SourceError(ValueError):
     def __init__(self, source: str, rule: str, message: str, row: int | None = None, column: str | None = None):
         self.source, self.rule, self.row, self.column = source, rule, row, column
         where = "".join([f": row {row}" if row is not None else "", f": column '{column}'" if column else ""])
+        message = " ".join(message.split())  # one line, whatever the underlying library said
         super().__init__(f"{source}{where}: {message} (rule: {rule})")
 
 
@@ -95,9 +96,7 @@ def _read_csv(data: bytes, name: str, delimiter: str, encoding: str) -> SourceFr
     if header is None:
         return SourceFrame(name, pd.DataFrame(), np.array([], dtype=np.int64))
     header = [h.strip() for h in header]
-    if len(set(header)) != len(header):
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        raise SourceError(name, "unique_columns", f"header names column(s) more than once: {', '.join(dupes)}", row=1)
+    _check_unique(name, header)
     records, rows, bad = [], [], []
     width, previous_end = len(header), reader.line_num
     try:
@@ -126,20 +125,36 @@ def _read_parquet(data: bytes, name: str) -> SourceFrame:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        file = pq.ParquetFile(pa.BufferReader(data))
+        _check_unique(name, file.schema_arrow.names, row=None)
+        table = file.read()
     except (pa.ArrowInvalid, OSError) as error:
         raise SourceError(name, "readable_file", f"not a readable Parquet file ({error})") from None
     frame = table.to_pandas()
     return SourceFrame(name, frame, np.arange(1, len(frame) + 1, dtype=np.int64))
 
 
+def _check_unique(name: str, header: list[str], row: int | None = 1) -> None:
+    if len(set(header)) != len(header):
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        raise SourceError(name, "unique_columns", f"column name(s) used more than once: {', '.join(dupes)}",
+                          row=row, column=", ".join(dupes))
+
+
 def _read_xlsx(data: bytes, name: str, sheet: str | int) -> SourceFrame:
     try:
-        frame = pd.read_excel(io.BytesIO(data), sheet_name=sheet, dtype=object, engine="openpyxl")
+        # header=None: pandas would rename a repeated header ('Quantity.1') instead of letting us reject it.
+        cells = pd.read_excel(io.BytesIO(data), sheet_name=sheet, header=None, dtype=object, engine="openpyxl")
     except Exception as error:  # openpyxl raises many types for a broken workbook
         raise SourceError(name, "readable_file", f"not a readable XLSX workbook ({type(error).__name__}: {error})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return SourceFrame(name, frame.reset_index(drop=True), np.arange(2, len(frame) + 2, dtype=np.int64))
+    if cells.empty:
+        return SourceFrame(name, pd.DataFrame(), np.array([], dtype=np.int64))
+    header = [f"Unnamed: {i}" if pd.isna(c) else str(c).strip() for i, c in enumerate(cells.iloc[0])]
+    _check_unique(name, header)
+    frame = cells.iloc[1:].set_axis(header, axis=1)
+    rows = np.arange(2, len(frame) + 2, dtype=np.int64)
+    filled = frame.notna().any(axis=1).to_numpy()  # blank rows are skipped, as blank lines in a CSV
+    return SourceFrame(name, frame[filled].reset_index(drop=True), rows[filled])
 
 
 def _is_data_file(name: str) -> bool:

@@ -101,7 +101,10 @@ def _text(values: pd.Series) -> pd.Series:
         return out
     if values.dtype != object:
         return values.astype(str).where(values.notna(), None).astype(object)
-    stripped = values.str.strip()  # NaN for anything that is not a string
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty", "bytes", "mixed", "mixed-integer"):
+        stripped = values.str.strip()  # NaN for anything that is not a string
+    else:  # no strings at all (an Excel column of numbers or dates): .str would raise
+        stripped = pd.Series(np.nan, index=values.index, dtype=object)
     other = stripped.isna() & values.notna()
     if other.any():
         stripped[other] = values[other].map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
@@ -151,11 +154,8 @@ def _surrogates(values: pd.Series) -> pd.Series:
     return values.str.contains(_SURROGATE, regex=True, na=False).astype(bool)
 
 
-def _has_surrogates(frame: pd.DataFrame) -> pd.Series:
-    bad = pd.Series(False, index=frame.index)
-    for column in frame.columns:
-        bad |= _surrogates(frame[column])
-    return bad
+def _surrogate_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({column: _surrogates(frame[column]) for column in frame.columns}, index=frame.index)
 
 
 def _printable(value) -> str | None:
@@ -218,7 +218,7 @@ EVENTS = Contract("behavioral_events", EVENT_FIELDS, "event_timestamp",
                   lambda mapping: ["customer_id", "event_timestamp", "event_type"], EVENT_RULES)
 
 
-def _check_columns(source: SourceFrame, mapping: dict[str, str], contract: Contract) -> None:
+def _check_columns(source: SourceFrame, mapping: dict[str, str], contract: Contract, redact: bool) -> None:
     present = [c for c in source.frame.columns if c != BAD_LINE]
     required = contract.required(mapping)
     missing_required = [c for c in required if c not in mapping]
@@ -234,6 +234,8 @@ def _check_columns(source: SourceFrame, mapping: dict[str, str], contract: Contr
                         hint = f"; the header is one field containing a {label}: wrong delimiter?"
                         break
             found = ", ".join(repr(c) for c in present[:12]) or "no columns"
+            if redact and present:  # a file without a header shows its first record here, raw identifiers included
+                found = f"{len(present)} column(s), names not shown because the spec hashes or drops PII"
             raise SourceError(source.name, "required_column",
                               f"column '{column}' (for {canonical}) is missing; found {found}{hint}", row=1, column=column)
 
@@ -269,16 +271,18 @@ def validate(
             empty.append(source.name)
             if source.frame.shape[1] == 0:
                 continue
-        _check_columns(source, mapping, contract)
+        _check_columns(source, mapping, contract, redact=bool(pii.columns))
         extra = sorted(set(source.frame.columns) - set(mapping.values()) - {BAD_LINE})
         if extra:
-            extras[source.name] = extra
+            extras[source.name] = [_printable(c) for c in extra]  # a non-UTF-8 header name would not encode
         frames.append(_canonical(source, mapping, contract))
     raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*mapping, BAD_LINE, "_source", "_source_row"])
     rows_read = len(raw)
 
     # Text normalisation (trim, '' -> missing), then privacy, before any rule looks at a value.
     text = pd.DataFrame({c: _text(raw[c]) for c in mapping}, index=raw.index)
+    # Found before hashing, which would hide undecodable bytes in an identifier.
+    undecodable = _surrogate_cells(text) if any(source.undecodable for source in sources) else None
     text = apply_pii(text, pii, pii_key)
     bad_line = raw[BAD_LINE] if BAD_LINE in raw else pd.Series(None, index=raw.index, dtype=object)
     if pii.columns and pii_key:
@@ -286,12 +290,11 @@ def validate(
 
     parsed = _parse(raw, text, mapping, contract, spec)
     parsed["ok__field_count"] = bad_line.isna().to_numpy()
-    undecodable = any(source.undecodable for source in sources)
-    parsed["ok__valid_encoding"] = ~_has_surrogates(text).to_numpy() if undecodable else True
+    parsed["ok__valid_encoding"] = ~undecodable.any(axis=1).to_numpy() if undecodable is not None else True
     failures = _failures(parsed, contract, limits, loaded_at, history_start)
 
     accepted = _accepted_frame(parsed.drop(index=failures.index.unique()), contract, loaded_at)
-    quarantine = _quarantine_frame(failures, raw, text, bad_line, parsed, mapping, contract, loaded_at)
+    quarantine = _quarantine_frame(failures, raw, text, undecodable, bad_line, parsed, mapping, contract, loaded_at)
     by_rule = {str(k): int(v) for k, v in quarantine["rule"].value_counts().items()}
     return Validated(accepted, quarantine, rows_read, by_rule, rows_by_source, extras, empty)
 
@@ -426,7 +429,7 @@ def _accepted_frame(parsed: pd.DataFrame, contract: Contract, loaded_at: datetim
     return out.reset_index(drop=True)
 
 
-def _quarantine_frame(failures, raw, text, bad_line, parsed, mapping, contract, loaded_at) -> pd.DataFrame:
+def _quarantine_frame(failures, raw, text, undecodable, bad_line, parsed, mapping, contract, loaded_at) -> pd.DataFrame:
     if failures.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS}).astype(
             {"source_row": "int64", "partition_date": "datetime64[ns]", "loaded_at": "datetime64[ns]"})
@@ -445,7 +448,7 @@ def _quarantine_frame(failures, raw, text, bad_line, parsed, mapping, contract, 
             value[members] = bad_line[members]
         elif rule_name == "valid_encoding":
             for name in reversed(text.columns):  # the first column holding undecodable bytes wins
-                hit = _surrogates(text.loc[members, name])
+                hit = undecodable.loc[members, name]
                 column[hit[hit].index] = name
                 value[hit[hit].index] = text.loc[hit[hit].index, name]
         elif rule.column is not None:
