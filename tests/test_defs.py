@@ -17,6 +17,8 @@ EXPECTED_ASSETS = {
     ("raw", "transactions"): "ingestion",
     ("raw", "behavioral_events"): "ingestion",
     ("raw", "customers"): "ingestion",
+    ("raw", "transactions_quarantine"): "ingestion",
+    ("raw", "behavioral_events_quarantine"): "ingestion",
     ("staging", "stg_shop__transactions"): "features",
     ("staging", "stg_shop__behavioral_events"): "features",
     ("staging", "stg_shop__customers"): "features",
@@ -94,3 +96,15 @@ def test_heavy_libraries_not_imported_at_load():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "heavy:", out.stdout
+
+
+def test_raw_tables_are_daily_partitioned_behind_blocking_checks(defs):
+    graph = defs.resolve_asset_graph()
+    for name in ("transactions", "behavioral_events"):
+        node = graph.get(dg.AssetKey(["raw", name]))
+        assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition)
+    checks = {c.name: c for c in defs.resolve_all_asset_specs() and graph.asset_check_keys if c.asset_key == dg.AssetKey(["raw", "transactions"])}
+    assert {"schema_matches_contract", "input_not_empty", "quarantine_share_within_limit", "volume_change_within_limit",
+            "mean_order_value_stable", "countries_stable"} <= set(checks)
+    blocking = {spec.key.name for spec in defs.resolve_assets_def(dg.AssetKey(["raw", "transactions"])).check_specs if spec.blocking}
+    assert blocking >= set(checks)

@@ -16,7 +16,17 @@ GENERATOR = {"n_customers": 1_500, "seed": 7, "end_date": "2025-12-31"}
 
 
 def _generator_config(**overrides) -> dict:
-    return {"ops": {"raw_generated": {"config": {**GENERATOR, **overrides}}}}
+    config = {"config": {**GENERATOR, **overrides}}
+    return {"ops": {"raw_daily": config, "raw__customers": config}}
+
+
+def _full_range() -> dict:
+    """Run tags covering every daily partition the generated history has (one run, as the CLI does)."""
+    from clv_platform.ingest.spec import GeneratorOptions, IngestionSpec
+    from clv_platform.lib.ingestion import partition_range_tags, source_date_range
+
+    spec = IngestionSpec()
+    return partition_range_tags(*source_date_range(spec, GeneratorOptions(**GENERATOR)))
 
 
 def _metadata(instance: dg.DagsterInstance, key: list[str]) -> dict:
@@ -32,7 +42,7 @@ def pipeline(clv_state):
     definitions = defs()
     instance = dg.DagsterInstance.ephemeral()
     result = definitions.resolve_job_def("clv_full_pipeline").execute_in_process(
-        run_config=_generator_config(), instance=instance
+        run_config=_generator_config(), instance=instance, tags=_full_range()
     )
     assert result.success
     return definitions, instance, result
@@ -60,7 +70,14 @@ def test_row_counts_add_up(pipeline):
     _, instance, _ = pipeline
     data = generate(**GENERATOR)
     raw = _metadata(instance, ["raw", "transactions"])
-    assert _query("select count(*) from raw.transactions")[0][0] == len(data.transactions) == raw["dagster/row_count"]
+    # Every generated line is either stored or quarantined with a reason (guest lines, exact duplicates).
+    (stored,), (quarantined,) = _query("select count(*) from raw.transactions")[0], _query("select count(*) from raw.transactions_quarantine")[0]
+    assert stored + quarantined == len(data.transactions) == raw["rows_read"] == raw["rows_read_from_source"]
+    assert (stored, quarantined) == (raw["rows_accepted"], raw["rows_quarantined"]) and raw["counts_add_up"] is True
+    assert stored == raw["dagster/row_count"] > 0
+    rules = dict(_query("select rule, count(*) from raw.transactions_quarantine group by rule"))
+    assert rules == {"customer_id_present": int(data.transactions["CustomerID"].isna().sum()),
+                     "duplicate_line": quarantined - int(data.transactions["CustomerID"].isna().sum())}
     assert _query("select count(*) from raw.behavioral_events")[0][0] == len(data.behavioral_events)
     assert _query("select count(*) from raw.customers")[0][0] == len(data.customers) == GENERATOR["n_customers"]
 
@@ -126,13 +143,11 @@ def test_data_profile_counts_the_generated_tables(pipeline):
     _, instance, _ = pipeline
     data = generate(**GENERATOR)
     profile = _metadata(instance, ["monitoring", "data_profile"])
-    assert profile["row_counts"] == {
-        "raw.transactions": len(data.transactions),
-        "raw.behavioral_events": len(data.behavioral_events),
-        "raw.customers": len(data.customers),
-    }
-    missing_customer = int(data.transactions["CustomerID"].isna().sum())
-    assert f"| customer_id | VARCHAR | {len(data.transactions) - missing_customer:,} |" in profile["raw_transactions_profile"]
+    tables = ("raw.transactions", "raw.behavioral_events", "raw.customers", "raw.transactions_quarantine")
+    assert {t: profile["row_counts"][t] for t in tables} == {t: _query(f"select count(*) from {t}")[0][0] for t in tables}
+    assert profile["row_counts"]["raw.customers"] == len(data.customers)
+    stored = profile["row_counts"]["raw.transactions"]
+    assert f"| customer_id | VARCHAR | {stored:,} |" in profile["raw_transactions_profile"]
 
 
 def _evaluate(instance, cursor):
@@ -153,7 +168,8 @@ def test_drift_sensor_requests_one_retraining_per_drifted_report(pipeline):
 
     # Customers now spend 2.5x and buy twice as often: rebuild features, rescore, report.
     drifted = definitions.resolve_job_def("ingest_and_features").execute_in_process(
-        run_config=_generator_config(spend_multiplier=2.5, purchase_rate_multiplier=2.0), instance=instance
+        run_config=_generator_config(spend_multiplier=2.5, purchase_rate_multiplier=2.0), instance=instance,
+        tags=_full_range(),
     )
     assert drifted.success
     assert definitions.resolve_job_def("weekly_scoring").execute_in_process(instance=instance).success

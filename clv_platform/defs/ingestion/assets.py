@@ -18,7 +18,6 @@ from pydantic import Field
 from clv_platform.ingest import table_rules
 from clv_platform.ingest.readers import SourceError, SourceFrame, iter_source
 from clv_platform.ingest.spec import GeneratorOptions, IngestionSpec, SourceSpec
-from clv_platform.ingest.validate import EVENTS, TRANSACTIONS, Contract, Validated, apply_pii, validate
 from clv_platform.lib.ingestion import DAILY_PARTITIONS, RawSource, replace_window, window_of
 from clv_platform.lib.warehouse import markdown_table, replace_table
 
@@ -66,7 +65,8 @@ def generated(options: GeneratorOptions):
     )
 
 
-def _frames(source: SourceSpec, contract: Contract, generated_table: pd.DataFrame | None, s3: S3Resource,
+# pandera (with its optional pyspark probing) is imported in function bodies: definitions load fast.
+def _frames(source: SourceSpec, contract, generated_table: pd.DataFrame | None, s3: S3Resource,
             start: datetime, end: datetime) -> list[SourceFrame]:
     if source.kind == "generator":
         import numpy as np
@@ -77,11 +77,11 @@ def _frames(source: SourceSpec, contract: Contract, generated_table: pd.DataFram
     return list(iter_source(source, ts_column, start, end, s3_client=client))
 
 
-def _generator_spec(contract: Contract) -> SourceSpec:
-    return SourceSpec(kind="generator", preset="online_retail") if contract is TRANSACTIONS else SourceSpec(kind="generator")
+def _generator_spec(contract) -> SourceSpec:
+    return SourceSpec(kind="generator", preset="online_retail") if contract.name == "transactions" else SourceSpec(kind="generator")
 
 
-def _split_window(validated: Validated, contract: Contract, start: datetime, end: datetime):
+def _split_window(validated, contract, start: datetime, end: datetime):
     ts = validated.accepted[contract.timestamp]
     accepted = validated.accepted[(ts >= start) & (ts < end)].reset_index(drop=True)
     q = validated.quarantine
@@ -91,7 +91,7 @@ def _split_window(validated: Validated, contract: Contract, start: datetime, end
     return accepted, quarantine, outside
 
 
-def _counts_metadata(validated: Validated, accepted: pd.DataFrame, quarantine: pd.DataFrame, outside: int) -> dict:
+def _counts_metadata(validated, accepted: pd.DataFrame, quarantine: pd.DataFrame, outside: int) -> dict:
     in_scope = len(accepted) + len(quarantine)
     by_rule = quarantine["rule"].value_counts().rename_axis("rule").reset_index(name="rows") if len(quarantine) else None
     examples = quarantine.head(10)[["source", "source_row", "rule", "column_name", "value"]] if len(quarantine) else None
@@ -169,6 +169,7 @@ def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceErro
 
 @dg.multi_asset(
     name="raw_daily",
+    # Inline: module-level AssetSpecs would be loaded as definitions of their own.
     specs=[
         dg.AssetSpec(TRANSACTIONS_KEY, description="Order lines by event day, canonical columns plus _source/_source_row/_loaded_at; rows that break a row rule are in raw/transactions_quarantine.",
                      group_name="ingestion", kinds={"duckdb", "pandas"}, partitions_def=DAILY_PARTITIONS, skippable=True),
@@ -185,6 +186,9 @@ def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceErro
 def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_source: RawSource,
               warehouse: DuckDBResource, s3: S3Resource):
     """Load the run's days of transactions and events, quarantining what breaks a rule."""
+    from clv_platform import schemas
+    from clv_platform.ingest.validate import EVENTS, TRANSACTIONS, validate
+
     spec = raw_source.spec()
     key = raw_source.pii_key()
     start, end = window_of(context)
@@ -214,6 +218,8 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
                 context.log.error(str(error))
                 yield from _fail_unreadable(asset_key, list(checks), error)
         accepted, quarantine, outside = _split_window(validated, contract, start, end)
+        contract_schema = schemas.transactions_schema if contract is TRANSACTIONS else schemas.behavioral_events_schema
+        accepted = contract_schema.validate(accepted)
         table = f"raw.{contract.name}"
         ts = contract.timestamp
         with warehouse.get_connection() as con:
@@ -262,6 +268,7 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
 )
 def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_source: RawSource, warehouse: DuckDBResource):
     from clv_platform import schemas
+    from clv_platform.ingest.validate import apply_pii
 
     spec = raw_source.spec()
     if spec.is_generated:
@@ -294,10 +301,13 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
                  table_rules.new_categories("acquisition channel", counts, known, spec.limits.max_new_category_share))
 
 
-quarantine_tables = [
-    dg.AssetSpec(TX_QUARANTINE_KEY, group_name="ingestion", kinds={"duckdb"},
-                 description="Transaction lines that broke a row rule: source, source_row, rule, column_name, value, message, "
-                             "every rule broken, the record as JSON. Written by raw_daily in the same transaction as raw/transactions."),
-    dg.AssetSpec(EV_QUARANTINE_KEY, group_name="ingestion", kinds={"duckdb"},
-                 description="Events that broke a row rule; same columns as raw/transactions_quarantine."),
-]
+# Written by raw_daily in the same transaction as the table they belong to; shown in the graph as assets.
+transactions_quarantine = dg.AssetSpec(
+    TX_QUARANTINE_KEY, group_name="ingestion", kinds={"duckdb"},
+    description="Transaction lines that broke a row rule: source, source_row, partition_date, rule, column_name, value, "
+                "message, every rule broken (rules) and the record as JSON. Rows read = accepted + quarantined.",
+)
+behavioral_events_quarantine = dg.AssetSpec(
+    EV_QUARANTINE_KEY, group_name="ingestion", kinds={"duckdb"},
+    description="Events that broke a row rule; same columns as raw/transactions_quarantine.",
+)
