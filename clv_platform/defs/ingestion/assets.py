@@ -236,6 +236,10 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
             replace_window(con, [(table, accepted, window), (f"{table}_quarantine", quarantine, q_window)], sources)
         meta = _counts_metadata(validated, accepted, quarantine, outside)
         meta.update({"source": source.kind if source else "none", "window_start": str(start.date()), "window_end": str(end.date())})
+        if contract is TRANSACTIONS:
+            from clv_platform.ingest.cleaning import cleaning_summary
+
+            meta["cleaning_rules"] = dg.MetadataValue.md(markdown_table(cleaning_summary(accepted).fillna("-")))
         if quarantine_key is not None:
             context.log_event(dg.AssetMaterialization(asset_key=quarantine_key, metadata={
                 "dagster/row_count": len(quarantine), "rows_quarantined_this_run": len(quarantine),

@@ -1,0 +1,56 @@
+"""A log of only customer, date and amount runs through the whole graph, with a column mapping as its only input.
+
+Runs the README's command (`clv-platform run --source FILE`) in a subprocess on a fresh state directory.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _amount_log(path: Path) -> int:
+    """Orders of 600 generated customers over two years, reduced to customer, day and amount."""
+    from clv_platform.datagen import generate
+
+    lines = generate(600, seed=11, years=2).transactions
+    lines = lines[lines["CustomerID"].notna()].assign(amount=lambda d: d["Quantity"] * d["UnitPrice"])
+    orders = lines.groupby(["CustomerID", "InvoiceNo"], as_index=False).agg(
+        day=("InvoiceDate", "min"), total=("amount", "sum"))
+    orders["day"] = orders["day"].dt.strftime("%Y-%m-%d")
+    log = orders.rename(columns={"CustomerID": "cust"})[["cust", "day", "total"]]
+    # One line that cannot be an amount: quarantined, not lost.
+    log.loc[len(log)] = ["12346", "2024-05-05", "n/a"]
+    log.to_csv(path, index=False)
+    return len(log)
+
+
+def test_customer_date_amount_log_runs_the_whole_graph(tmp_path):
+    rows = _amount_log(tmp_path / "sales.csv")
+    spec = tmp_path / "source.yaml"
+    spec.write_text("transactions: {kind: files, path: sales.csv, columns: {customer_id: cust, invoice_date: day, amount: total}}\n")
+    env = {**os.environ, "CLV_HOME": str(tmp_path / "state")}
+    for key in ("CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DAGSTER_HOME", "CLV_SOURCE_CONFIG", "DBT_TARGET_PATH", "DBT_LOG_PATH"):
+        env.pop(key, None)
+    cli = Path(sys.executable).parent / "clv-platform"
+    done = subprocess.run([str(cli), "run", "--source", str(spec)], env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "clv_full_pipeline succeeded" in done.stdout
+
+    with duckdb.connect(str(tmp_path / "state" / "warehouse.duckdb"), read_only=True) as con:
+        stored = con.execute("select count(*) from raw.transactions").fetchone()[0]
+        quarantined = con.execute("select rule, column_name, value from raw.transactions_quarantine").fetchall()
+        assert stored + len(quarantined) == rows and quarantined == [("amount_numeric", "total", "n/a")]
+        # No invoice or product column: an order per customer and timestamp, product unknown.
+        assert con.execute("select count(*) from raw.transactions where stock_code is not null or invoice_no not like '%@%'").fetchone()[0] == 0
+        features = con.execute("select count(*), count(distinct customer_id) from marts.customer_features").fetchone()
+        assert features[0] == features[1] > 500
+        scored, versions = con.execute("select count(*), count(distinct model_version) from scoring.clv_scores").fetchone()
+        assert scored > 0 and versions == 1
