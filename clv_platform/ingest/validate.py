@@ -237,7 +237,7 @@ def _check_columns(source: SourceFrame, mapping: dict[str, str], contract: Contr
             if redact and present:  # a file without a header shows its first record here, raw identifiers included
                 found = f"{len(present)} column(s), names not shown because the spec hashes or drops PII"
             raise SourceError(source.name, "required_column",
-                              f"column '{column}' (for {canonical}) is missing; found {found}{hint}", row=1, column=column)
+                              f"missing (mapped to {canonical}); found {found}{hint}", row=1, column=column)
 
 
 def _canonical(source: SourceFrame, mapping: dict[str, str], contract: Contract) -> pd.DataFrame:

@@ -141,3 +141,19 @@ def test_unreadable_input_is_one_line_and_changes_nothing(clv_state, tmp_path):
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert "schema_matches_contract" in failed
     assert not database.exists() or _query(database, "select count(*) from information_schema.tables where table_name = 'transactions'") == [(0,)]
+
+
+def test_volume_order_value_and_country_changes_fail_their_checks(clv_state, tmp_path):
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+    week_one = [f"{i},A,x,1,2024-03-01 10:00:00,5.0,c{i},France" for i in range(5)]
+    # A week later, same weekday: 20x the lines, orders worth 100x, all from a country never seen.
+    week_two = [f"{100 + i},A,x,100,2024-03-08 10:00:00,5.0,c{i},Peru" for i in range(100)]
+    (tmp_path / "orders.csv").write_text("\n".join([header, *week_one, *week_two]) + "\n")
+    database = tmp_path / "warehouse.duckdb"
+    spec = "transactions: {kind: files, path: orders.csv, preset: online_retail}\n"
+    assert _load(tmp_path, spec, "2024-03-01", "2024-03-01", database).success
+    result = _load(tmp_path, spec, "2024-03-08", "2024-03-08", database)
+    failed = {e.check_name: e.description for e in result.get_asset_check_evaluations() if not e.passed}
+    assert set(failed) == {"volume_change_within_limit", "mean_order_value_stable", "countries_stable"}
+    assert "20.00x" in failed["volume_change_within_limit"] and "100.00x" in failed["mean_order_value_stable"]
+    assert "['Peru']" in failed["countries_stable"]

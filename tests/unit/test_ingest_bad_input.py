@@ -106,7 +106,7 @@ CASES = [
     case("tab_separated_file_named_csv", {"a.csv": csv(line().replace(",", "\t"), header=HEADER.replace(",", "\t"))},
          Fails("required_column", 1, "InvoiceNo", "one field containing a tab: wrong delimiter?")),
     case("missing_column", {"a.csv": csv(line().removesuffix(",United Kingdom"), header=HEADER.removesuffix(",Country"))},
-         Fails("required_column", 1, "Country", "column 'Country' (for country) is missing")),
+         Fails("required_column", 1, "Country", "column 'Country': missing (mapped to country)")),
     case("file_without_header", {"a.csv": line() + "\n"},
          Fails("required_column", 1, "InvoiceNo", "found '536365', '85123A'")),
     case("blank_line_before_header", {"a.csv": "\n" + csv(line())},
@@ -137,7 +137,7 @@ CASES = [
          columns={"customer_id": "cust", "invoice_date": "day"}),
     case("events_without_event_type_column",
          {"e.csv": csv("e1,s1,C1,2011-01-01", header=EVENTS_HEADER.replace(",event_type", ""))},
-         Fails("required_column", 1, "event_type", "column 'event_type' (for event_type) is missing"),
+         Fails("required_column", 1, "event_type", "column 'event_type': missing (mapped to event_type)"),
          contract=EVENTS),
     case("path_that_does_not_exist", {}, Fails("input_present", None, None, "no such file or folder"), path="orders.csv"),
     # --- files with nothing in them ----------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""A log of only customer, date and amount runs through the whole graph, with a column mapping as its only input.
+"""`clv-platform run --source FILE` on a user's own log, in a subprocess on a fresh state directory.
 
-Runs the README's command (`clv-platform run --source FILE`) in a subprocess on a fresh state directory.
+A log of only customer, date and amount runs through the whole graph with a column mapping as its
+only input; a file that cannot be read stops with one line naming file, row, column and rule.
 """
 
 from __future__ import annotations
@@ -32,15 +33,32 @@ def _amount_log(path: Path) -> int:
     return len(log)
 
 
-def test_customer_date_amount_log_runs_the_whole_graph(tmp_path):
-    rows = _amount_log(tmp_path / "sales.csv")
+SPEC = "transactions: {kind: files, path: sales.csv, columns: {customer_id: cust, invoice_date: day, amount: total}}\n"
+
+
+def _run_cli(tmp_path: Path) -> subprocess.CompletedProcess:
     spec = tmp_path / "source.yaml"
-    spec.write_text("transactions: {kind: files, path: sales.csv, columns: {customer_id: cust, invoice_date: day, amount: total}}\n")
+    spec.write_text(SPEC)
     env = {**os.environ, "CLV_HOME": str(tmp_path / "state")}
     for key in ("CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DAGSTER_HOME", "CLV_SOURCE_CONFIG", "DBT_TARGET_PATH", "DBT_LOG_PATH"):
         env.pop(key, None)
     cli = Path(sys.executable).parent / "clv-platform"
-    done = subprocess.run([str(cli), "run", "--source", str(spec)], env=env, capture_output=True, text=True, timeout=1200)
+    return subprocess.run([str(cli), "run", "--source", str(spec)], env=env, capture_output=True, text=True, timeout=1200)
+
+
+def test_unreadable_log_stops_with_one_line(tmp_path):
+    (tmp_path / "sales.csv").write_text("cust;day;total\n12346;2024-03-01;5\n")
+    done = _run_cli(tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'sales.csv'}: row 1: column 'cust': missing (mapped to customer_id); found 'cust;day;total'; "
+        "the header is one field containing a semicolon: wrong delimiter? (rule: required_column)"
+    ]
+
+
+def test_customer_date_amount_log_runs_the_whole_graph(tmp_path):
+    rows = _amount_log(tmp_path / "sales.csv")
+    done = _run_cli(tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "clv_full_pipeline succeeded" in done.stdout
 
