@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SOURCE_CONFIG_ENV = "CLV_SOURCE_CONFIG"
 
@@ -181,8 +181,11 @@ def load_spec(path: str | os.PathLike | None = None) -> IngestionSpec:
     try:
         raw = yaml.safe_load(file.read_text()) or {}
         spec = IngestionSpec.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in error.errors())
+        raise ValueError(f"{file}: invalid source config: {problems}") from None
     except (yaml.YAMLError, ValueError) as error:
-        raise ValueError(f"{file}: invalid source config: {error}") from None
+        raise ValueError(f"{file}: invalid source config: {' '.join(str(error).split())}") from None
     for source in (spec.transactions, spec.behavioral_events, spec.customers):
         if source is not None and source.kind == "files" and source.path and not Path(source.path).expanduser().is_absolute():
             source.path = str(file.parent / source.path)

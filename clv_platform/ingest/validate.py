@@ -281,6 +281,9 @@ def validate(
 
     # Text normalisation (trim, '' -> missing), then privacy, before any rule looks at a value.
     text = pd.DataFrame({c: _text(raw[c]) for c in mapping}, index=raw.index)
+    # Spreadsheet exports write integer ids as floats ('13085.0' in Online Retail II): drop the '.0'.
+    ids = text["customer_id"]
+    text["customer_id"] = ids.str.replace(r"^(\d+)\.0+$", r"\1", regex=True).where(ids.notna(), None)
     # Found before hashing, which would hide undecodable bytes in an identifier.
     undecodable = _surrogate_cells(text) if any(source.undecodable for source in sources) else None
     text = apply_pii(text, pii, pii_key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pandas as pd
 
 
@@ -37,3 +39,14 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".2f") -> str:
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
+
+
+@contextmanager
+def connect(warehouse):
+    """``warehouse.get_connection()`` that also closes on an exception (dagster-duckdb's does not,
+    and a dangling read-write connection makes later read-only opens in the process fail)."""
+    with warehouse.get_connection() as con:
+        try:
+            yield con
+        finally:
+            con.close()

@@ -157,3 +157,15 @@ def test_volume_order_value_and_country_changes_fail_their_checks(clv_state, tmp
     assert set(failed) == {"volume_change_within_limit", "mean_order_value_stable", "countries_stable"}
     assert "20.00x" in failed["volume_change_within_limit"] and "100.00x" in failed["mean_order_value_stable"]
     assert "['Peru']" in failed["countries_stable"]
+
+
+def test_empty_input_fails_its_blocking_check_and_keeps_the_stored_days(clv_state, tmp_path):
+    database = tmp_path / "warehouse.duckdb"
+    (tmp_path / "sales.csv").write_text("customer,day,total\nc1,2024-03-01,5\n")
+    assert _load(tmp_path, SALES_SPEC, "2024-03-01", "2024-03-01", database).success
+    (tmp_path / "sales.csv").write_text("customer,day,total\n")  # header only
+    result = _load(tmp_path, SALES_SPEC, "2024-03-01", "2024-03-01", database)
+    assert not result.success
+    failed = {e.check_name: e.description for e in result.get_asset_check_evaluations() if not e.passed}
+    assert list(failed) == ["input_not_empty"] and "delivered no rows" in failed["input_not_empty"]
+    assert _query(database, "select count(*) from raw.transactions") == [(1,)]

@@ -19,7 +19,7 @@ from clv_platform.ingest import table_rules
 from clv_platform.ingest.readers import SourceError, SourceFrame, iter_source
 from clv_platform.ingest.spec import GeneratorOptions, IngestionSpec, SourceSpec
 from clv_platform.lib.ingestion import DAILY_PARTITIONS, RawSource, replace_window, window_of
-from clv_platform.lib.warehouse import markdown_table, replace_table
+from clv_platform.lib.warehouse import connect, markdown_table, replace_table
 
 TRANSACTIONS_KEY = dg.AssetKey(["raw", "transactions"])
 EVENTS_KEY = dg.AssetKey(["raw", "behavioral_events"])
@@ -222,13 +222,15 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
         accepted = contract_schema.validate(accepted)
         table = f"raw.{contract.name}"
         ts = contract.timestamp
-        with warehouse.get_connection() as con:
+        if contract is TRANSACTIONS and source is not None and validated.rows_read == 0:
+            # Nothing to load is an error, and the stored days stay as they were.
+            empty = ", ".join(validated.empty_sources) or source.kind
+            yield _check(asset_key, "input_not_empty", (False, f"the source delivered no rows ({empty})", {}))
+            raise dg.Failure(description=f"{empty}: the source delivered no rows (rule: input_not_empty)", allow_retries=False)
+        with connect(warehouse) as con:
             verdicts = _table_checks(con, accepted, quarantine, start, end, spec) if contract is TRANSACTIONS else {
                 "events_quarantine_share_within_limit": table_rules.quarantine_share(
                     len(accepted) + len(quarantine), len(quarantine), spec.limits.max_quarantine_share)}
-            if contract is TRANSACTIONS and source is not None and validated.rows_read == 0:
-                yield _check(asset_key, "input_not_empty", (False, f"the source delivered no rows ({', '.join(validated.empty_sources) or 'no files'})", {}))
-                raise dg.Failure(description=f"{', '.join(validated.empty_sources) or source.kind}: the source delivered no rows (rule: input_not_empty)")
             sources = sorted(validated.rows_by_source)
             window = f"{ts} >= TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' and {ts} < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
             q_window = (f"(partition_date >= TIMESTAMP '{start:%Y-%m-%d}' and partition_date < TIMESTAMP '{end:%Y-%m-%d}')"
@@ -280,7 +282,7 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
         customers = apply_pii(customers, spec.pii, raw_source.pii_key())
         origin = "generator"
     else:
-        with warehouse.get_connection() as con:
+        with connect(warehouse) as con:
             customers = con.execute(
                 """
                 select customer_id, mode(country) as country, 'unknown' as acquisition_channel,
@@ -291,7 +293,7 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
         customers["country"] = customers["country"].fillna("Unknown")
         origin = "derived from raw.transactions"
     customers = schemas.customers_schema.validate(customers)
-    with warehouse.get_connection() as con:
+    with connect(warehouse) as con:
         exists = con.execute(
             "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = 'customers'"
         ).fetchone()[0]
