@@ -83,7 +83,13 @@ def test_jobs_schedules_sensors(defs):
     assert schedules["daily_ingest_and_features"].job_name == "ingest_and_features"
     assert schedules["weekly_scoring"].job_name == "weekly_scoring"
     sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) == {"drift_retraining_sensor", "landing_zone_sensor"}
     assert sensors["drift_retraining_sensor"].job_name == "clv_retraining"
+    # Off until a user turns it on (README, "Your own data").
+    landing = sensors["landing_zone_sensor"]
+    assert (landing.job_name, landing.minimum_interval_seconds) == ("ingest_and_features", 30)
+    assert landing.default_status == dg.DefaultSensorStatus.STOPPED
+    assert landing.required_resource_keys == {"raw_source", "s3"}
 
 
 def test_heavy_libraries_not_imported_at_load():

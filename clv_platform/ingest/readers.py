@@ -28,7 +28,10 @@ import pandas as pd
 from clv_platform.ingest.spec import SourceSpec
 
 BAD_LINE = "_bad_line"
-SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz", ".parquet", ".pq", ".xlsx")
+# What a folder or an S3 prefix holds as data. Not .txt: a README.txt or notes.txt beside the data
+# is common and would fail every load as a CSV without the mapped columns; name a .txt log by its
+# path or a glob instead.
+SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq", ".xlsx")
 
 csv.field_size_limit(sys.maxsize)
 

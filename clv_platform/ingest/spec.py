@@ -74,7 +74,7 @@ class SourceSpec(_Strict):
     """Where one raw table comes from and how its columns map to the canonical ones."""
 
     kind: Literal["generator", "files", "s3", "postgres"] = "generator"
-    # files: one file, a folder (every csv/csv.gz/parquet/xlsx in it) or a glob.
+    # files: one file, a folder (every .csv, .csv.gz, .tsv, .tsv.gz, .parquet, .pq, .xlsx in it; not .txt) or a glob.
     path: str | None = None
     # s3: every object under s3://bucket/prefix (suffixes as for folders).
     bucket: str | None = None

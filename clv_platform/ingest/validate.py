@@ -240,6 +240,29 @@ def _check_columns(source: SourceFrame, mapping: dict[str, str], contract: Contr
                               f"missing (mapped to {canonical}); found {found}{hint}", row=1, column=column)
 
 
+def check_columns(source: SourceFrame, spec: SourceSpec, contract: Contract, redact: bool) -> None:
+    """Raise the :class:`SourceError` a load raises for a source that lacks a mapped column; empty sources pass."""
+    if source.frame.shape[1]:
+        _check_columns(source, spec.mapping(contract.fields), contract, redact)
+
+
+def event_timestamps(source: SourceFrame, spec: SourceSpec, contract: Contract) -> pd.Series:
+    """The timestamps of one source's records, parsed as a load parses them; unparseable ones dropped."""
+    column = spec.mapping(contract.fields)[contract.timestamp]
+    if column not in source.frame.columns:
+        return pd.Series(dtype="datetime64[ns]")
+    values = source.frame[column]
+    return _timestamp(values, _text(values), spec.timestamp_formats).dropna()
+
+
+def event_day_range(stamps: pd.Series, history_start: date, now: datetime) -> tuple[date, date] | None:
+    """First and last day of the timestamps a load accepts by date (from ``history_start`` to ``now``); None if none."""
+    stamps = stamps[(stamps >= pd.Timestamp(history_start)) & (stamps <= pd.Timestamp(now))].dropna()
+    if stamps.empty:
+        return None
+    return stamps.min().date(), stamps.max().date()
+
+
 def _canonical(source: SourceFrame, mapping: dict[str, str], contract: Contract) -> pd.DataFrame:
     frame = source.frame
     out = pd.DataFrame(index=pd.RangeIndex(len(frame)))

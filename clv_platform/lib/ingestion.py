@@ -107,7 +107,7 @@ def replace_window(con, writes: list[tuple[str, pd.DataFrame, str]], sources: li
 def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=None) -> tuple[date, date]:
     """First and last event day in the transaction source: the partitions a full load must cover."""
     from clv_platform.ingest.readers import iter_source
-    from clv_platform.ingest.validate import TRANSACTIONS, _check_columns, _text, _timestamp
+    from clv_platform.ingest.validate import TRANSACTIONS, check_columns, event_day_range, event_timestamps
 
     source = spec.transactions
     if source.kind == "generator":
@@ -115,16 +115,13 @@ def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=Non
 
         stamps = generated(generator_options or spec.generator).transactions["InvoiceDate"]
     else:
-        mapping = source.mapping(TRANSACTIONS.fields)
-        column = mapping[TRANSACTIONS.timestamp]
+        column = source.mapping(TRANSACTIONS.fields)[TRANSACTIONS.timestamp]
         parts = []
         for frame in iter_source(source, column, s3_client=s3_client):
-            if frame.frame.shape[1] == 0:
-                continue  # an empty file
-            _check_columns(frame, mapping, TRANSACTIONS, bool(spec.pii.columns))  # a one-line SourceError, as the run would give
-            parts.append(_timestamp(frame.frame[column], _text(frame.frame[column]), source.timestamp_formats))
+            check_columns(frame, source, TRANSACTIONS, bool(spec.pii.columns))  # the one-line error a run would give
+            parts.append(event_timestamps(frame, source, TRANSACTIONS))
         stamps = pd.concat(parts) if parts else pd.Series(dtype="datetime64[ns]")
-    stamps = stamps[(stamps >= pd.Timestamp(spec.history_start)) & (stamps <= pd.Timestamp(datetime.now()))].dropna()
-    if stamps.empty:
+    days = event_day_range(stamps, spec.history_start, datetime.now())
+    if days is None:
         raise ValueError("the transaction source holds no rows with a valid timestamp")
-    return stamps.min().date(), stamps.max().date()
+    return days

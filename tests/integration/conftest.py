@@ -1,4 +1,5 @@
-"""A fresh embedded state (warehouse, MLflow store, reports) per test module; a real PostgreSQL per session."""
+"""A fresh embedded state (warehouse, MLflow store, reports) per test module; a real PostgreSQL and a real
+S3-compatible server (moto_server) per session, each started only when a test asks for it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,3 +125,64 @@ def postgres_dsn() -> Iterator[str]:
         if (data / "postmaster.pid").exists():
             run(str(bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w", "-t", "60")
         shutil.rmtree(root, ignore_errors=True)
+
+
+# A real S3-compatible server (moto_server) for the session ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory) -> Iterator[str]:
+    """A moto_server on loopback, started once for the tests that need S3; always stopped at teardown.
+
+    Tests share it: each makes its own bucket (a random name).
+    """
+    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    executable = Path(sys.executable).parent / "moto_server"
+    port = _free_port()
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([str(executable), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"moto_server exited with {server.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(endpoint, timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"moto_server did not answer on {endpoint} within 30 s: {log_path.read_text()[-2000:]}")
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def aws_env(monkeypatch, moto_endpoint, tmp_path) -> str:
+    """Credentials and endpoint for the local server only; no profile or config file of the machine."""
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    return moto_endpoint
+
+
+@pytest.fixture
+def s3_client(aws_env):
+    import boto3
+
+    return boto3.client(
+        "s3", endpoint_url=aws_env, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )

@@ -107,4 +107,4 @@ def test_ui_serves_jobs_schedules_and_sensor(dagster_dev):
         "daily_ingest_and_features": "0 2 * * *",
         "weekly_scoring": "0 4 * * 1",
     }
-    assert [s["name"] for s in repository["sensors"]] == ["drift_retraining_sensor"]
+    assert sorted(s["name"] for s in repository["sensors"]) == ["drift_retraining_sensor", "landing_zone_sensor"]

@@ -1,7 +1,7 @@
 """scoring/clv_scores_export against a real S3-compatible server (moto_server on loopback) and a local folder.
 
 The warehouse is a hand-made ``scoring.clv_scores`` with two cutoffs; only the export asset is
-materialized, with its resources bound here.
+materialized, with its resources bound here. The server and its client are fixtures of ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -9,17 +9,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
-import boto3
 import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
@@ -38,65 +31,6 @@ SCORES = [
     ("c2", LATEST, 4.0, "Medium", "clv_xgboost", "4"),
 ]
 PARTITION = "clv_scores/cutoff_date=2011-12-05"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory) -> Iterator[str]:
-    """A moto_server on loopback for this module; always stopped at teardown."""
-    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    executable = Path(sys.executable).parent / "moto_server"
-    port = _free_port()
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen([str(executable), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"moto_server exited with {server.returncode}: {log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(endpoint, timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not answer on {endpoint} within 30 s: {log_path.read_text()[-2000:]}")
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-@pytest.fixture
-def aws_env(monkeypatch, moto_endpoint, tmp_path) -> str:
-    """Credentials and endpoint for the local server only; no profile or config file of the machine."""
-    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    return moto_endpoint
-
-
-@pytest.fixture
-def s3_client(aws_env):
-    return boto3.client(
-        "s3", endpoint_url=aws_env, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )
 
 
 @pytest.fixture
