@@ -37,6 +37,28 @@ def clv_state(tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.fixture(scope="session")
+def materialize_raw():
+    """``materialize_raw(spec, database, first, last)``: raw/transactions loaded for the days [first, last] in one
+    in-process run (an ephemeral Dagster instance), from the source spec file ``spec`` into the DuckDB file ``database``."""
+    import dagster as dg
+    from dagster_aws.s3 import S3Resource
+    from dagster_duckdb import DuckDBResource
+
+    from clv_platform.defs.ingestion.assets import raw_daily
+    from clv_platform.lib.ingestion import RawSource, partition_range_tags
+
+    def materialize(spec: Path, database: Path, first, last) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [raw_daily], selection=[dg.AssetKey(["raw", "transactions"])],
+            resources={"raw_source": RawSource(spec_path=str(spec)), "warehouse": DuckDBResource(database=str(database)),
+                       "s3": S3Resource(region_name="us-east-1")},
+            tags=partition_range_tags(first, last),
+        )
+
+    return materialize
+
+
 # A real PostgreSQL server for the session ----------------------------------------------------------
 
 PG_USER, PG_DATABASE = "clv", "clv_test"
