@@ -194,7 +194,9 @@ def read_postgres(spec: SourceSpec, timestamp_column: str, start: datetime | Non
     """Rows of a table or query, only those with ``start <= timestamp < end`` when given (incremental reads).
 
     Columns keep PostgreSQL's types as psycopg loads them, except ``numeric``, which arrives as float
-    (as from Parquet) rather than ``Decimal``. Errors never repeat the DSN's password.
+    (as from Parquet) rather than ``Decimal``. The session runs in UTC, the platform's clock for
+    zone-aware values: a ``timestamptz`` column is windowed by UTC days whatever the server's time zone.
+    Errors never repeat the DSN's password.
     """
     import psycopg
     from psycopg import sql
@@ -227,6 +229,8 @@ def read_postgres(spec: SourceSpec, timestamp_column: str, start: datetime | Non
     try:
         with psycopg.connect(dsn, connect_timeout=10) as con, con.cursor() as cur:
             cur.adapters.register_loader("numeric", FloatLoader)
+            # Naive bounds are compared with a timestamptz column in the session's zone.
+            cur.execute("set time zone 'UTC'")
             cur.execute(statement)
             columns = [d.name for d in cur.description]
             frame = pd.DataFrame(cur.fetchall(), columns=columns)

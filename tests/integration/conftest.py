@@ -1,12 +1,15 @@
 """A fresh embedded state (warehouse, MLflow store, reports) per test module; a real PostgreSQL and a real
-S3-compatible server (moto_server) per session, each started only when a test asks for it."""
+S3-compatible server (moto_server) per session, each started only when a test asks for it; `dagster dev`
+started on demand."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +42,28 @@ def clv_state(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def materialize_raw():
+    """``materialize_raw(spec, database, first, last)``: raw/transactions loaded for the days [first, last] in one
+    in-process run (an ephemeral Dagster instance), from the source spec file ``spec`` into the DuckDB file ``database``."""
+    import dagster as dg
+    from dagster_aws.s3 import S3Resource
+    from dagster_duckdb import DuckDBResource
+
+    from clv_platform.defs.ingestion.assets import raw_daily
+    from clv_platform.lib.ingestion import RawSource, partition_range_tags
+
+    def materialize(spec: Path, database: Path, first, last) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [raw_daily], selection=[dg.AssetKey(["raw", "transactions"])],
+            resources={"raw_source": RawSource(spec_path=str(spec)), "warehouse": DuckDBResource(database=str(database)),
+                       "s3": S3Resource(region_name="us-east-1")},
+            tags=partition_range_tags(first, last),
+        )
+
+    return materialize
 
 
 # A real PostgreSQL server for the session ----------------------------------------------------------
@@ -186,3 +211,97 @@ def s3_client(aws_env):
         "s3", endpoint_url=aws_env, region_name="us-east-1",
         aws_access_key_id="testing", aws_secret_access_key="testing",
     )
+
+# `dagster dev` as a user starts it -----------------------------------------------------------------
+
+class DagsterDev:
+    """A running ``dagster dev`` on the project's workspace: its port, its log and its GraphQL API."""
+
+    def __init__(self, port: int, process: subprocess.Popen, log: Path):
+        self.port, self.process, self.log = port, process, log
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.load(response)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def log_tail(self) -> str:
+        return self.log.read_text()[-3000:]
+
+    def wait_until_serving(self, timeout: float = 180) -> DagsterDev:
+        """Block until the code location is loaded (or failed to load, which the UI shows too)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"dagster dev exited {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                entries = self.graphql(_LOCATION_LOADED)["workspaceOrError"]["locationEntries"]
+                if entries and entries[0]["locationOrLoadError"]:
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"dagster dev did not serve the location:\n{self.log_tail()}")
+            time.sleep(1)
+
+
+def _environment_for(home: Path, **env: str) -> dict[str, str]:
+    """This process's environment for a platform process on state directory ``home`` (DAGSTER_HOME inside it)."""
+    (home / "dagster").mkdir(parents=True, exist_ok=True)
+    environment = {**os.environ, "CLV_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **env}
+    # Derived from CLV_HOME by the process itself; inherited values would point at this process's state.
+    for var in ("CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DBT_TARGET_PATH", "DBT_LOG_PATH"):
+        environment.pop(var, None)
+    return environment
+
+
+@pytest.fixture(scope="session")
+def environment_for():
+    """``environment_for(home, **env)``: the environment of a ``dagster`` or ``clv-platform`` process on state ``home``."""
+    return _environment_for
+
+
+_LOCATION_LOADED = "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename } } } } }"
+
+
+@pytest.fixture(scope="module")
+def start_dagster_dev() -> Iterator:
+    """Start ``dagster dev`` with ``CLV_HOME=home`` (plus ``env``); unless ``wait=False``, wait until it serves the code location.
+
+    Every server started is stopped when the module ends: SIGINT to its process group, SIGKILL after 30 s.
+    """
+    started: list[DagsterDev] = []
+
+    def start(home: Path, wait: bool = True, **env: str) -> DagsterDev:
+        from clv_platform.settings import PROJECT_ROOT
+
+        port = _free_port()
+        environment = _environment_for(home, **env)
+        log = home / "dagster_dev.log"
+        with open(log, "w") as out:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+                 "--host", "127.0.0.1", "--port", str(port)],
+                cwd=PROJECT_ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                # Background processes inherit an ignored SIGINT, which dagster dev needs to stop.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            )
+        server = DagsterDev(port, process, log)
+        started.append(server)
+        return server.wait_until_serving() if wait else server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            os.killpg(server.process.pid, signal.SIGINT)
+            try:
+                server.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.process.pid, signal.SIGKILL)
+                server.process.wait()

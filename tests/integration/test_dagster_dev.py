@@ -2,19 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
-
-from clv_platform.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -28,62 +16,10 @@ QUERY = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["data"]
-
-
 @pytest.fixture(scope="module")
-def dagster_dev(tmp_path_factory):
-    home = tmp_path_factory.mktemp("dagster_dev")
-    port = _free_port()
-    env = {**os.environ, "CLV_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-    for var in ("CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI"):
-        env.pop(var, None)
-    (home / "dagster").mkdir()
-    dagster = Path(sys.executable).parent / "dagster"
-    log = open(home / "dagster_dev.log", "w")
-    process = subprocess.Popen(
-        [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "--host", "127.0.0.1", "--port", str(port)],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        # Background processes inherit an ignored SIGINT, which dagster dev needs to stop.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"dagster dev exited {process.returncode}:\n{(home / 'dagster_dev.log').read_text()[-3000:]}")
-            try:
-                data = _graphql(port, QUERY)
-                entries = data["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["locationOrLoadError"] and data["assetNodes"]:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"dagster dev did not serve the location:\n{(home / 'dagster_dev.log').read_text()[-3000:]}")
-            time.sleep(1)
-        yield port, data
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+def dagster_dev(tmp_path_factory, start_dagster_dev):
+    server = start_dagster_dev(tmp_path_factory.mktemp("dagster_dev"))
+    yield server.port, server.graphql(QUERY)
 
 
 def test_ui_serves_the_graph_with_its_groups(dagster_dev):
