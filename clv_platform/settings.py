@@ -19,6 +19,9 @@ _DAGSTER_YAML = """\
 # Written by clv_platform: local storage under this directory, no telemetry.
 telemetry:
   enabled: false
+# The embedded DuckDB warehouse takes one writer at a time: runs queue instead of clashing on its lock.
+run_queue:
+  max_concurrent_runs: 1
 """
 
 
