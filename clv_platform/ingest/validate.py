@@ -22,6 +22,7 @@ import pandera.pandas as pa
 
 from clv_platform.ingest.readers import BAD_LINE, SourceError, SourceFrame
 from clv_platform.ingest.spec import (
+    CUSTOMER_FIELDS,
     EVENT_FIELDS,
     TRANSACTION_FIELDS,
     PiiSpec,
@@ -214,6 +215,8 @@ def _transaction_required(mapping: dict[str, str]) -> list[str]:
 
 
 TRANSACTIONS = Contract("transactions", TRANSACTION_FIELDS, "invoice_date", _transaction_required, TRANSACTION_RULES)
+# The customer feed has no row rules of its own: rows without an id are counted and dropped by its asset.
+CUSTOMERS = Contract("customers", CUSTOMER_FIELDS, "signup_date", lambda mapping: ["customer_id"], ())
 EVENTS = Contract("behavioral_events", EVENT_FIELDS, "event_timestamp",
                   lambda mapping: ["customer_id", "event_timestamp", "event_type"], EVENT_RULES)
 

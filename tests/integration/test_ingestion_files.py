@@ -169,3 +169,31 @@ def test_empty_input_fails_its_blocking_check_and_keeps_the_stored_days(clv_stat
     failed = {e.check_name: e.description for e in result.get_asset_check_evaluations() if not e.passed}
     assert list(failed) == ["input_not_empty"] and "delivered no rows" in failed["input_not_empty"]
     assert _query(database, "select count(*) from raw.transactions") == [(1,)]
+
+
+def test_customer_feed_and_a_new_acquisition_channel(clv_state, tmp_path):
+    from clv_platform.defs.ingestion.assets import raw_customers
+
+    (tmp_path / "sales.csv").write_text("customer,day,total\n" + "".join(f"c{i},2024-03-01,5\n" for i in range(20)))
+    database = tmp_path / "warehouse.duckdb"
+    feed = tmp_path / "crm.csv"
+    spec = SALES_SPEC + "customers: {kind: files, path: crm.csv, columns: {customer_id: id, acquisition_channel: channel}}\n"
+    assert _load(tmp_path, spec, "2024-03-01", "2024-03-01", database).success
+
+    def customers(channels):
+        feed.write_text("id,channel\n" + "".join(f"c{i},{c}\n" for i, c in enumerate(channels)) + ",orphan\n")
+        return dg.materialize(
+            [raw_customers],
+            resources={"raw_source": RawSource(spec_path=str(tmp_path / "source.yaml")), "warehouse": DuckDBResource(database=str(database))},
+            raise_on_error=False,
+        )
+
+    first = customers(["email"] * 10 + ["search"] * 10)
+    meta = _meta(first, dg.AssetKey(["raw", "customers"]))
+    assert meta["dagster/row_count"] == 20 and meta["feed_rows_dropped"]["without_customer_id"] == 1
+    # Signup dates the feed lacks come from the first purchase.
+    assert _query(database, "select count(*) from raw.customers where signup_date = '2024-03-01'") == [(20,)]
+    # Half the customers now come from a channel never seen before: the blocking check fails.
+    second = customers(["email"] * 10 + ["tiktok"] * 10)
+    failed = {e.check_name: e.description for e in second.get_asset_check_evaluations() if not e.passed}
+    assert list(failed) == ["acquisition_channels_stable"] and "['tiktok']" in failed["acquisition_channels_stable"]
