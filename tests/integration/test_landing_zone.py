@@ -151,7 +151,7 @@ def test_an_unreadable_file_is_reported_once_and_blocks_no_other(tmp_path, landi
     first = sensor.tick()
     assert _requested(first) == [("2024-03-10", "2024-03-12", [str(good)])]
     error = sensor.state["unreadable"][str(bad)]
-    assert error.startswith(f"{bad}: row 1: column 'customer': column 'customer' (for customer_id) is missing")
+    assert error.startswith(f"{bad}: row 1: column 'customer': missing (mapped to customer_id)")
     assert "wrong delimiter?" in error and error.endswith("(rule: required_column)") and "\n" not in error
 
     # Judged at this version: not read again, not requested, until it changes.
