@@ -32,17 +32,21 @@ orders as (
 -- The cap is a quantile of the order values strictly before the cutoff: the training window.
 caps as (
 
+    {% if cap_quantile is none -%}
     select
         cutoff_date,
-        {% if cap_quantile is none -%}
         cast(null as double) as cap_value
-        {%- else -%}
+
+    from cutoffs
+    {%- else -%}
+    select
+        cutoff_date,
         cast(percentile_cont({{ cap_quantile }}) within group (order by order_value) as double) as cap_value
-        {%- endif %}
 
     from orders
     where is_before_cutoff
     group by cutoff_date
+    {%- endif %}
 
 ),
 
