@@ -53,6 +53,8 @@ class FeatureConfig(dg.Config):
 
 def order_value_cap_metadata(warehouse: DuckDBResource) -> dict:
     """The caps of intermediate.int_order_value_caps as materialization metadata."""
+    import pandas as pd
+
     with warehouse.get_connection() as con:
         caps = con.execute(
             """select cutoff_date, cutoff_kind, cap_value, orders_before_cutoff, orders_capped, label_orders_capped
@@ -63,7 +65,7 @@ def order_value_cap_metadata(warehouse: DuckDBResource) -> dict:
     caps["cutoff_date"] = caps["cutoff_date"].astype(str)
     return {
         "order_value_cap_quantile": None if quantile is None else float(quantile),
-        "order_value_cap": None if scoring["cap_value"] != scoring["cap_value"] else float(scoring["cap_value"]),
+        "order_value_cap": None if pd.isna(scoring["cap_value"]) else float(scoring["cap_value"]),
         "orders_capped": int(scoring["orders_capped"]),
         "order_value_caps": dg.MetadataValue.md(markdown_table(caps)),
     }
