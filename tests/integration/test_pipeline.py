@@ -194,7 +194,7 @@ def test_rerun_on_unchanged_history_is_incremental_and_changes_nothing(pipeline)
     assert first["full_refresh"] is True  # nothing built before
 
     rerun = definitions.resolve_job_def("ingest_and_features").execute_in_process(
-        run_config=_generator_config(), instance=instance
+        run_config=_generator_config(), instance=instance, tags=_full_range()
     )
     assert rerun.success
     again = _metadata(instance, ["intermediate", "int_customer_days"])
