@@ -22,35 +22,59 @@ LABEL_COLUMN = "future_revenue"
 HORIZON_COLUMN = "horizon_days"
 PREDICTION_COLUMN = "predicted_clv"
 
+# The channels one-hot encoded by dbt (var acquisition_channels in dbt_project/dbt_project.yml).
+ACQUISITION_CHANNELS: tuple[str, ...] = ("organic_search", "paid_search", "social", "email", "referral", "direct")
+
+# The numeric columns of the marts, in their order (dbt macro customer_feature_columns); each is
+# defined with its unit in dbt_project/models/intermediate/_customer_features__docs.md.
 FEATURE_COLUMNS: tuple[str, ...] = (
+    # BTYD core
     "frequency",
     "recency",
     "T",
     "monetary_value",
+    # trailing windows and trends
     "orders_30d",
     "orders_90d",
     "orders_365d",
     "spend_30d",
     "spend_90d",
     "spend_365d",
+    "items_30d",
+    "items_90d",
+    "items_365d",
+    "distinct_products_30d",
+    "distinct_products_90d",
+    "distinct_products_365d",
+    "orders_trend_90d_365d",
+    "spend_trend_90d_365d",
+    # purchase pattern
+    "purchase_gap_mean_days",
+    "purchase_gap_stddev_days",
+    "basket_value_mean",
+    "basket_items_mean",
+    "distinct_products",
+    "product_diversity",
+    "return_rate",
+    "spend_share_90d",
+    # web behaviour over 90 days
     "sessions_90d",
+    "session_seconds_mean_90d",
+    "page_views_90d",
+    "searches_90d",
     "add_to_cart_90d",
+    "cart_to_purchase_90d",
+    # customer attributes
     "tenure_days",
+    "country_customer_share",
+    *(f"channel_{channel}" for channel in ACQUISITION_CHANNELS),
 )
 
-# Counts and durations cannot be negative. Money features are net of returns, so they may be.
-NON_NEGATIVE_FEATURES: tuple[str, ...] = (
-    "frequency",
-    "recency",
-    "T",
-    "orders_30d",
-    "orders_90d",
-    "orders_365d",
-    "sessions_90d",
-    "add_to_cart_90d",
-    "tenure_days",
+# Counts, durations, ratios of non-negative amounts and flags cannot be negative. Net spend and
+# its trend are net of returns, so they may be.
+NON_NEGATIVE_FEATURES: tuple[str, ...] = tuple(
+    column for column in FEATURE_COLUMNS if not column.startswith(("spend_30d", "spend_90d", "spend_365d", "spend_trend"))
 )
-
 
 def require_columns(df: pd.DataFrame, columns: Iterable[str], *, frame_name: str = "frame") -> None:
     """Raise ``ValueError`` naming every column of ``columns`` missing from ``df``."""

@@ -10,7 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from clv_platform.ml.features import CUTOFF_COLUMN, FEATURE_COLUMNS, HORIZON_COLUMN, ID_COLUMN, LABEL_COLUMN
+from clv_platform.ml.features import (
+    ACQUISITION_CHANNELS,
+    CUTOFF_COLUMN,
+    FEATURE_COLUMNS,
+    HORIZON_COLUMN,
+    ID_COLUMN,
+    LABEL_COLUMN,
+)
 
 
 def make_examples(
@@ -40,7 +47,7 @@ def make_examples(
     --------
     >>> frame = make_examples(n_customers=5, cutoffs=("2024-01-01",))
     >>> frame.shape
-    (5, 17)
+    (5, 44)
     """
     if n_customers < 1 or not cutoffs or horizon_days < 1:
         raise ValueError("n_customers and horizon_days must be >= 1 and cutoffs must not be empty")
@@ -49,6 +56,11 @@ def make_examples(
     rate = rng.gamma(shape=0.6, scale=0.015, size=n_customers) * rate_multiplier  # purchase days per day
     basket = rng.lognormal(mean=3.5, sigma=0.7, size=n_customers)  # net revenue per purchase day
     signup_age = rng.integers(30, 1100, size=n_customers)  # days from signup to the first cutoff
+    # The later features draw from their own stream, so the ones above keep their values.
+    extra = np.random.default_rng([seed, 1])
+    country_share = extra.choice([0.9, 0.03, 0.02, 0.01], size=n_customers, p=[0.85, 0.07, 0.05, 0.03])
+    channel = extra.integers(0, len(ACQUISITION_CHANNELS), size=n_customers)
+    items_per_order = 1 + extra.poisson(4.0, size=n_customers)
 
     frames = []
     first_cutoff = pd.Timestamp(cutoffs[0])
@@ -70,6 +82,8 @@ def make_examples(
         sessions = rng.poisson(1 + 4 * windows["orders_90d"] + 20 * rate * alive)
         add_to_cart = rng.binomial(sessions, 0.3)
 
+        extras = _later_features(extra, windows, frequency, recency, basket, sessions, add_to_cart, items_per_order)
+
         future_orders = rng.poisson(rate * horizon_days * alive)
         future_revenue = np.round(future_orders * basket * rng.lognormal(0.0, 0.3, n_customers), 2)
 
@@ -82,9 +96,10 @@ def make_examples(
                 "T": T,
                 "monetary_value": np.round(monetary_value, 2),
                 **windows,
-                "sessions_90d": sessions,
-                "add_to_cart_90d": add_to_cart,
                 "tenure_days": tenure,
+                **extras,
+                "country_customer_share": country_share,
+                **{f"channel_{name}": (channel == i).astype("int64") for i, name in enumerate(ACQUISITION_CHANNELS)},
                 HORIZON_COLUMN: horizon_days,
                 LABEL_COLUMN: future_revenue,
             }
@@ -92,3 +107,37 @@ def make_examples(
         frames.append(frame)
     examples = pd.concat(frames, ignore_index=True)
     return examples.loc[:, [ID_COLUMN, CUTOFF_COLUMN, *FEATURE_COLUMNS, HORIZON_COLUMN, LABEL_COLUMN]]
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator where the denominator is positive, else 0."""
+    safe = np.where(denominator > 0, denominator, 1)
+    return np.where(denominator > 0, numerator / safe, 0.0)
+
+
+def _later_features(rng, windows, frequency, recency, basket, sessions, add_to_cart, items_per_order) -> dict:
+    """Items, products, trends, purchase pattern and web behaviour, consistent with the core features."""
+    n = len(frequency)
+    features = {}
+    for days in (30, 90, 365):
+        features[f"items_{days}d"] = windows[f"orders_{days}d"] * items_per_order
+    for days in (30, 90, 365):
+        features[f"distinct_products_{days}d"] = np.minimum(features[f"items_{days}d"], 2 * windows[f"orders_{days}d"])
+    for measure in ("orders", "spend"):
+        features[f"{measure}_trend_90d_365d"] = _ratio(windows[f"{measure}_90d"] / 90, windows[f"{measure}_365d"] / 365)
+    gap_mean = _ratio(recency.astype("float64"), frequency.astype("float64"))
+    features["purchase_gap_mean_days"] = gap_mean
+    features["purchase_gap_stddev_days"] = np.where(frequency > 1, gap_mean * rng.lognormal(-0.5, 0.3, n), 0.0)
+    features["basket_value_mean"] = np.round(basket * rng.lognormal(0.0, 0.2, n), 2)
+    features["basket_items_mean"] = items_per_order.astype("float64")
+    features["distinct_products"] = np.maximum(features["distinct_products_365d"], (frequency + 1) * 2)
+    features["product_diversity"] = rng.uniform(0.2, 1.0, n)
+    features["return_rate"] = rng.beta(1.0, 30.0, n)
+    features["spend_share_90d"] = np.clip(_ratio(windows["spend_90d"], windows["spend_365d"]), 0.0, 1.0)
+    features["sessions_90d"] = sessions
+    features["session_seconds_mean_90d"] = np.where(sessions > 0, rng.gamma(2.0, 150.0, n), 0.0)
+    features["page_views_90d"] = sessions + rng.poisson(2.0 * sessions)
+    features["searches_90d"] = rng.binomial(sessions, 0.5)
+    features["add_to_cart_90d"] = add_to_cart
+    features["cart_to_purchase_90d"] = np.where(add_to_cart > 0, rng.uniform(0.0, 1.0, n), 0.0)
+    return features

@@ -34,3 +34,19 @@
     {%- endif -%}
     {{ return(text) }}
 {%- endmacro %}
+
+{#
+    var('order_value_cap_quantile') as a float in (0, 1], or none when unset ('' or null), which
+    disables capping order values.
+#}
+{% macro order_value_cap_quantile_var() -%}
+    {%- set raw_value = var('order_value_cap_quantile', none) -%}
+    {%- if raw_value is none or (raw_value | string | trim) in ('', 'None', 'null', 'none') -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set value = raw_value | string | trim | float(-1.0) -%}
+    {%- if not (0 < value <= 1) -%}
+        {{ exceptions.raise_compiler_error("var 'order_value_cap_quantile' must be a number in (0, 1] or null, got '" ~ raw_value ~ "'") }}
+    {%- endif -%}
+    {{ return(value) }}
+{%- endmacro %}

@@ -1,7 +1,7 @@
 {#
     True when the stock code is a fee, postage, discount, adjustment or voucher rather than a
     product: listed in var('non_product_stock_codes') or starting with GIFT (case-insensitive).
-    A missing stock code (a log without products) is a product line.
+    A NULL stock code (a log without product codes) is a product line: false, never NULL.
 #}
 {% macro is_non_product_stock_code(column_name) -%}
     coalesce(

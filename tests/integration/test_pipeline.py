@@ -6,6 +6,7 @@ import math
 
 import dagster as dg
 import duckdb
+import pandas as pd
 import pytest
 
 from clv_platform.ml.features import FEATURE_COLUMNS, PREDICTION_COLUMN
@@ -53,6 +54,13 @@ def _query(sql: str, *params):
 
     with duckdb.connect(os.environ["CLV_WAREHOUSE_PATH"], read_only=True) as con:
         return con.execute(sql, list(params)).fetchall()
+
+
+def _frame(sql: str) -> pd.DataFrame:
+    import os
+
+    with duckdb.connect(os.environ["CLV_WAREHOUSE_PATH"], read_only=True) as con:
+        return con.execute(sql).df()
 
 
 def test_every_asset_materialized_and_every_check_passed(pipeline):
@@ -103,6 +111,26 @@ def test_row_counts_add_up(pipeline):
     )
     assert len(per_cutoff) == 4
     assert all(rows == expected > 0 for _, rows, expected in per_cutoff)
+
+
+def test_customer_features_record_the_order_value_caps(pipeline):
+    _, instance, _ = pipeline
+    features = _metadata(instance, ["marts", "customer_features"])
+    assert features["order_value_cap_quantile"] == pytest.approx(0.999)
+    # The cap is the 99.9th percentile of the purchase days strictly before the scoring cutoff.
+    (expected_cap, above) = _query(
+        """with orders as (
+               select gross_purchase_value as value from intermediate.int_customer_days
+               where is_purchase_day and activity_date < (select max(cutoff_date) from marts.customer_features))
+           select quantile_cont(value, 0.999), count(*) filter (where value > (select quantile_cont(value, 0.999) from orders))
+           from orders"""
+    )[0]
+    assert features["order_value_cap"] == pytest.approx(expected_cap)
+    assert features["orders_capped"] == above > 0
+    assert "| cutoff_date | cutoff_kind | cap_value |" in features["order_value_caps"]
+    # No feature or label exceeds what the cap allows for a purchase day.
+    (max_monetary,) = _query("select max(monetary_value) from marts.customer_features")[0]
+    assert max_monetary <= expected_cap + 1e-9
 
 
 def test_every_score_names_the_champion_version(pipeline):
@@ -159,6 +187,23 @@ def _evaluate(instance, cursor):
     return data.run_requests or [], data.cursor
 
 
+def test_rerun_on_unchanged_history_is_incremental_and_changes_nothing(pipeline):
+    definitions, instance, _ = pipeline
+    before = _frame("select * from marts.customer_features order by customer_id")
+    first = _metadata(instance, ["intermediate", "int_customer_days"])
+    assert first["full_refresh"] is True  # nothing built before
+
+    rerun = definitions.resolve_job_def("ingest_and_features").execute_in_process(
+        run_config=_generator_config(), instance=instance, tags=_full_range()
+    )
+    assert rerun.success
+    again = _metadata(instance, ["intermediate", "int_customer_days"])
+    assert again["full_refresh"] is False
+    assert again["history_fingerprint"] == first["history_fingerprint"]
+    # Equal up to the order DuckDB sums floating-point values in.
+    pd.testing.assert_frame_equal(_frame("select * from marts.customer_features order by customer_id"), before, rtol=1e-9)
+
+
 def test_drift_sensor_requests_one_retraining_per_drifted_report(pipeline):
     definitions, instance, _ = pipeline
 
@@ -172,6 +217,9 @@ def test_drift_sensor_requests_one_retraining_per_drifted_report(pipeline):
         tags=_full_range(),
     )
     assert drifted.success
+    # Another dataset rewrote the history: the daily aggregates were rebuilt, not patched.
+    rebuilt = _metadata(instance, ["intermediate", "int_customer_days"])
+    assert rebuilt["full_refresh"] is True and "changed" in rebuilt["full_refresh_reason"]
     assert definitions.resolve_job_def("weekly_scoring").execute_in_process(instance=instance).success
     assert _metadata(instance, ["monitoring", "drift_report"])["prediction_psi"] > 0.25
 

@@ -12,12 +12,15 @@ The same warehouse file and dbt target dir are reused by every scenario so dbt p
 
 from __future__ import annotations
 
+import statistics
 from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
+
+from clv_platform.ml.features import FEATURE_COLUMNS as MODEL_FEATURE_COLUMNS
 
 pytestmark = pytest.mark.integration
 
@@ -28,26 +31,18 @@ TC1 = datetime(2011, 6, 1)
 TC2 = datetime(2011, 5, 2)
 ONE_SECOND_BEFORE_SC = datetime(2011, 6, 30, 23, 59, 59)  # also TC1 + horizon - 1s
 ONE_SECOND_BEFORE_TC1 = datetime(2011, 5, 31, 23, 59, 59)  # also TC2 + horizon - 1s
+# Capping off: the hand-computed values below are the logged ones (test_order_value_caps... caps).
 DBT_VARS = (
-    "{cutoff_date: '2011-07-01', horizon_days: 30, training_cutoffs: 2, cutoff_spacing_days: 30}"
+    "{cutoff_date: '2011-07-01', horizon_days: 30, training_cutoffs: 2, cutoff_spacing_days: 30,"
+    " order_value_cap_quantile: null}"
 )
+# Quantile 1: each cutoff's cap is the largest order (purchase day) strictly before it.
+CAP_AT_MAX_VARS = DBT_VARS.replace("order_value_cap_quantile: null", "order_value_cap_quantile: 1")
 
 FEATURE_COLUMNS = [
     "customer_id",
     "cutoff_date",
-    "frequency",
-    "recency",
-    "T",
-    "monetary_value",
-    "orders_30d",
-    "orders_90d",
-    "orders_365d",
-    "spend_30d",
-    "spend_90d",
-    "spend_365d",
-    "sessions_90d",
-    "add_to_cart_90d",
-    "tenure_days",
+    *MODEL_FEATURE_COLUMNS,
     "country",
     "acquisition_channel",
     "first_purchase_date",
@@ -167,10 +162,14 @@ class Warehouse:
 
         self.runner = dbtRunner()
 
-    def materialize(self, command: str, transactions, events, customers) -> dict[str, pd.DataFrame]:
+    def materialize(
+        self, command: str, transactions, events, customers, dbt_vars: str = DBT_VARS, full_refresh: bool = True
+    ) -> dict[str, pd.DataFrame]:
         write_raw(self.path, transactions, events, customers)
+        # --full-refresh: the incremental daily aggregates rebuild from each scenario's raw rows.
         result = self.runner.invoke(
-            [command, "--project-dir", str(DBT_PROJECT_DIR), "--vars", DBT_VARS, "--quiet"]
+            [command, "--project-dir", str(DBT_PROJECT_DIR), "--vars", dbt_vars, "--quiet"]
+            + (["--full-refresh"] if full_refresh else [])
         )
         if not result.success:
             failed = result.exception or [
@@ -185,7 +184,9 @@ class Warehouse:
                 name: con.execute(f"select * from {name}").df()
                 for name in (
                     "intermediate.int_cutoffs",
+                    "intermediate.int_order_value_caps",
                     "staging.stg_shop__transactions",
+                    "intermediate.int_customer_days",
                     "marts.customer_features",
                     "marts.training_examples",
                 )
@@ -260,6 +261,17 @@ def test_scoring_features_match_hand_computed_values(baseline):
         "add_to_cart_90d": 3,
         "tenure_days": 181, "country": "United Kingdom", "acquisition_channel": "organic",
         "first_purchase_date": date(2011, 3, 1), "last_purchase_date": date(2011, 6, 30),
+        # Purchase lines: A1 (2 items), A2 x2 (4 + 1 items, two products), A3, A4, A5 (2 items), A6.
+        "items_30d": 3, "items_90d": 10, "items_365d": 12,
+        "distinct_products_30d": 1, "distinct_products_90d": 2, "distinct_products_365d": 2,
+        "distinct_products": 2, "product_diversity": 2 / 7,
+        "orders_trend_90d_365d": (5 / 90) / (6 / 365), "spend_trend_90d_365d": (129.5 / 90) / (139.5 / 365),
+        "purchase_gap_mean_days": 121 / 5, "purchase_gap_stddev_days": statistics.stdev([40, 21, 30, 1, 29]),
+        "basket_value_mean": 142 / 6, "basket_items_mean": 2.0,
+        "return_rate": 2.5 / 142, "spend_share_90d": 132 / 142,
+        # Every session has a single timestamp; each add-to-cart day (05-31, 06-01, 06-30) is a purchase day.
+        "session_seconds_mean_90d": 0.0, "page_views_90d": 1, "searches_90d": 1, "cart_to_purchase_90d": 1.0,
+        "country_customer_share": 3 / 5, "channel_organic_search": 0, "channel_email": 0,
     })
     # B: one purchase a second before SC; B2 exactly at SC is ignored. Unknown in raw.customers.
     assert_values(row(features, B, SC), {
@@ -280,6 +292,7 @@ def test_scoring_features_match_hand_computed_values(baseline):
     # E: signup recorded after the cutoff is ignored; tenure starts at the first purchase.
     assert_values(row(features, E, SC), {
         "T": 136, "tenure_days": 136, "country": "Norway", "acquisition_channel": "email",
+        "channel_email": 1, "country_customer_share": 1 / 5,
     })
 
 
@@ -356,3 +369,56 @@ def test_rows_in_the_label_window_change_labels_but_not_training_features(wareho
         "orders_30d": 3, "spend_30d": 48.0 + 100.0 - 30.0, "add_to_cart_90d": 4,
     })
     assert_values(row(scoring, "77777", SC), {"frequency": 0, "T": 30})
+
+
+def test_order_value_caps_read_only_orders_before_each_cutoff(warehouse):
+    """Quantile 1 makes each cap the largest order before its cutoff, so every planted order shows.
+
+    D's 500 a second before TC1 sets TC1's cap but not TC2's (100, D's January order); A's 10,000
+    exactly at TC1 is in TC1's label window, capped there at 500, and sets only SC's cap.
+    """
+    transactions = base_transactions() + [
+        line("D9", ONE_SECOND_BEFORE_TC1, 1, 500.0, D),
+        line("A9", TC1, 1, 10_000.0, A),
+    ]
+    marts = warehouse.materialize("build", transactions, base_events(), base_customers(), CAP_AT_MAX_VARS)
+
+    caps = marts["intermediate.int_order_value_caps"].set_index(marts["intermediate.int_order_value_caps"].cutoff_date.dt.date)
+    assert caps.cap_value.to_dict() == {SC.date(): 10_040.0, TC1.date(): 500.0, TC2.date(): 100.0}
+    assert caps.orders_capped.to_dict() == {SC.date(): 0, TC1.date(): 0, TC2.date(): 0}
+    # TC1: A's 10,040 day; TC2: D's 500 day. A7 (1000) on SC is under SC's cap.
+    assert caps.label_orders_capped.to_dict() == {SC.date(): 0, TC1.date(): 1, TC2.date(): 1}
+
+    examples = marts["marts.training_examples"]
+    assert_values(row(examples, A, TC1), {"future_revenue": 500.0 + 8.0, "monetary_value": (30 + 4 + 50) / 3})
+    assert_values(row(examples, D, TC2), {"future_revenue": 100.0})
+    assert_values(row(examples, D, TC1), {"frequency": 1, "monetary_value": 500.0, "basket_value_mean": 300.0})
+    # The scoring cutoff's cap is the 10,040 day itself: nothing before SC is capped.
+    assert_values(row(marts["marts.customer_features"], A, SC), {"monetary_value": (30 + 4 + 50 + 10_040 + 8) / 5})
+
+
+def test_incremental_run_rebuilds_only_the_recent_days(warehouse):
+    """The daily aggregates rebuild from incremental_lookback_days (3) before their latest day (SC).
+
+    After a full build, raw changes in three places: a new purchase on SC + 1 day, B1 (06-30, inside
+    the lookback) repriced, and A1 (03-01, long before it) repriced. A plain run picks up the first
+    two and leaves 03-01 as built, which is what "only new partitions" means; a full refresh would
+    pick up all three.
+    """
+    warehouse.materialize("run", base_transactions(), base_events(), base_customers())
+    transactions = [
+        {**r, "unit_price": 7.0} if r["invoice_no"] == "A1" else
+        {**r, "unit_price": 13.0} if r["invoice_no"] == "B1" else r
+        for r in base_transactions()
+    ] + [line("A20", datetime(2011, 7, 2, 9), 1, 3.0, A)]
+    changed = warehouse.materialize(
+        "run", transactions, base_events(), base_customers(), full_refresh=False
+    )
+    days = changed["intermediate.int_customer_days"].set_index(["customer_id", "activity_date"]).gross_purchase_value
+    assert days[(A, pd.Timestamp("2011-07-02"))] == 3.0
+    assert days[(B, pd.Timestamp("2011-06-30"))] == 13.0
+    assert days[(A, pd.Timestamp("2011-03-01"))] == 10.0  # 2 x 5.0 as first built, not 2 x 7.0
+
+    refreshed = warehouse.materialize("run", transactions, base_events(), base_customers())
+    days = refreshed["intermediate.int_customer_days"].set_index(["customer_id", "activity_date"]).gross_purchase_value
+    assert days[(A, pd.Timestamp("2011-03-01"))] == 14.0

@@ -3,8 +3,10 @@
 The dirty hand-made raw rows of ``test_point_in_time`` (duplicates, cancellations, postage, zero
 prices, guests, events on both sides of each cutoff) are loaded into a temporary DuckDB file and
 into Spark tables in database ``raw``; ``dbt build`` (models, data tests, unit tests) runs on both
-targets with the same --vars, then ``marts.customer_features`` and ``marts.training_examples`` are
-compared row by row.
+targets with the same --vars (order-value capping on), then the marts, the caps and the daily
+aggregates are compared row by row. Then the next day's rows arrive and a plain ``dbt run`` (the
+daily aggregates incremental: delete+insert on DuckDB, insert_overwrite of partitions on Spark)
+must again give the same tables on both engines.
 
 dbt-spark's ``method: session`` calls ``SparkSession.builder.enableHiveSupport()...getOrCreate()``,
 so dbt runs in this process and reuses the session the test starts with the profile's own
@@ -25,7 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_point_in_time import DBT_VARS, base_customers, base_events, base_transactions, write_raw
+from test_point_in_time import A, B, DBT_VARS, base_customers, base_events, base_transactions, line, write_raw
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +35,20 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 MARTS = {
     "marts.customer_features": ["customer_id", "cutoff_date"],
     "marts.training_examples": ["customer_id", "cutoff_date"],
+    "intermediate.int_order_value_caps": ["cutoff_date"],
+    "intermediate.int_customer_days": ["customer_id", "activity_date"],
 }
-DATE_COLUMNS = {"cutoff_date", "first_purchase_date", "last_purchase_date"}
+DATE_COLUMNS = {"cutoff_date", "first_purchase_date", "last_purchase_date", "activity_date"}
+# Capping on, at a quantile that interpolates between orders (percentile_cont on both engines).
+PARITY_VARS = DBT_VARS.replace("order_value_cap_quantile: null", "order_value_cap_quantile: 0.9")
+
+
+def later_transactions() -> list[dict]:
+    """The base rows after a day of trading: B1 repriced inside the incremental lookback, a new day."""
+    return [{**r, "unit_price": 13.0} if r["invoice_no"] == "B1" else r for r in base_transactions()] + [
+        line("A20", dt.datetime(2011, 7, 2, 9), 1, 3.0, A),
+        line("B20", dt.datetime(2011, 7, 2, 10), 2, 4.0, B, country="France"),
+    ]
 
 # Spark column types of the raw tables, matching test_point_in_time.RAW_DDL. timestamp_ntz keeps
 # the naive datetimes as written (like DuckDB's timestamp) whatever the machine's time zone; the
@@ -62,15 +76,15 @@ def spark_profile_parameters() -> dict[str, str]:
     return {key: jinja2.Template(str(value)).render(env_var=env_var) for key, value in parameters.items()}
 
 
-def dbt_build(target: str, root: Path) -> None:
+def dbt_build(target: str, root: Path, command: str = "build") -> None:
     from dbt.cli.main import dbtRunner
 
     result = dbtRunner().invoke([
-        "build",
+        command,
         "--project-dir", str(DBT_PROJECT_DIR),
         "--target", target,
         "--target-path", str(root / f"target_{target}"),
-        "--vars", DBT_VARS,
+        "--vars", PARITY_VARS,
         "--quiet",
     ])
     if not result.success:
@@ -117,11 +131,18 @@ def marts(tmp_path_factory) -> dict[str, dict[str, pd.DataFrame]]:
         mp.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
         transactions, events, customers = base_transactions(), base_events(), base_customers()
 
-        # DuckDB: the platform's default warehouse.
+        # DuckDB: the platform's default warehouse. A full build, then an incremental run on the
+        # rows of the next day.
+        def duckdb_tables() -> dict[str, pd.DataFrame]:
+            with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+                return {name: con.execute(f"select * from {name}").df() for name in MARTS}
+
         write_raw(root / "warehouse.duckdb", transactions, events, customers)
         dbt_build("duckdb", root)
-        with duckdb.connect(str(root / "warehouse.duckdb")) as con:
-            duck = {name: con.execute(f"select * from {name}").df() for name in MARTS}
+        duck = duckdb_tables()
+        write_raw(root / "warehouse.duckdb", later_transactions(), events, customers)
+        dbt_build("duckdb", root, command="run")
+        duck_incremental = duckdb_tables()
 
         # Spark: the session dbt-spark will reuse, configured exactly as the profile configures it.
         from pyspark.sql import SparkSession
@@ -132,25 +153,45 @@ def marts(tmp_path_factory) -> dict[str, dict[str, pd.DataFrame]]:
         spark = builder.getOrCreate()
         try:
             spark.sql("create database if not exists raw")
-            raw = {"transactions": transactions, "behavioral_events": events, "customers": customers}
-            for table, rows in raw.items():
-                frame = spark.createDataFrame(rows, schema=RAW_SPARK_SCHEMAS[table])
-                frame.write.mode("overwrite").saveAsTable(f"raw.{table}")
+
+            def write_spark_raw(transactions) -> None:
+                raw = {"transactions": transactions, "behavioral_events": events, "customers": customers}
+                for table, rows in raw.items():
+                    frame = spark.createDataFrame(rows, schema=RAW_SPARK_SCHEMAS[table])
+                    frame.write.mode("overwrite").saveAsTable(f"raw.{table}")
+
+            write_spark_raw(transactions)
             dbt_build("spark", root)
             on_spark = {name: spark.table(name).toPandas() for name in MARTS}
+            write_spark_raw(later_transactions())
+            dbt_build("spark", root, command="run")
+            on_spark_incremental = {name: spark.table(name).toPandas() for name in MARTS}
         finally:
             spark.stop()
-        yield {"duckdb": duck, "spark": on_spark}
+        yield {
+            "full": {"duckdb": duck, "spark": on_spark},
+            "incremental": {"duckdb": duck_incremental, "spark": on_spark_incremental},
+        }
 
 
+@pytest.mark.parametrize("build", ["full", "incremental"])
 @pytest.mark.parametrize("mart", sorted(MARTS))
-def test_spark_marts_equal_duckdb_marts(marts, mart):
+def test_spark_marts_equal_duckdb_marts(marts, mart, build):
     keys = MARTS[mart]
-    duck, spark = marts["duckdb"][mart], marts["spark"][mart]
-    assert [c.lower() for c in spark.columns] == [c.lower() for c in duck.columns]
+    duck, spark = marts[build]["duckdb"][mart], marts[build]["spark"][mart]
+    # Spark stores a partition column last (int_customer_days is partitioned by activity_date).
+    assert sorted(c.lower() for c in spark.columns) == sorted(c.lower() for c in duck.columns)
     assert len(duck) > 0
     expected_rows, actual_rows = normalized(duck, keys), normalized(spark, keys)
     assert [tuple(r[k] for k in keys) for r in actual_rows] == [tuple(r[k] for k in keys) for r in expected_rows]
     for expected, actual in zip(expected_rows, actual_rows):
         for column, value in expected.items():
             assert_same_value(f"{mart}.{column} at {[expected[k] for k in keys]}", value, actual[column])
+
+
+def test_the_incremental_run_saw_the_new_day_and_the_cap_applied(marts):
+    days = marts["incremental"]["duckdb"]["intermediate.int_customer_days"]
+    new_day = days[days.activity_date == pd.Timestamp("2011-07-02")]
+    assert sorted(new_day.customer_id) == [A, B]
+    caps = marts["full"]["duckdb"]["intermediate.int_order_value_caps"]
+    assert caps.cap_value.notna().all() and caps.orders_capped.sum() > 0

@@ -2,15 +2,23 @@
 
 
 import json
+from collections.abc import Iterator
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from clv_platform.lib.dbt import ClvDbtTranslator, build_dbt_project, ensure_manifest
+from clv_platform.lib.warehouse import markdown_table
 
 dbt_project = build_dbt_project()
 ensure_manifest(dbt_project)
+
+CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
+CUSTOMER_DAYS = dg.AssetKey(["intermediate", "int_customer_days"])
+# The raw columns the daily aggregates read; provenance columns may change without the history changing.
+_HISTORY_COLUMNS = "invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country"
 
 
 class FeatureConfig(dg.Config):
@@ -20,6 +28,17 @@ class FeatureConfig(dg.Config):
     horizon_days: int = Field(default=365, description="Label horizon in days after each training cutoff.")
     training_cutoffs: int = Field(default=4, description="How many past cutoffs training_examples stacks.")
     cutoff_spacing_days: int = Field(default=90, description="Days between consecutive training cutoffs.")
+    order_value_cap_quantile: float | None = Field(
+        default=0.999,
+        description="Order values (a customer's purchases of one day) above this quantile of the orders before each cutoff are capped, in features and labels; null disables capping.",
+    )
+    incremental_lookback_days: int = Field(
+        default=3, description="Days before the latest built day that an incremental run rebuilds (int_customer_days, int_customer_product_days)."
+    )
+    full_refresh: bool = Field(
+        default=False,
+        description="Rebuild the incremental daily aggregates from scratch. Done anyway when raw history before the lookback changed since the last build.",
+    )
 
     def dbt_vars(self) -> dict:
         return {
@@ -27,9 +46,101 @@ class FeatureConfig(dg.Config):
             "horizon_days": self.horizon_days,
             "training_cutoffs": self.training_cutoffs,
             "cutoff_spacing_days": self.cutoff_spacing_days,
+            "order_value_cap_quantile": self.order_value_cap_quantile,
+            "incremental_lookback_days": self.incremental_lookback_days,
         }
 
 
+def order_value_cap_metadata(warehouse: DuckDBResource) -> dict:
+    """The caps of intermediate.int_order_value_caps as materialization metadata."""
+    import pandas as pd
+
+    with warehouse.get_connection() as con:
+        caps = con.execute(
+            """select cutoff_date, cutoff_kind, cap_value, orders_before_cutoff, orders_capped, label_orders_capped
+               from intermediate.int_order_value_caps order by cutoff_date desc"""
+        ).df()
+        quantile = con.execute("select max(cap_quantile) from intermediate.int_order_value_caps").fetchone()[0]
+    scoring = caps[caps["cutoff_kind"] == "scoring"].iloc[0]
+    caps["cutoff_date"] = caps["cutoff_date"].astype(str)
+    return {
+        "order_value_cap_quantile": None if quantile is None else float(quantile),
+        "order_value_cap": None if pd.isna(scoring["cap_value"]) else float(scoring["cap_value"]),
+        "orders_capped": int(scoring["orders_capped"]),
+        "order_value_caps": dg.MetadataValue.md(markdown_table(caps)),
+    }
+
+
+def history_fingerprint(con, before_date: str) -> str:
+    """Row count and summed row hashes of the raw transaction lines dated before ``before_date``."""
+    count, digest = con.execute(
+        f"""select count(*), coalesce(sum(hash({_HISTORY_COLUMNS})), 0) from raw.transactions
+            where cast(invoice_date as date) < cast(? as date)""",
+        [before_date],
+    ).fetchone()
+    return f"{count}:{digest}"
+
+
+def incremental_state(con, lookback_days: int) -> dict:
+    """Where the next incremental run starts rebuilding, and the fingerprint of the history before it."""
+    (boundary,) = con.execute(
+        f"select cast(max(activity_date) - interval {int(lookback_days)} day as date) from intermediate.int_customer_days"
+    ).fetchone()
+    return {"incremental_boundary_date": str(boundary), "history_fingerprint": history_fingerprint(con, str(boundary))}
+
+
+def needs_full_refresh(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> str | None:
+    """Why the daily aggregates must be rebuilt from scratch, or None when an incremental run is right.
+
+    An incremental run rebuilds only the days from the boundary recorded at the last build; that is
+    correct only while the raw lines before the boundary are the ones that build saw. A reload that
+    rewrote history (another dataset, corrected old lines) changes their fingerprint.
+    """
+    event = context.instance.get_latest_materialization_event(CUSTOMER_DAYS)
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    if "incremental_boundary_date" not in metadata:
+        return "no earlier build recorded its incremental boundary"
+    boundary = metadata["incremental_boundary_date"].value
+    with warehouse.get_connection() as con:
+        built = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'intermediate' and table_name = 'int_customer_days'"
+        ).fetchone()[0]
+        if not built:
+            return "intermediate.int_customer_days does not exist"
+        if history_fingerprint(con, boundary) != metadata["history_fingerprint"].value:
+            return f"raw transactions dated before {boundary} changed since the last build"
+    return None
+
+
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=ClvDbtTranslator())
-def clv_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: FeatureConfig):
-    yield from dbt.cli(["build", "--vars", json.dumps(config.dbt_vars())], context=context).stream()
+def clv_dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource, config: FeatureConfig
+) -> Iterator:
+    on_duckdb = dbt.target in (None, "duckdb")
+    reason = "asked for in the run config" if config.full_refresh else (needs_full_refresh(context, warehouse) if on_duckdb else None)
+    context.log.info(f"full refresh of the daily aggregates: {reason}" if reason else "incremental run of the daily aggregates")
+    args = ["build", "--vars", json.dumps(config.dbt_vars()), *(["--full-refresh"] if reason else [])]
+
+    # Metadata read from the warehouse is added once dbt has exited (dbt-duckdb holds the file
+    # while it runs), so the events are passed on when the build is over.
+    events: list = []
+    try:
+        events.extend(dbt.cli(args, context=context).stream())
+    except Exception:
+        yield from events
+        raise
+    for index, event in enumerate(events):
+        key = context.asset_key_for_output(event.output_name) if isinstance(event, dg.Output) else None
+        extra = {}
+        if key == CUSTOMER_DAYS:
+            extra = {"full_refresh": bool(reason), "full_refresh_reason": reason or ""}
+            if on_duckdb:
+                with warehouse.get_connection() as con:
+                    extra |= incremental_state(con, config.incremental_lookback_days)
+        elif key == CUSTOMER_FEATURES and on_duckdb:
+            extra = order_value_cap_metadata(warehouse)
+        if extra:
+            events[index] = event.with_metadata({**event.metadata, **extra})
+    if not on_duckdb:
+        context.log.info(f"dbt target {dbt.target}: order value caps are in its intermediate.int_order_value_caps")
+    yield from events

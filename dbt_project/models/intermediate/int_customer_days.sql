@@ -1,8 +1,11 @@
+{{ config(**daily_incremental_config()) }}
+
 with
 
 transactions as (
 
     select * from {{ ref('stg_shop__transactions') }}
+    {{ daily_incremental_filter('invoice_date') }}
 
 ),
 
@@ -34,6 +37,7 @@ customer_days as (
         invoice_date as activity_date,
         count(distinct case when is_purchase then invoice_no end) as orders,
         count(distinct case when is_cancellation then invoice_no end) as cancellations,
+        count(case when is_purchase then invoice_no end) as purchase_lines,
         sum(case when is_purchase then line_amount else 0 end) as gross_purchase_value,
         sum(case when is_cancellation then line_amount else 0 end) as cancelled_value,
         sum(line_amount) as net_value,
@@ -54,6 +58,7 @@ final as (
         activity_date,
         cast(orders as bigint) as orders,
         cast(cancellations as bigint) as cancellations,
+        cast(purchase_lines as bigint) as purchase_lines,
         cast(gross_purchase_value as double) as gross_purchase_value,
         cast(cancelled_value as double) as cancelled_value,
         cast(net_value as double) as net_value,

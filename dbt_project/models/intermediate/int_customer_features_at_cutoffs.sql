@@ -1,6 +1,8 @@
-{#- Trailing windows, in days, for the orders_<N>d / spend_<N>d features. -#}
-{%- set spend_windows_days = [30, 90, 365] -%}
-{%- set event_window_days = 90 -%}
+{#- Trailing windows, in days, of the orders / spend / items / distinct products features. -#}
+{%- set windows_days = [30, 90, 365] -%}
+{#- The window of the behaviour features and of spend_share; the two windows of the trend ratios. -#}
+{%- set recent_days = 90 -%}
+{%- set trend_long_days = 365 -%}
 
 with
 
@@ -10,9 +12,21 @@ cutoffs as (
 
 ),
 
+order_value_caps as (
+
+    select * from {{ ref('int_order_value_caps') }}
+
+),
+
 customer_days as (
 
     select * from {{ ref('int_customer_days') }}
+
+),
+
+product_days as (
+
+    select * from {{ ref('int_customer_product_days') }}
 
 ),
 
@@ -32,36 +46,66 @@ customers as (
 cutoff_windows as (
 
     select
-        cutoff_date,
-        cutoff_at,
-        cutoff_kind,
-        {%- for days in spend_windows_days %}
-        cast({{ dbt.dateadd('day', -days, 'cutoff_date') }} as date) as window_{{ days }}d_start_date,
+        cutoffs.cutoff_date,
+        cutoffs.cutoff_at,
+        order_value_caps.cap_value,
+        {%- for days in windows_days %}
+        cast({{ dbt.dateadd('day', -days, 'cutoffs.cutoff_date') }} as date) as window_{{ days }}d_start_date,
         {%- endfor %}
-        cast({{ dbt.dateadd('day', -event_window_days, 'cutoff_date') }} as timestamp) as event_window_start_at
+        cast({{ dbt.dateadd('day', -recent_days, 'cutoffs.cutoff_date') }} as timestamp) as event_window_start_at
 
     from cutoffs
+    left join order_value_caps
+        on order_value_caps.cutoff_date = cutoffs.cutoff_date
 
 ),
 
--- Point-in-time rule: only days strictly before the cutoff date (that is, before its midnight).
+-- Each purchase day with the customer's previous purchase day. Consecutive purchase days do not
+-- depend on the cutoff, so the gaps before a cutoff are those of the purchase days before it.
+customer_days_with_previous as (
+
+    select
+        customer_id,
+        activity_date,
+        is_purchase_day,
+        orders,
+        purchase_lines,
+        items,
+        gross_purchase_value,
+        cancelled_value,
+        net_value,
+        country,
+        case
+            when is_purchase_day
+                then lag(activity_date) over (partition by customer_id, is_purchase_day order by activity_date)
+        end as previous_purchase_date
+
+    from customer_days
+
+),
+
+-- Point-in-time rule: only days strictly before the cutoff date (that is, before its midnight),
+-- with order values capped at the cutoff's cap.
 history as (
 
     select
         cutoff_windows.cutoff_date,
-        {%- for days in spend_windows_days %}
+        {%- for days in windows_days %}
         cutoff_windows.window_{{ days }}d_start_date,
         {%- endfor %}
-        customer_days.customer_id,
-        customer_days.activity_date,
-        customer_days.is_purchase_day,
-        customer_days.orders,
-        customer_days.gross_purchase_value,
-        customer_days.net_value
+        days.customer_id,
+        days.activity_date,
+        days.is_purchase_day,
+        {{ dbt.datediff('days.previous_purchase_date', 'days.activity_date', 'day') }} as days_since_previous_purchase,
+        days.orders,
+        days.purchase_lines,
+        days.items,
+        days.country,
+        {{ capped_day_values('days', 'cutoff_windows.cap_value') }}
 
     from cutoff_windows
-    inner join customer_days
-        on customer_days.activity_date < cutoff_windows.cutoff_date
+    inner join customer_days_with_previous as days
+        on days.activity_date < cutoff_windows.cutoff_date
 
 ),
 
@@ -73,10 +117,20 @@ history_summary as (
         count(case when is_purchase_day then activity_date end) as purchase_days,
         min(case when is_purchase_day then activity_date end) as first_purchase_date,
         max(case when is_purchase_day then activity_date end) as last_purchase_date,
-        sum(case when is_purchase_day then gross_purchase_value else 0 end) as total_purchase_value,
-        {%- for days in spend_windows_days %}
+        -- coalesce: the engines' max_by differ on a NULL value; '' keeps them equal.
+        nullif(max_by(coalesce(country, ''), case when is_purchase_day then activity_date end), '') as last_purchase_country,
+        sum(case when is_purchase_day then gross_purchase_value else 0 end) as purchase_value,
+        sum(case when days_since_previous_purchase is not null then gross_purchase_value else 0 end) as repeat_purchase_value,
+        stddev_samp(days_since_previous_purchase) as purchase_gap_stddev_days,
+        sum(cancelled_value) as cancelled_value,
+        sum(orders) as orders,
+        sum(purchase_lines) as purchase_lines,
+        sum(items) as items,
+        sum(case when activity_date >= window_{{ recent_days }}d_start_date then gross_purchase_value else 0 end) as purchase_value_{{ recent_days }}d,
+        {%- for days in windows_days %}
         sum(case when activity_date >= window_{{ days }}d_start_date then orders else 0 end) as orders_{{ days }}d,
-        sum(case when activity_date >= window_{{ days }}d_start_date then net_value else 0 end) as spend_{{ days }}d{{ ',' if not loop.last }}
+        sum(case when activity_date >= window_{{ days }}d_start_date then net_value else 0 end) as spend_{{ days }}d,
+        sum(case when activity_date >= window_{{ days }}d_start_date then items else 0 end) as items_{{ days }}d{{ ',' if not loop.last }}
         {%- endfor %}
 
     from history
@@ -86,52 +140,167 @@ history_summary as (
 
 ),
 
--- A customer exists at a cutoff once they have purchased before it.
-purchasers as (
+-- The last purchase day of each product before each cutoff decides the windows it counts in.
+product_history as (
 
     select
-        history_summary.customer_id,
-        history_summary.cutoff_date,
-        history_summary.purchase_days,
-        history_summary.first_purchase_date,
-        history_summary.last_purchase_date,
-        history_summary.total_purchase_value,
-        first_day.gross_purchase_value as first_purchase_value,
-        last_day.country as last_purchase_country,
-        {%- for days in spend_windows_days %}
-        history_summary.orders_{{ days }}d,
-        history_summary.spend_{{ days }}d{{ ',' if not loop.last }}
-        {%- endfor %}
+        product_days.customer_id,
+        cutoff_windows.cutoff_date,
+        product_days.stock_code,
+        max(product_days.activity_date) as last_purchase_date
 
-    from history_summary
-    inner join customer_days as first_day
-        on
-            first_day.customer_id = history_summary.customer_id
-            and first_day.activity_date = history_summary.first_purchase_date
-    inner join customer_days as last_day
-        on
-            last_day.customer_id = history_summary.customer_id
-            and last_day.activity_date = history_summary.last_purchase_date
-    where history_summary.purchase_days > 0
+    from cutoff_windows
+    inner join product_days
+        on product_days.activity_date < cutoff_windows.cutoff_date
+    group by
+        product_days.customer_id,
+        cutoff_windows.cutoff_date,
+        product_days.stock_code
 
 ),
 
-event_summary as (
+product_summary as (
+
+    select
+        product_history.customer_id,
+        product_history.cutoff_date,
+        count(*) as distinct_products,
+        {%- for days in windows_days %}
+        count(
+            case when product_history.last_purchase_date >= cutoff_windows.window_{{ days }}d_start_date then 1 end
+        ) as distinct_products_{{ days }}d{{ ',' if not loop.last }}
+        {%- endfor %}
+
+    from product_history
+    inner join cutoff_windows
+        on cutoff_windows.cutoff_date = product_history.cutoff_date
+    group by
+        product_history.customer_id,
+        product_history.cutoff_date
+
+),
+
+-- Web events in [cutoff - recent_days, cutoff), compared as timestamps.
+window_events as (
 
     select
         events.customer_id,
         cutoff_windows.cutoff_date,
-        count(distinct events.session_id) as sessions_{{ event_window_days }}d,
-        count(case when events.event_type = 'add_to_cart' then events.event_id end) as add_to_cart_{{ event_window_days }}d
+        events.session_id,
+        events.event_type,
+        events.occurred_at
 
     from cutoff_windows
     inner join events
         on
             events.occurred_at >= cutoff_windows.event_window_start_at
             and events.occurred_at < cutoff_windows.cutoff_at
+
+),
+
+-- A session's duration counts only its events inside the window.
+window_sessions as (
+
+    select
+        customer_id,
+        cutoff_date,
+        session_id,
+        {{ dbt.datediff('min(occurred_at)', 'max(occurred_at)', 'second') }} as duration_seconds
+
+    from window_events
     group by
-        events.customer_id,
-        cutoff_windows.cutoff_date
+        customer_id,
+        cutoff_date,
+        session_id
+
+),
+
+session_summary as (
+
+    select
+        customer_id,
+        cutoff_date,
+        count(*) as sessions,
+        avg(cast(duration_seconds as double)) as session_seconds_mean
+
+    from window_sessions
+    group by
+        customer_id,
+        cutoff_date
+
+),
+
+event_summary as (
+
+    select
+        customer_id,
+        cutoff_date,
+        count(case when event_type = 'page_view' then 1 end) as page_views,
+        count(case when event_type = 'search' then 1 end) as searches,
+        count(case when event_type = 'add_to_cart' then 1 end) as add_to_cart
+
+    from window_events
+    group by
+        customer_id,
+        cutoff_date
+
+),
+
+-- Days with an add-to-cart event, and whether the customer made a purchase that same day.
+cart_days as (
+
+    select
+        customer_id,
+        cutoff_date,
+        cast(occurred_at as date) as cart_date
+
+    from window_events
+    where event_type = 'add_to_cart'
+    group by
+        customer_id,
+        cutoff_date,
+        cast(occurred_at as date)
+
+),
+
+cart_summary as (
+
+    select
+        cart_days.customer_id,
+        cart_days.cutoff_date,
+        count(*) as cart_days,
+        count(customer_days.activity_date) as purchased_cart_days
+
+    from cart_days
+    left join customer_days
+        on
+            customer_days.customer_id = cart_days.customer_id
+            and customer_days.activity_date = cart_days.cart_date
+            and customer_days.is_purchase_day
+    group by
+        cart_days.customer_id,
+        cart_days.cutoff_date
+
+),
+
+-- A customer exists at a cutoff once they have purchased before it.
+purchasers as (
+
+    select
+        history_summary.*,
+        coalesce(customers.country, history_summary.last_purchase_country, 'unknown') as country,
+        coalesce(customers.acquisition_channel, 'unknown') as acquisition_channel,
+        -- Tenure starts at signup, or at the first purchase when that is earlier or the customer
+        -- is not in raw.customers: a signup dated after the first purchase (or the cutoff) is ignored.
+        case
+            when customers.signup_date < history_summary.first_purchase_date then customers.signup_date
+            else history_summary.first_purchase_date
+        end as relationship_start_date
+
+    from history_summary
+    left join customers
+        on customers.customer_id = history_summary.customer_id
+    where history_summary.purchase_days > 0
 
 ),
 
@@ -146,37 +315,82 @@ final as (
         cast(purchasers.purchase_days - 1 as bigint) as frequency,
         cast({{ dbt.datediff('purchasers.first_purchase_date', 'purchasers.last_purchase_date', 'day') }} as bigint) as recency,
         cast({{ dbt.datediff('purchasers.first_purchase_date', 'purchasers.cutoff_date', 'day') }} as bigint) as T,
-        case
-            when purchasers.purchase_days > 1
-                then cast(
-                    (purchasers.total_purchase_value - purchasers.first_purchase_value)
-                    / (purchasers.purchase_days - 1)
-                    as double
-                )
-            else cast(0 as double)
-        end as monetary_value,
+        cast(
+            case
+                when purchasers.purchase_days > 1
+                    then purchasers.repeat_purchase_value / (purchasers.purchase_days - 1)
+                else 0
+            end
+            as double
+        ) as monetary_value,
 
         ---------- trailing windows
-        {%- for days in spend_windows_days %}
+        {%- for days in windows_days %}
         cast(purchasers.orders_{{ days }}d as bigint) as orders_{{ days }}d,
         {%- endfor %}
-        {%- for days in spend_windows_days %}
+        {%- for days in windows_days %}
         cast(purchasers.spend_{{ days }}d as double) as spend_{{ days }}d,
         {%- endfor %}
-        cast(coalesce(event_summary.sessions_{{ event_window_days }}d, 0) as bigint) as sessions_{{ event_window_days }}d,
-        cast(coalesce(event_summary.add_to_cart_{{ event_window_days }}d, 0) as bigint) as add_to_cart_{{ event_window_days }}d,
+        {%- for days in windows_days %}
+        cast(purchasers.items_{{ days }}d as bigint) as items_{{ days }}d,
+        {%- endfor %}
+        {%- for days in windows_days %}
+        cast(coalesce(product_summary.distinct_products_{{ days }}d, 0) as bigint) as distinct_products_{{ days }}d,
+        {%- endfor %}
+        {%- for measure in ['orders', 'spend'] %}
+        cast(
+            case
+                when purchasers.{{ measure }}_{{ trend_long_days }}d > 0
+                    then (cast(purchasers.{{ measure }}_{{ recent_days }}d as double) / {{ recent_days }})
+                    / (cast(purchasers.{{ measure }}_{{ trend_long_days }}d as double) / {{ trend_long_days }})
+                else 0
+            end
+            as double
+        ) as {{ measure }}_trend_{{ recent_days }}d_{{ trend_long_days }}d,
+        {%- endfor %}
+
+        ---------- purchase pattern
+        cast(
+            case
+                when purchasers.purchase_days > 1
+                    then cast({{ dbt.datediff('purchasers.first_purchase_date', 'purchasers.last_purchase_date', 'day') }} as double)
+                    / (purchasers.purchase_days - 1)
+                else 0
+            end
+            as double
+        ) as purchase_gap_mean_days,
+        cast(coalesce(purchasers.purchase_gap_stddev_days, 0) as double) as purchase_gap_stddev_days,
+        cast(purchasers.purchase_value / purchasers.orders as double) as basket_value_mean,
+        cast(purchasers.items as double) / purchasers.orders as basket_items_mean,
+        cast(coalesce(product_summary.distinct_products, 0) as bigint) as distinct_products,
+        cast(coalesce(product_summary.distinct_products, 0) as double) / purchasers.purchase_lines as product_diversity,
+        cast(abs(purchasers.cancelled_value) / purchasers.purchase_value as double) as return_rate,
+        cast(purchasers.purchase_value_{{ recent_days }}d / purchasers.purchase_value as double) as spend_share_{{ recent_days }}d,
+
+        ---------- web behaviour in [cutoff - {{ recent_days }} days, cutoff)
+        cast(coalesce(session_summary.sessions, 0) as bigint) as sessions_{{ recent_days }}d,
+        cast(coalesce(session_summary.session_seconds_mean, 0) as double) as session_seconds_mean_{{ recent_days }}d,
+        cast(coalesce(event_summary.page_views, 0) as bigint) as page_views_{{ recent_days }}d,
+        cast(coalesce(event_summary.searches, 0) as bigint) as searches_{{ recent_days }}d,
+        cast(coalesce(event_summary.add_to_cart, 0) as bigint) as add_to_cart_{{ recent_days }}d,
+        cast(
+            case
+                when cart_summary.cart_days > 0 then cast(cart_summary.purchased_cart_days as double) / cart_summary.cart_days
+                else 0
+            end
+            as double
+        ) as cart_to_purchase_{{ recent_days }}d,
 
         ---------- customer attributes
-        -- Tenure starts at signup, or at the first purchase when that is earlier or the customer
-        -- is not in raw.customers: a signup dated after the first purchase (or the cutoff) is ignored.
-        cast({{ dbt.datediff(
-            '(case when customers.signup_date < purchasers.first_purchase_date
-                then customers.signup_date else purchasers.first_purchase_date end)',
-            'purchasers.cutoff_date',
-            'day'
-        ) }} as bigint) as tenure_days,
-        coalesce(customers.country, purchasers.last_purchase_country) as country,
-        coalesce(customers.acquisition_channel, 'unknown') as acquisition_channel,
+        cast({{ dbt.datediff('purchasers.relationship_start_date', 'purchasers.cutoff_date', 'day') }} as bigint) as tenure_days,
+        cast(
+            count(*) over (partition by purchasers.cutoff_date, purchasers.country) as double
+        ) / count(*) over (partition by purchasers.cutoff_date) as country_customer_share,
+        {%- for channel in var('acquisition_channels') %}
+        cast(case when purchasers.acquisition_channel = '{{ channel }}' then 1 else 0 end as integer) as channel_{{ channel }},
+        {%- endfor %}
+        purchasers.country,
+        purchasers.acquisition_channel,
 
         ---------- dates
         purchasers.first_purchase_date,
@@ -184,13 +398,23 @@ final as (
 
     from purchasers
     inner join cutoffs
-        on purchasers.cutoff_date = cutoffs.cutoff_date
+        on cutoffs.cutoff_date = purchasers.cutoff_date
+    left join product_summary
+        on
+            product_summary.customer_id = purchasers.customer_id
+            and product_summary.cutoff_date = purchasers.cutoff_date
+    left join session_summary
+        on
+            session_summary.customer_id = purchasers.customer_id
+            and session_summary.cutoff_date = purchasers.cutoff_date
     left join event_summary
         on
             event_summary.customer_id = purchasers.customer_id
             and event_summary.cutoff_date = purchasers.cutoff_date
-    left join customers
-        on customers.customer_id = purchasers.customer_id
+    left join cart_summary
+        on
+            cart_summary.customer_id = purchasers.customer_id
+            and cart_summary.cutoff_date = purchasers.cutoff_date
 
 )
 

@@ -12,6 +12,12 @@ cutoffs as (
 
 ),
 
+order_value_caps as (
+
+    select * from {{ ref('int_order_value_caps') }}
+
+),
+
 customer_days as (
 
     select * from {{ ref('int_customer_days') }}
@@ -23,41 +29,32 @@ training_features as (
     select
         features.customer_id,
         features.cutoff_date,
-        features.frequency,
-        features.recency,
-        features.T,
-        features.monetary_value,
-        features.orders_30d,
-        features.orders_90d,
-        features.orders_365d,
-        features.spend_30d,
-        features.spend_90d,
-        features.spend_365d,
-        features.sessions_90d,
-        features.add_to_cart_90d,
-        features.tenure_days,
-        features.country,
-        features.acquisition_channel,
-        features.first_purchase_date,
-        features.last_purchase_date,
+        {%- for column in customer_feature_columns() %}
+        features.{{ column }},
+        {%- endfor %}
         cutoffs.horizon_days,
-        cutoffs.horizon_end_date
+        cutoffs.horizon_end_date,
+        order_value_caps.cap_value
 
     from features
     inner join cutoffs
         on features.cutoff_date = cutoffs.cutoff_date
+    left join order_value_caps
+        on order_value_caps.cutoff_date = cutoffs.cutoff_date
     where cutoffs.is_training
 
 ),
 
 -- Label window [cutoff_date, horizon_end_date): the cutoff day counts, the end day does not.
-future_activity as (
+-- Order values are capped at the cutoff's cap, as in the features.
+label_days as (
 
     select
         training_features.customer_id,
         training_features.cutoff_date,
-        sum(customer_days.net_value) as future_net_value,
-        count(case when customer_days.is_purchase_day then customer_days.activity_date end) as future_purchase_days
+        customer_days.is_purchase_day,
+        customer_days.activity_date,
+        {{ capped_day_values('customer_days', 'training_features.cap_value') }}
 
     from training_features
     inner join customer_days
@@ -65,9 +62,21 @@ future_activity as (
             customer_days.customer_id = training_features.customer_id
             and customer_days.activity_date >= training_features.cutoff_date
             and customer_days.activity_date < training_features.horizon_end_date
+
+),
+
+future_activity as (
+
+    select
+        customer_id,
+        cutoff_date,
+        sum(net_value) as future_net_value,
+        count(case when is_purchase_day then activity_date end) as future_purchase_days
+
+    from label_days
     group by
-        training_features.customer_id,
-        training_features.cutoff_date
+        customer_id,
+        cutoff_date
 
 ),
 
@@ -76,23 +85,9 @@ final as (
     select
         training_features.customer_id,
         training_features.cutoff_date,
-        training_features.frequency,
-        training_features.recency,
-        training_features.T,
-        training_features.monetary_value,
-        training_features.orders_30d,
-        training_features.orders_90d,
-        training_features.orders_365d,
-        training_features.spend_30d,
-        training_features.spend_90d,
-        training_features.spend_365d,
-        training_features.sessions_90d,
-        training_features.add_to_cart_90d,
-        training_features.tenure_days,
-        training_features.country,
-        training_features.acquisition_channel,
-        training_features.first_purchase_date,
-        training_features.last_purchase_date,
+        {%- for column in customer_feature_columns() %}
+        training_features.{{ column }},
+        {%- endfor %}
         training_features.horizon_days,
         cast(
             case

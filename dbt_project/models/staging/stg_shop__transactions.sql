@@ -10,7 +10,7 @@ cleaned as (
 
     select
         trim(invoice_no) as invoice_no,
-        trim(stock_code) as stock_code,
+        nullif(trim(stock_code), '') as stock_code,
         trim(description) as description,
         cast(quantity as bigint) as quantity,
         cast(invoice_date as timestamp) as invoiced_at,
