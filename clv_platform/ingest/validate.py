@@ -179,13 +179,20 @@ class Contract:
     rules: Sequence[Rule]
 
 
+def _record_rules(timestamp: str) -> tuple[Rule, ...]:
+    """The rules every raw table starts with, in priority order: shape, encoding, identity, time."""
+    return (
+        Rule("field_count", None, "record has the wrong number of fields"),
+        Rule("valid_encoding", None, "bytes that are not valid in the file's encoding"),
+        Rule("customer_id_present", "customer_id", "customer id is missing"),
+        Rule("timestamp_parseable", timestamp, "timestamp is missing or not in an accepted format"),
+        Rule("timestamp_not_in_future", timestamp, "timestamp is after the ingestion time"),
+        Rule("timestamp_in_history", timestamp, "timestamp is before history_start"),
+    )
+
+
 TRANSACTION_RULES = (
-    Rule("field_count", None, "record has the wrong number of fields"),
-    Rule("valid_encoding", None, "bytes that are not valid in the file's encoding"),
-    Rule("customer_id_present", "customer_id", "customer id is missing"),
-    Rule("timestamp_parseable", "invoice_date", "timestamp is missing or not in an accepted format"),
-    Rule("timestamp_not_in_future", "invoice_date", "timestamp is after the ingestion time"),
-    Rule("timestamp_in_history", "invoice_date", "timestamp is before history_start"),
+    *_record_rules("invoice_date"),
     Rule("amount_numeric", "amount", "amount is missing or not a number"),
     Rule("quantity_integer", "quantity", "quantity is missing or not an integer"),
     Rule("quantity_in_range", "quantity", "quantity is zero or beyond max_abs_quantity"),
@@ -197,12 +204,7 @@ TRANSACTION_RULES = (
 )
 
 EVENT_RULES = (
-    Rule("field_count", None, "record has the wrong number of fields"),
-    Rule("valid_encoding", None, "bytes that are not valid in the file's encoding"),
-    Rule("customer_id_present", "customer_id", "customer id is missing"),
-    Rule("timestamp_parseable", "event_timestamp", "timestamp is missing or not in an accepted format"),
-    Rule("timestamp_not_in_future", "event_timestamp", "timestamp is after the ingestion time"),
-    Rule("timestamp_in_history", "event_timestamp", "timestamp is before history_start"),
+    *_record_rules("event_timestamp"),
     Rule("event_type_known", "event_type", f"event type is not one of {', '.join(EVENT_TYPES)}"),
     Rule("duplicate_line", None, "exact duplicate of an earlier line"),
     Rule("event_id_unique", "event_id", "event id already used by an earlier event"),
@@ -241,6 +243,11 @@ def _check_columns(source: SourceFrame, mapping: dict[str, str], contract: Contr
                 found = f"{len(present)} column(s), names not shown because the spec hashes or drops PII"
             raise SourceError(source.name, "required_column",
                               f"missing (mapped to {canonical}); found {found}{hint}", row=1, column=column)
+
+
+def normalize_customer_ids(ids: pd.Series) -> pd.Series:
+    """Spreadsheet exports write integer ids as floats ('13085.0' in Online Retail II): drop the '.0'."""
+    return ids.str.replace(r"^(\d+)\.0+$", r"\1", regex=True).where(ids.notna(), None)
 
 
 def check_columns(source: SourceFrame, spec: SourceSpec, contract: Contract, redact: bool) -> None:
@@ -307,9 +314,7 @@ def validate(
 
     # Text normalisation (trim, '' -> missing), then privacy, before any rule looks at a value.
     text = pd.DataFrame({c: _text(raw[c]) for c in mapping}, index=raw.index)
-    # Spreadsheet exports write integer ids as floats ('13085.0' in Online Retail II): drop the '.0'.
-    ids = text["customer_id"]
-    text["customer_id"] = ids.str.replace(r"^(\d+)\.0+$", r"\1", regex=True).where(ids.notna(), None)
+    text["customer_id"] = normalize_customer_ids(text["customer_id"])
     # Found before hashing, which would hide undecodable bytes in an identifier.
     undecodable = _surrogate_cells(text) if any(source.undecodable for source in sources) else None
     text = apply_pii(text, pii, pii_key)

@@ -9,6 +9,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from clv_platform.ingest.profile import table_exists
 from clv_platform.lib.dbt import ClvDbtTranslator, build_dbt_project, ensure_manifest
 from clv_platform.lib.warehouse import markdown_table
 
@@ -102,10 +103,7 @@ def needs_full_refresh(context: dg.AssetExecutionContext, warehouse: DuckDBResou
         return "no earlier build recorded its incremental boundary"
     boundary = metadata["incremental_boundary_date"].value
     with warehouse.get_connection() as con:
-        built = con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'intermediate' and table_name = 'int_customer_days'"
-        ).fetchone()[0]
-        if not built:
+        if not table_exists(con, "intermediate.int_customer_days"):
             return "intermediate.int_customer_days does not exist"
         if history_fingerprint(con, boundary) != metadata["history_fingerprint"].value:
             return f"raw transactions dated before {boundary} changed since the last build"

@@ -16,6 +16,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from clv_platform.ingest import table_rules
+from clv_platform.ingest.profile import table_exists
 from clv_platform.ingest.readers import SourceError, SourceFrame, iter_source
 from clv_platform.ingest.spec import GeneratorOptions, IngestionSpec, SourceSpec
 from clv_platform.lib.ingestion import DAILY_PARTITIONS, RawSource, replace_window, window_of
@@ -117,11 +118,8 @@ def _table_checks(con, accepted: pd.DataFrame, quarantine: pd.DataFrame, start: 
     limits = spec.limits
     days = max((end - start).days, 1)
     prev_start, prev_end = table_rules.previous_window(start, end)
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = 'transactions'"
-    ).fetchone()[0]
     previous_rows, previous_aov, known = None, None, set()
-    if exists:
+    if table_exists(con, "raw.transactions"):
         previous_rows, previous_aov = con.execute(
             """
             with lines as (select * from raw.transactions where invoice_date >= ? and invoice_date < ?),
@@ -304,10 +302,8 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
         customers["country"] = customers["country"].fillna("Unknown")
     customers = schemas.customers_schema.validate(customers)
     with connect(warehouse) as con:
-        exists = con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = 'customers'"
-        ).fetchone()[0]
-        known = {r[0] for r in con.execute("select distinct acquisition_channel from raw.customers").fetchall()} if exists else set()
+        known = ({r[0] for r in con.execute("select distinct acquisition_channel from raw.customers").fetchall()}
+                 if table_exists(con, "raw.customers") else set())
         count = replace_table(con, "raw.customers", customers)
     counts = customers["acquisition_channel"].value_counts().to_dict()
     yield dg.MaterializeResult(metadata={
@@ -319,7 +315,7 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
 
 def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """The customer feed mapped to the contract; gaps filled from the transactions (first purchase, country)."""
-    from clv_platform.ingest.validate import CUSTOMERS, _check_columns, _text, _timestamp, apply_pii
+    from clv_platform.ingest.validate import CUSTOMERS, _text, _timestamp, apply_pii, check_columns, normalize_customer_ids
 
     source = spec.customers
     mapping = source.mapping(CUSTOMERS.fields)
@@ -329,13 +325,13 @@ def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataF
     for frame in iter_source(source, mapping.get("signup_date", mapping["customer_id"])):
         if frame.frame.shape[1] == 0:
             continue
-        _check_columns(frame, mapping, CUSTOMERS, bool(spec.pii.columns))
+        check_columns(frame, source, CUSTOMERS, bool(spec.pii.columns))
         part = pd.DataFrame({name: _text(frame.frame[column]) for name, column in mapping.items()})
         if "signup_date" in mapping:
             part["signup_date"] = _timestamp(frame.frame[mapping["signup_date"]], part["signup_date"], source.timestamp_formats)
         parts.append(part)
     feed = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id"])
-    feed["customer_id"] = feed["customer_id"].str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+    feed["customer_id"] = normalize_customer_ids(feed["customer_id"])
     feed = apply_pii(feed, spec.pii, pii_key)
     without_id = int(feed["customer_id"].isna().sum())
     feed = feed[feed["customer_id"].notna()]
