@@ -4,6 +4,10 @@ Modules
 -------
 features
     The column contract of ``marts.training_examples`` / ``marts.customer_features`` and its validation.
+estimator
+    The contract every CLV model meets (fit, predict, probability_alive, contributions).
+pyfunc
+    Any fitted estimator as one MLflow pyfunc (imports mlflow).
 metrics
     RMSE, MAE and the normalized Gini of a CLV ranking.
 train
