@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["features", "metrics", "evaluate", "explain", "train", "registry", "scoring", "drift", "synthetic"]
+MODULES = ["features", "metrics", "evaluate", "explain", "plots", "train", "registry", "scoring", "drift", "synthetic"]
 
 
 @pytest.mark.parametrize("name", MODULES)
