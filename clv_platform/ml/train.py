@@ -356,6 +356,11 @@ class XGBoostModel(CLVEstimator):
     of ``train`` plays its part and the chosen objective is refitted on all of ``train`` with the number
     of trees early stopping found.
 
+    Measured on UCI Online Retail (train cutoffs 2011-01-11 to 2011-06-10, evaluation 2011-09-09, 91 days,
+    3,360 customers): Tweedie MAE 513 / Gini 0.756, squared error 543 / 0.753, log1p 2,117 / 0.720. The
+    log1p residuals are heteroscedastic and heavy-tailed, so the smearing factor (6.7) overshoots the
+    mean of most customers (aggregate bias +234 %); validation MAE rejects it, as it should.
+
     With ``stack_btyd`` an inner :class:`~clv_platform.ml.baselines.BTYDModel` fitted on the training rows
     adds its expected revenue and probability alive as two more inputs, computed inside the model: the
     input contract stays :data:`FEATURE_COLUMNS`.
