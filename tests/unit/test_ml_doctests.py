@@ -5,7 +5,10 @@ import importlib
 
 import pytest
 
-MODULES = ["features", "metrics", "evaluate", "explain", "plots", "train", "registry", "scoring", "drift", "synthetic"]
+MODULES = [
+    "features", "metrics", "evaluate", "explain", "plots", "estimator", "baselines", "train", "tune",
+    "registry", "scoring", "drift", "synthetic",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
