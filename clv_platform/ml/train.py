@@ -506,18 +506,10 @@ class XGBoostModel(CLVEstimator):
         return self.btyd.probability_alive(features) if self.stack_btyd else None
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
-        import xgboost as xgb
+        from clv_platform.ml.explain import xgb_contributions
 
-        model = self._require_model()
         matrix = self._matrix(features)
-        trees = _best_iteration(model)
-        values = model.get_booster().predict(
-            xgb.DMatrix(matrix),
-            pred_contribs=True,
-            approx_contribs=self.approx_contributions,
-            iteration_range=(0, 0 if trees is None else trees + 1),
-        )
-        return pd.DataFrame(values, columns=[*matrix.columns, "bias"], index=features.index)
+        return xgb_contributions(self._require_model(), matrix, approx=self.approx_contributions).set_axis(features.index)
 
     def params(self) -> dict[str, Any]:
         logged = {f"xgb_{k}": v for k, v in self.settings.as_dict().items()}
