@@ -30,9 +30,9 @@ product_days as (
 
 ),
 
-events as (
+session_days as (
 
-    select * from {{ ref('stg_shop__behavioral_events') }}
+    select * from {{ ref('int_customer_session_days') }}
 
 ),
 
@@ -47,12 +47,10 @@ cutoff_windows as (
 
     select
         cutoffs.cutoff_date,
-        cutoffs.cutoff_at,
         order_value_caps.cap_value,
         {%- for days in windows_days %}
-        cast({{ dbt.dateadd('day', -days, 'cutoffs.cutoff_date') }} as date) as window_{{ days }}d_start_date,
+        cast({{ dbt.dateadd('day', -days, 'cutoffs.cutoff_date') }} as date) as window_{{ days }}d_start_date{{ ',' if not loop.last }}
         {%- endfor %}
-        cast({{ dbt.dateadd('day', -recent_days, 'cutoffs.cutoff_date') }} as timestamp) as event_window_start_at
 
     from cutoffs
     left join order_value_caps
@@ -140,61 +138,75 @@ history_summary as (
 
 ),
 
--- The last purchase day of each product before each cutoff decides the windows it counts in.
-product_history as (
+-- Each product purchase day with the customer's previous purchase day of that product. A product
+-- counts in a window [start, cutoff) once, on its first purchase day inside it: the day whose
+-- previous purchase of the product is before the start (or absent). Its first purchase ever counts
+-- it in distinct_products. This needs no grouping by product at each cutoff.
+product_days_with_previous as (
 
     select
-        product_days.customer_id,
-        cutoff_windows.cutoff_date,
-        product_days.stock_code,
-        max(product_days.activity_date) as last_purchase_date
+        customer_id,
+        activity_date,
+        lag(activity_date) over (partition by customer_id, stock_code order by activity_date) as previous_purchase_date
 
-    from cutoff_windows
-    inner join product_days
-        on product_days.activity_date < cutoff_windows.cutoff_date
-    group by
-        product_days.customer_id,
-        cutoff_windows.cutoff_date,
-        product_days.stock_code
+    from product_days
 
 ),
 
 product_summary as (
 
     select
-        product_history.customer_id,
-        product_history.cutoff_date,
-        count(*) as distinct_products,
+        product_days.customer_id,
+        cutoff_windows.cutoff_date,
+        count(case when product_days.previous_purchase_date is null then 1 end) as distinct_products,
         {%- for days in windows_days %}
         count(
-            case when product_history.last_purchase_date >= cutoff_windows.window_{{ days }}d_start_date then 1 end
+            case
+                when product_days.activity_date >= cutoff_windows.window_{{ days }}d_start_date
+                    and (
+                        product_days.previous_purchase_date is null
+                        or product_days.previous_purchase_date < cutoff_windows.window_{{ days }}d_start_date
+                    )
+                    then 1
+            end
         ) as distinct_products_{{ days }}d{{ ',' if not loop.last }}
         {%- endfor %}
 
-    from product_history
-    inner join cutoff_windows
-        on cutoff_windows.cutoff_date = product_history.cutoff_date
+    from cutoff_windows
+    inner join product_days_with_previous as product_days
+        on
+            product_days.activity_date < cutoff_windows.cutoff_date
+            -- Only first purchases and the longest window's days can count.
+            and (
+                product_days.previous_purchase_date is null
+                or product_days.activity_date >= cutoff_windows.window_{{ windows_days | max }}d_start_date
+            )
     group by
-        product_history.customer_id,
-        product_history.cutoff_date
+        product_days.customer_id,
+        cutoff_windows.cutoff_date
 
 ),
 
--- Web events in [cutoff - recent_days, cutoff), compared as timestamps.
-window_events as (
+-- Session days in [cutoff - recent_days, cutoff). Windows start and end at midnight, so a
+-- session day is inside or outside whole: the same as comparing the events' timestamps.
+window_session_days as (
 
     select
-        events.customer_id,
+        session_days.customer_id,
         cutoff_windows.cutoff_date,
-        events.session_id,
-        events.event_type,
-        events.occurred_at
+        session_days.session_id,
+        session_days.activity_date,
+        session_days.first_event_at,
+        session_days.last_event_at,
+        session_days.page_views,
+        session_days.searches,
+        session_days.add_to_cart
 
     from cutoff_windows
-    inner join events
+    inner join session_days
         on
-            events.occurred_at >= cutoff_windows.event_window_start_at
-            and events.occurred_at < cutoff_windows.cutoff_at
+            session_days.activity_date >= cutoff_windows.window_{{ recent_days }}d_start_date
+            and session_days.activity_date < cutoff_windows.cutoff_date
 
 ),
 
@@ -205,9 +217,9 @@ window_sessions as (
         customer_id,
         cutoff_date,
         session_id,
-        {{ dbt.datediff('min(occurred_at)', 'max(occurred_at)', 'second') }} as duration_seconds
+        {{ dbt.datediff('min(first_event_at)', 'max(last_event_at)', 'second') }} as duration_seconds
 
-    from window_events
+    from window_session_days
     group by
         customer_id,
         cutoff_date,
@@ -235,11 +247,11 @@ event_summary as (
     select
         customer_id,
         cutoff_date,
-        count(case when event_type = 'page_view' then 1 end) as page_views,
-        count(case when event_type = 'search' then 1 end) as searches,
-        count(case when event_type = 'add_to_cart' then 1 end) as add_to_cart
+        sum(page_views) as page_views,
+        sum(searches) as searches,
+        sum(add_to_cart) as add_to_cart
 
-    from window_events
+    from window_session_days
     group by
         customer_id,
         cutoff_date
@@ -252,14 +264,14 @@ cart_days as (
     select
         customer_id,
         cutoff_date,
-        cast(occurred_at as date) as cart_date
+        activity_date as cart_date
 
-    from window_events
-    where event_type = 'add_to_cart'
+    from window_session_days
+    where add_to_cart > 0
     group by
         customer_id,
         cutoff_date,
-        cast(occurred_at as date)
+        activity_date
 
 ),
 
@@ -301,6 +313,23 @@ purchasers as (
     left join customers
         on customers.customer_id = history_summary.customer_id
     where history_summary.purchase_days > 0
+
+),
+
+-- Customers per country and cutoff, for the frequency encoding (a group by, not a window over
+-- every row: the same counts for much less sorting).
+country_counts as (
+
+    select
+        cutoff_date,
+        country,
+        count(*) as customers,
+        sum(count(*)) over (partition by cutoff_date) as cutoff_customers
+
+    from purchasers
+    group by
+        cutoff_date,
+        country
 
 ),
 
@@ -383,9 +412,7 @@ final as (
 
         ---------- customer attributes
         cast({{ dbt.datediff('purchasers.relationship_start_date', 'purchasers.cutoff_date', 'day') }} as bigint) as tenure_days,
-        cast(
-            count(*) over (partition by purchasers.cutoff_date, purchasers.country) as double
-        ) / count(*) over (partition by purchasers.cutoff_date) as country_customer_share,
+        cast(country_counts.customers as double) / country_counts.cutoff_customers as country_customer_share,
         {%- for channel in var('acquisition_channels') %}
         cast(case when purchasers.acquisition_channel = '{{ channel }}' then 1 else 0 end as integer) as channel_{{ channel }},
         {%- endfor %}
@@ -399,6 +426,10 @@ final as (
     from purchasers
     inner join cutoffs
         on cutoffs.cutoff_date = purchasers.cutoff_date
+    inner join country_counts
+        on
+            country_counts.cutoff_date = purchasers.cutoff_date
+            and country_counts.country = purchasers.country
     left join product_summary
         on
             product_summary.customer_id = purchasers.customer_id
