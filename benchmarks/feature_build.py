@@ -1,4 +1,4 @@
-"""The dbt feature build against the BTYD core computed by pandas and by one hand-written DuckDB query.
+"""The dbt feature build against hand-written DuckDB queries (BTYD core; every feature column) and pandas.
 
 One run, one machine, one generated dataset: every contender runs in its own subprocess, so its
 wall time and peak RSS (``ru_maxrss`` of that process, from ``os.wait4``) are its own.
