@@ -1,39 +1,42 @@
 {#
-    The daily per-customer aggregates (int_customer_days, int_customer_product_days) are
-    incremental by day: a run rebuilds only the days from var('incremental_lookback_days') before
-    the latest day already built onwards, and replaces those days whole. A --full-refresh rebuilds
-    everything (needed when lines older than the lookback change).
+    The daily incremental models (int_transaction_lines, int_customer_days,
+    int_customer_product_days, int_customer_session_days) are incremental by day: a run rebuilds
+    only the days from var('incremental_lookback_days') before the latest day already built
+    onwards, and replaces those days whole. A --full-refresh rebuilds everything (needed when rows
+    older than the lookback change). `date_column` names the model's day column.
 
     One definition, two engines: DuckDB deletes the rebuilt days and inserts them again
-    (delete+insert keyed on activity_date); dbt-spark's default parquet tables cannot merge, so
-    Spark partitions by activity_date and overwrites the rebuilt partitions (insert_overwrite with
-    dynamic partition overwrite, which dbt-spark switches on when partition_by is set).
+    (delete+insert keyed on the day); dbt-spark's default parquet tables cannot merge, so Spark
+    partitions by the day and overwrites the rebuilt partitions (insert_overwrite with dynamic
+    partition overwrite, which dbt-spark switches on when partition_by is set).
 #}
-{% macro daily_incremental_config() -%}
+{% macro daily_incremental_config(date_column='activity_date') -%}
     {%- if target.type == 'spark' -%}
         {{ return({
             'materialized': 'incremental',
             'incremental_strategy': 'insert_overwrite',
-            'partition_by': ['activity_date'],
+            'partition_by': [date_column],
             'on_schema_change': 'fail',
         }) }}
     {%- else -%}
         {{ return({
             'materialized': 'incremental',
             'incremental_strategy': 'delete+insert',
-            'unique_key': 'activity_date',
+            'unique_key': date_column,
             'on_schema_change': 'fail',
         }) }}
     {%- endif -%}
 {%- endmacro %}
 
 {#
-    The where clause that keeps only the days an incremental run rebuilds (nothing on a full build).
+    The where clause that keeps only the days an incremental run rebuilds (nothing on a full build):
+    `source_date_expression` is the day of an upstream row, `built_date_column` the model's own day
+    column.
 #}
-{% macro daily_incremental_filter(date_column) -%}
+{% macro daily_incremental_filter(source_date_expression, built_date_column='activity_date') -%}
     {%- if is_incremental() -%}
-    where {{ date_column }} >= (
-        select cast({{ dbt.dateadd('day', -non_negative_int_var('incremental_lookback_days'), 'max(activity_date)') }} as date)
+    where {{ source_date_expression }} >= (
+        select cast({{ dbt.dateadd('day', -non_negative_int_var('incremental_lookback_days'), 'max(' ~ built_date_column ~ ')') }} as date)
         from {{ this }}
     )
     {%- endif -%}

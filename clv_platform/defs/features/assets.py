@@ -3,6 +3,7 @@
 
 import json
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
@@ -18,8 +19,31 @@ ensure_manifest(dbt_project)
 
 CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
 CUSTOMER_DAYS = dg.AssetKey(["intermediate", "int_customer_days"])
-# The raw columns the daily aggregates read; provenance columns may change without the history changing.
-_HISTORY_COLUMNS = "invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country"
+
+
+class _IncrementalSource(NamedTuple):
+    """A raw table read by daily incremental models, and the model whose latest day sets where they rebuild."""
+
+    raw_table: str
+    day: str  # the raw row's day
+    columns: str  # the raw columns the models read; provenance columns may change without the history changing
+    model: str  # the first incremental model on it: its latest day is the latest of all its readers
+    model_day: str
+    metadata_key: str
+
+
+_INCREMENTAL_SOURCES = (
+    _IncrementalSource(
+        "raw.transactions", "cast(invoice_date as date)",
+        "invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country",
+        "intermediate.int_transaction_lines", "invoice_date", "incremental_boundary_date",
+    ),
+    _IncrementalSource(
+        "raw.behavioral_events", "cast(event_timestamp as date)",
+        "event_id, session_id, customer_id, event_type, event_timestamp",
+        "intermediate.int_customer_session_days", "activity_date", "events_incremental_boundary_date",
+    ),
+)
 
 
 class FeatureConfig(dg.Config):
@@ -34,7 +58,7 @@ class FeatureConfig(dg.Config):
         description="Order values (a customer's purchases of one day) above this quantile of the orders before each cutoff are capped, in features and labels; null disables capping.",
     )
     incremental_lookback_days: int = Field(
-        default=3, description="Days before the latest built day that an incremental run rebuilds (int_customer_days, int_customer_product_days)."
+        default=3, description="Days before the latest built day that an incremental run rebuilds (the daily models: int_transaction_lines, int_customer_days, int_customer_product_days, int_customer_session_days)."
     )
     full_refresh: bool = Field(
         default=False,
@@ -72,41 +96,65 @@ def order_value_cap_metadata(warehouse: DuckDBResource) -> dict:
     }
 
 
-def history_fingerprint(con, before_date: str) -> str:
-    """Row count and summed row hashes of the raw transaction lines dated before ``before_date``."""
-    count, digest = con.execute(
-        f"""select count(*), coalesce(sum(hash({_HISTORY_COLUMNS})), 0) from raw.transactions
-            where cast(invoice_date as date) < cast(? as date)""",
-        [before_date],
-    ).fetchone()
-    return f"{count}:{digest}"
+def history_fingerprint(con, boundaries: dict[str, str | None]) -> str:
+    """Row count and summed row hashes of each raw table's rows dated before its boundary.
+
+    ``boundaries`` maps the metadata key of each incremental source to its boundary date (None when
+    its model has no rows yet: then no row is before it).
+    """
+    parts = []
+    for source in _INCREMENTAL_SOURCES:
+        boundary = boundaries[source.metadata_key]
+        count, digest = con.execute(
+            f"""select count(*), coalesce(sum(hash({source.columns})), 0) from {source.raw_table}
+                where {source.day} < cast(? as date)""",
+            [boundary],
+        ).fetchone()
+        parts.append(f"{source.raw_table}<{boundary}:{count}:{digest}")
+    return "; ".join(parts)
 
 
 def incremental_state(con, lookback_days: int) -> dict:
-    """Where the next incremental run starts rebuilding, and the fingerprint of the history before it."""
-    (boundary,) = con.execute(
-        f"select cast(max(activity_date) - interval {int(lookback_days)} day as date) from intermediate.int_customer_days"
-    ).fetchone()
-    return {"incremental_boundary_date": str(boundary), "history_fingerprint": history_fingerprint(con, str(boundary))}
+    """Where the next incremental run starts rebuilding each source's days, and the fingerprint of the history before.
+
+    A reader further downstream (int_customer_days after int_transaction_lines) may start earlier,
+    from its own latest day; it then rebuilds from rows its upstream kept, which are correct as
+    long as the raw rows before the upstream's boundary, the later one, are unchanged.
+    """
+    boundaries = {}
+    for source in _INCREMENTAL_SOURCES:
+        (boundary,) = con.execute(
+            f"select cast(max({source.model_day}) - interval {int(lookback_days)} day as date) from {source.model}"
+        ).fetchone()
+        boundaries[source.metadata_key] = None if boundary is None else str(boundary)
+    return {**boundaries, "history_fingerprint": history_fingerprint(con, boundaries)}
 
 
 def needs_full_refresh(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> str | None:
     """Why the daily aggregates must be rebuilt from scratch, or None when an incremental run is right.
 
-    An incremental run rebuilds only the days from the boundary recorded at the last build; that is
-    correct only while the raw lines before the boundary are the ones that build saw. A reload that
-    rewrote history (another dataset, corrected old lines) changes their fingerprint.
+    An incremental run rebuilds only the days from the boundaries recorded at the last build; that
+    is correct only while the raw rows before them are the ones that build saw. A reload that
+    rewrote history (another dataset, corrected old lines or events) changes their fingerprint.
     """
     event = context.instance.get_latest_materialization_event(CUSTOMER_DAYS)
     metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    if "incremental_boundary_date" not in metadata:
-        return "no earlier build recorded its incremental boundary"
-    boundary = metadata["incremental_boundary_date"].value
+    if any(source.metadata_key not in metadata for source in _INCREMENTAL_SOURCES):
+        return "no earlier build recorded its incremental boundaries"
+    boundaries = {source.metadata_key: metadata[source.metadata_key].value for source in _INCREMENTAL_SOURCES}
     with warehouse.get_connection() as con:
-        if not table_exists(con, "intermediate.int_customer_days"):
-            return "intermediate.int_customer_days does not exist"
-        if history_fingerprint(con, boundary) != metadata["history_fingerprint"].value:
-            return f"raw transactions dated before {boundary} changed since the last build"
+        for table in ("intermediate.int_customer_days", *(source.model for source in _INCREMENTAL_SOURCES)):
+            if not table_exists(con, table):
+                return f"{table} does not exist"
+        now = history_fingerprint(con, boundaries).split("; ")
+    before = metadata["history_fingerprint"].value.split("; ")
+    changed = [
+        f"{source.raw_table} dated before {boundaries[source.metadata_key]}"
+        for source, current, recorded in zip(_INCREMENTAL_SOURCES, now, before + [""] * len(now), strict=False)
+        if current != recorded
+    ]
+    if changed:
+        return f"raw rows changed since the last build: {', '.join(changed)}"
     return None
 
 

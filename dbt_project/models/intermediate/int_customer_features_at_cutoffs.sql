@@ -30,9 +30,9 @@ product_days as (
 
 ),
 
-events as (
+session_days as (
 
-    select * from {{ ref('stg_shop__behavioral_events') }}
+    select * from {{ ref('int_customer_session_days') }}
 
 ),
 
@@ -47,12 +47,10 @@ cutoff_windows as (
 
     select
         cutoffs.cutoff_date,
-        cutoffs.cutoff_at,
         order_value_caps.cap_value,
         {%- for days in windows_days %}
-        cast({{ dbt.dateadd('day', -days, 'cutoffs.cutoff_date') }} as date) as window_{{ days }}d_start_date,
+        cast({{ dbt.dateadd('day', -days, 'cutoffs.cutoff_date') }} as date) as window_{{ days }}d_start_date{{ ',' if not loop.last }}
         {%- endfor %}
-        cast({{ dbt.dateadd('day', -recent_days, 'cutoffs.cutoff_date') }} as timestamp) as event_window_start_at
 
     from cutoffs
     left join order_value_caps
@@ -140,8 +138,52 @@ history_summary as (
 
 ),
 
--- The last purchase day of each product before each cutoff decides the windows it counts in.
-product_history as (
+-- The day each product was first bought: distinct_products at a cutoff counts the first days
+-- before it. Summed per customer day first, so each cutoff joins far fewer rows.
+product_first_days as (
+
+    select
+        customer_id,
+        first_purchase_date as activity_date,
+        count(*) as new_products
+
+    from (
+
+        select
+            customer_id,
+            stock_code,
+            min(activity_date) as first_purchase_date
+
+        from product_days
+        group by
+            customer_id,
+            stock_code
+
+    ) as product_first_purchases
+    group by
+        customer_id,
+        first_purchase_date
+
+),
+
+product_totals as (
+
+    select
+        product_first_days.customer_id,
+        cutoff_windows.cutoff_date,
+        sum(product_first_days.new_products) as distinct_products
+
+    from cutoff_windows
+    inner join product_first_days
+        on product_first_days.activity_date < cutoff_windows.cutoff_date
+    group by
+        product_first_days.customer_id,
+        cutoff_windows.cutoff_date
+
+),
+
+-- The last purchase day of each product in the longest window decides the windows it counts in.
+product_window_days as (
 
     select
         product_days.customer_id,
@@ -151,7 +193,9 @@ product_history as (
 
     from cutoff_windows
     inner join product_days
-        on product_days.activity_date < cutoff_windows.cutoff_date
+        on
+            product_days.activity_date >= cutoff_windows.window_{{ windows_days | max }}d_start_date
+            and product_days.activity_date < cutoff_windows.cutoff_date
     group by
         product_days.customer_id,
         cutoff_windows.cutoff_date,
@@ -159,42 +203,46 @@ product_history as (
 
 ),
 
-product_summary as (
+product_windows as (
 
     select
-        product_history.customer_id,
-        product_history.cutoff_date,
-        count(*) as distinct_products,
+        product_window_days.customer_id,
+        product_window_days.cutoff_date,
         {%- for days in windows_days %}
         count(
-            case when product_history.last_purchase_date >= cutoff_windows.window_{{ days }}d_start_date then 1 end
+            case when product_window_days.last_purchase_date >= cutoff_windows.window_{{ days }}d_start_date then 1 end
         ) as distinct_products_{{ days }}d{{ ',' if not loop.last }}
         {%- endfor %}
 
-    from product_history
+    from product_window_days
     inner join cutoff_windows
-        on cutoff_windows.cutoff_date = product_history.cutoff_date
+        on cutoff_windows.cutoff_date = product_window_days.cutoff_date
     group by
-        product_history.customer_id,
-        product_history.cutoff_date
+        product_window_days.customer_id,
+        product_window_days.cutoff_date
 
 ),
 
--- Web events in [cutoff - recent_days, cutoff), compared as timestamps.
-window_events as (
+-- Session days in [cutoff - recent_days, cutoff). Windows start and end at midnight, so a
+-- session day is inside or outside whole: the same as comparing the events' timestamps.
+window_session_days as (
 
     select
-        events.customer_id,
+        session_days.customer_id,
         cutoff_windows.cutoff_date,
-        events.session_id,
-        events.event_type,
-        events.occurred_at
+        session_days.session_id,
+        session_days.activity_date,
+        session_days.first_event_at,
+        session_days.last_event_at,
+        session_days.page_views,
+        session_days.searches,
+        session_days.add_to_cart
 
     from cutoff_windows
-    inner join events
+    inner join session_days
         on
-            events.occurred_at >= cutoff_windows.event_window_start_at
-            and events.occurred_at < cutoff_windows.cutoff_at
+            session_days.activity_date >= cutoff_windows.window_{{ recent_days }}d_start_date
+            and session_days.activity_date < cutoff_windows.cutoff_date
 
 ),
 
@@ -205,9 +253,9 @@ window_sessions as (
         customer_id,
         cutoff_date,
         session_id,
-        {{ dbt.datediff('min(occurred_at)', 'max(occurred_at)', 'second') }} as duration_seconds
+        {{ dbt.datediff('min(first_event_at)', 'max(last_event_at)', 'second') }} as duration_seconds
 
-    from window_events
+    from window_session_days
     group by
         customer_id,
         cutoff_date,
@@ -235,11 +283,11 @@ event_summary as (
     select
         customer_id,
         cutoff_date,
-        count(case when event_type = 'page_view' then 1 end) as page_views,
-        count(case when event_type = 'search' then 1 end) as searches,
-        count(case when event_type = 'add_to_cart' then 1 end) as add_to_cart
+        sum(page_views) as page_views,
+        sum(searches) as searches,
+        sum(add_to_cart) as add_to_cart
 
-    from window_events
+    from window_session_days
     group by
         customer_id,
         cutoff_date
@@ -252,14 +300,14 @@ cart_days as (
     select
         customer_id,
         cutoff_date,
-        cast(occurred_at as date) as cart_date
+        activity_date as cart_date
 
-    from window_events
-    where event_type = 'add_to_cart'
+    from window_session_days
+    where add_to_cart > 0
     group by
         customer_id,
         cutoff_date,
-        cast(occurred_at as date)
+        activity_date
 
 ),
 
@@ -304,6 +352,23 @@ purchasers as (
 
 ),
 
+-- Customers per country and cutoff, for the frequency encoding (a group by, not a window over
+-- every row: the same counts for much less sorting).
+country_counts as (
+
+    select
+        cutoff_date,
+        country,
+        count(*) as customers,
+        sum(count(*)) over (partition by cutoff_date) as cutoff_customers
+
+    from purchasers
+    group by
+        cutoff_date,
+        country
+
+),
+
 final as (
 
     select
@@ -335,7 +400,7 @@ final as (
         cast(purchasers.items_{{ days }}d as bigint) as items_{{ days }}d,
         {%- endfor %}
         {%- for days in windows_days %}
-        cast(coalesce(product_summary.distinct_products_{{ days }}d, 0) as bigint) as distinct_products_{{ days }}d,
+        cast(coalesce(product_windows.distinct_products_{{ days }}d, 0) as bigint) as distinct_products_{{ days }}d,
         {%- endfor %}
         {%- for measure in ['orders', 'spend'] %}
         cast(
@@ -362,8 +427,8 @@ final as (
         cast(coalesce(purchasers.purchase_gap_stddev_days, 0) as double) as purchase_gap_stddev_days,
         cast(purchasers.purchase_value / purchasers.orders as double) as basket_value_mean,
         cast(purchasers.items as double) / purchasers.orders as basket_items_mean,
-        cast(coalesce(product_summary.distinct_products, 0) as bigint) as distinct_products,
-        cast(coalesce(product_summary.distinct_products, 0) as double) / purchasers.purchase_lines as product_diversity,
+        cast(coalesce(product_totals.distinct_products, 0) as bigint) as distinct_products,
+        cast(coalesce(product_totals.distinct_products, 0) as double) / purchasers.purchase_lines as product_diversity,
         cast(abs(purchasers.cancelled_value) / purchasers.purchase_value as double) as return_rate,
         cast(purchasers.purchase_value_{{ recent_days }}d / purchasers.purchase_value as double) as spend_share_{{ recent_days }}d,
 
@@ -383,9 +448,7 @@ final as (
 
         ---------- customer attributes
         cast({{ dbt.datediff('purchasers.relationship_start_date', 'purchasers.cutoff_date', 'day') }} as bigint) as tenure_days,
-        cast(
-            count(*) over (partition by purchasers.cutoff_date, purchasers.country) as double
-        ) / count(*) over (partition by purchasers.cutoff_date) as country_customer_share,
+        cast(country_counts.customers as double) / country_counts.cutoff_customers as country_customer_share,
         {%- for channel in var('acquisition_channels') %}
         cast(case when purchasers.acquisition_channel = '{{ channel }}' then 1 else 0 end as integer) as channel_{{ channel }},
         {%- endfor %}
@@ -399,10 +462,18 @@ final as (
     from purchasers
     inner join cutoffs
         on cutoffs.cutoff_date = purchasers.cutoff_date
-    left join product_summary
+    inner join country_counts
         on
-            product_summary.customer_id = purchasers.customer_id
-            and product_summary.cutoff_date = purchasers.cutoff_date
+            country_counts.cutoff_date = purchasers.cutoff_date
+            and country_counts.country = purchasers.country
+    left join product_totals
+        on
+            product_totals.customer_id = purchasers.customer_id
+            and product_totals.cutoff_date = purchasers.cutoff_date
+    left join product_windows
+        on
+            product_windows.customer_id = purchasers.customer_id
+            and product_windows.cutoff_date = purchasers.cutoff_date
     left join session_summary
         on
             session_summary.customer_id = purchasers.customer_id

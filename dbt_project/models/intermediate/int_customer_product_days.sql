@@ -4,7 +4,7 @@ with
 
 transactions as (
 
-    select * from {{ ref('stg_shop__transactions') }}
+    select * from {{ ref('int_transaction_lines') }}
     {{ daily_incremental_filter('invoice_date') }}
 
 ),

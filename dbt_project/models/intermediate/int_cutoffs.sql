@@ -13,7 +13,7 @@ with
 
 transactions as (
 
-    select * from {{ ref('stg_shop__transactions') }}
+    select * from {{ ref('int_transaction_lines') }}
 
 ),
 
