@@ -91,8 +91,20 @@ def apply_pii(frame: pd.DataFrame, pii: PiiSpec, key: bytes | None) -> pd.DataFr
 
 # --- parsing -------------------------------------------------------------------------------
 
-def _text(values: pd.Series) -> pd.Series:
-    """Strings stripped of surrounding whitespace, '' as missing; integral floats as integers (ids from Excel)."""
+def parse_text(values: pd.Series) -> pd.Series:
+    """Values as text, the way every load reads a field before any rule looks at it.
+
+    Parameters
+    ----------
+    values
+        One column as read from a source: strings, numbers, dates or a mix (an Excel column).
+
+    Returns
+    -------
+    pd.Series
+        Object dtype: strings stripped of surrounding whitespace, '' and NaN as None, integral
+        floats as integers (``17850.0`` -> ``"17850"``, ids from Excel or pandas).
+    """
     if pd.api.types.is_float_dtype(values.dtype):
         finite = values.notna()
         integral = finite & (values == np.floor(values.where(finite, 0)))
@@ -118,7 +130,24 @@ def _number(values: pd.Series, text: pd.Series) -> pd.Series:
     return pd.to_numeric(text, errors="coerce").astype("float64")
 
 
-def _timestamp(values: pd.Series, text: pd.Series, formats: Sequence[str]) -> pd.Series:
+def parse_timestamp(values: pd.Series, text: pd.Series, formats: Sequence[str]) -> pd.Series:
+    """Timestamps of one column, naive UTC; NaT where a value does not parse.
+
+    Parameters
+    ----------
+    values
+        The column as read: typed datetimes (Parquet, Excel, databases) or text.
+    text
+        The same column through :func:`parse_text`.
+    formats
+        ``strptime`` formats tried in order; empty means ISO 8601 text and typed values, with
+        offsets converted to UTC.
+
+    Returns
+    -------
+    pd.Series
+        ``datetime64[ns]``, timezone-aware inputs converted to UTC and made naive.
+    """
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         out = values
         if getattr(out.dt, "tz", None) is not None:
@@ -262,7 +291,7 @@ def event_timestamps(source: SourceFrame, spec: SourceSpec, contract: Contract) 
     if column not in source.frame.columns:
         return pd.Series(dtype="datetime64[ns]")
     values = source.frame[column]
-    return _timestamp(values, _text(values), spec.timestamp_formats).dropna()
+    return parse_timestamp(values, parse_text(values), spec.timestamp_formats).dropna()
 
 
 def event_day_range(stamps: pd.Series, history_start: date, now: datetime) -> tuple[date, date] | None:
@@ -313,7 +342,7 @@ def validate(
     rows_read = len(raw)
 
     # Text normalisation (trim, '' -> missing), then privacy, before any rule looks at a value.
-    text = pd.DataFrame({c: _text(raw[c]) for c in mapping}, index=raw.index)
+    text = pd.DataFrame({c: parse_text(raw[c]) for c in mapping}, index=raw.index)
     text["customer_id"] = normalize_customer_ids(text["customer_id"])
     # Found before hashing, which would hide undecodable bytes in an identifier.
     undecodable = _surrogate_cells(text) if any(source.undecodable for source in sources) else None
@@ -342,7 +371,7 @@ def _parse(raw: pd.DataFrame, text: pd.DataFrame, mapping: dict[str, str], contr
     """Typed canonical columns (NaN/NaT where a value does not parse) plus provenance."""
     out = pd.DataFrame(index=raw.index)
     ts = contract.timestamp
-    out[ts] = _timestamp(raw[ts], text[ts], spec.timestamp_formats) if len(raw) else pd.Series(dtype="datetime64[ns]")
+    out[ts] = parse_timestamp(raw[ts], text[ts], spec.timestamp_formats) if len(raw) else pd.Series(dtype="datetime64[ns]")
     out["customer_id"] = text["customer_id"]
     if contract is TRANSACTIONS:
         if "amount" in mapping:

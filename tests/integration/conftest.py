@@ -1,6 +1,7 @@
 """A fresh embedded state (warehouse, MLflow store, reports) per test module; a real PostgreSQL and a real
 S3-compatible server (moto_server) per session, each started only when a test asks for it; `dagster dev`
-started on demand."""
+started on demand. The dbt manifest is parsed once per session and copied into the state directory of
+every ``dagster``/``clv-platform`` process the tests start, which would otherwise each parse it again."""
 
 from __future__ import annotations
 
@@ -46,8 +47,9 @@ def clv_state(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def materialize_raw():
-    """``materialize_raw(spec, database, first, last)``: raw/transactions loaded for the days [first, last] in one
-    in-process run (an ephemeral Dagster instance), from the source spec file ``spec`` into the DuckDB file ``database``."""
+    """``materialize_raw(spec, database, first, last, s3=None, raise_on_error=True)``: raw/transactions loaded for the
+    days [first, last] in one in-process run (an ephemeral Dagster instance), from the source spec file ``spec`` into
+    the DuckDB file ``database``. ``s3`` is the S3 resource (default: one that no test source reaches)."""
     import dagster as dg
     from dagster_aws.s3 import S3Resource
     from dagster_duckdb import DuckDBResource
@@ -55,12 +57,13 @@ def materialize_raw():
     from clv_platform.defs.ingestion.assets import raw_daily
     from clv_platform.lib.ingestion import RawSource, partition_range_tags
 
-    def materialize(spec: Path, database: Path, first, last) -> dg.ExecuteInProcessResult:
+    def materialize(spec: Path, database: Path, first, last, s3=None, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         return dg.materialize(
             [raw_daily], selection=[dg.AssetKey(["raw", "transactions"])],
             resources={"raw_source": RawSource(spec_path=str(spec)), "warehouse": DuckDBResource(database=str(database)),
-                       "s3": S3Resource(region_name="us-east-1")},
+                       "s3": s3 or S3Resource(region_name="us-east-1")},
             tags=partition_range_tags(first, last),
+            raise_on_error=raise_on_error,
         )
 
     return materialize
@@ -251,9 +254,40 @@ class DagsterDev:
             time.sleep(1)
 
 
+def _session_dbt_target() -> Path:
+    """The dbt target dir of this process: its manifest is parsed once, when the feature assets are first imported."""
+    from clv_platform.defs.features.assets import dbt_project
+    from clv_platform.lib.dbt import ensure_manifest
+
+    return ensure_manifest(dbt_project).parent
+
+
+def _seed_dbt_target(home: Path) -> None:
+    """Copy the session's parsed manifest into ``home``'s dbt target dir, unless one is there already.
+
+    A process on ``home`` then finds a manifest newer than every dbt source file and does not parse the
+    project again (``ensure_manifest``); dagster-dbt copies ``partial_parse.msgpack`` into each dbt run's
+    target dir, so dbt can reuse the parse where the profile and vars allow it.
+    """
+    from clv_platform import settings
+
+    target = home / settings.dbt_target_dir().relative_to(settings.state_dir())
+    if (target / "manifest.json").exists():
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    source = _session_dbt_target()
+    for name in ("partial_parse.msgpack", "manifest.json"):  # the manifest last: its presence means complete
+        if (source / name).exists():
+            shutil.copy2(source / name, target / name)
+
+
 def _environment_for(home: Path, **env: str) -> dict[str, str]:
-    """This process's environment for a platform process on state directory ``home`` (DAGSTER_HOME inside it)."""
+    """This process's environment for a platform process on state directory ``home`` (DAGSTER_HOME inside it).
+
+    The session's dbt manifest is copied into ``home`` first, so the process does not parse the project.
+    """
     (home / "dagster").mkdir(parents=True, exist_ok=True)
+    _seed_dbt_target(home)
     environment = {**os.environ, "CLV_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **env}
     # Derived from CLV_HOME by the process itself; inherited values would point at this process's state.
     for var in ("CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DBT_TARGET_PATH", "DBT_LOG_PATH"):

@@ -6,7 +6,6 @@ only input; a file that cannot be read stops with one line naming file, row, col
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,19 +35,20 @@ def _amount_log(path: Path) -> int:
 SPEC = "transactions: {kind: files, path: sales.csv, columns: {customer_id: cust, invoice_date: day, amount: total}}\n"
 
 
-def _run_cli(tmp_path: Path) -> subprocess.CompletedProcess:
+def _run_cli(tmp_path: Path, environment_for) -> subprocess.CompletedProcess:
     spec = tmp_path / "source.yaml"
     spec.write_text(SPEC)
-    env = {**os.environ, "CLV_HOME": str(tmp_path / "state")}
-    for key in ("CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DAGSTER_HOME", "CLV_SOURCE_CONFIG", "DBT_TARGET_PATH", "DBT_LOG_PATH"):
+    env = environment_for(tmp_path / "state")
+    # As a user runs it: DAGSTER_HOME derived from CLV_HOME, the source named only by --source.
+    for key in ("DAGSTER_HOME", "CLV_SOURCE_CONFIG"):
         env.pop(key, None)
     cli = Path(sys.executable).parent / "clv-platform"
     return subprocess.run([str(cli), "run", "--source", str(spec)], env=env, capture_output=True, text=True, timeout=1200)
 
 
-def test_unreadable_log_stops_with_one_line(tmp_path):
+def test_unreadable_log_stops_with_one_line(tmp_path, environment_for):
     (tmp_path / "sales.csv").write_text("cust;day;total\n12346;2024-03-01;5\n")
-    done = _run_cli(tmp_path)
+    done = _run_cli(tmp_path, environment_for)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'sales.csv'}: row 1: column 'cust': missing (mapped to customer_id); found 'cust;day;total'; "
@@ -56,9 +56,9 @@ def test_unreadable_log_stops_with_one_line(tmp_path):
     ]
 
 
-def test_customer_date_amount_log_runs_the_whole_graph(tmp_path):
+def test_customer_date_amount_log_runs_the_whole_graph(tmp_path, environment_for):
     rows = _amount_log(tmp_path / "sales.csv")
-    done = _run_cli(tmp_path)
+    done = _run_cli(tmp_path, environment_for)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "clv_full_pipeline succeeded" in done.stdout
 

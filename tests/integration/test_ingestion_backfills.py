@@ -62,9 +62,9 @@ def home(tmp_path_factory, environment_for) -> Path:
     home = tmp_path_factory.mktemp("backfills")
     (home / "source.yaml").write_text(
         "transactions: {kind: files, path: sales.csv, columns: {customer_id: customer, invoice_date: day, amount: total}}\n")
-    # The dbt manifest, parsed once before the processes below start: two parsing at once would collide.
-    parse = "from clv_platform.lib.dbt import build_dbt_project, ensure_manifest; ensure_manifest(build_dbt_project())"
-    subprocess.run([sys.executable, "-c", parse], env=environment_for(home), cwd=PROJECT_ROOT, check=True, timeout=300)
+    # The session's dbt manifest, copied in before the processes below start: none of them parses the project
+    # (two parsing at once would collide).
+    environment_for(home)
     return home
 
 

@@ -16,12 +16,10 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from dagster_duckdb import DuckDBResource
 
-from clv_platform.defs.ingestion.assets import raw_daily
 from clv_platform.defs.resources import s3_from_environment
 from clv_platform.ingest.spec import load_spec
-from clv_platform.lib.ingestion import RawSource, partition_range_tags, source_date_range
+from clv_platform.lib.ingestion import source_date_range
 
 pytestmark = pytest.mark.integration
 
@@ -78,18 +76,15 @@ def _spec(tmp_path: Path, bucket: str) -> Path:
     return spec
 
 
-def _materialize(spec: Path, database: Path, first, last) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [raw_daily],
-        selection=[TRANSACTIONS],
-        resources={
-            "raw_source": RawSource(spec_path=str(spec)),
-            "warehouse": DuckDBResource(database=str(database)),
-            "s3": s3_from_environment(),  # AWS_ENDPOINT_URL and the keys point at the moto server
-        },
-        tags=partition_range_tags(first, last),
-        raise_on_error=False,
-    )
+@pytest.fixture
+def load(materialize_raw):
+    """``load(spec, database, first, last)`` with the production S3 binding; a failed run is returned, not raised."""
+
+    def load(spec: Path, database: Path, first, last) -> dg.ExecuteInProcessResult:
+        # AWS_ENDPOINT_URL and the keys (aws_env, through s3_client) point at the moto server.
+        return materialize_raw(spec, database, first, last, s3=s3_from_environment(), raise_on_error=False)
+
+    return load
 
 
 def _query(database: Path, sql: str):
@@ -97,7 +92,7 @@ def _query(database: Path, sql: str):
         return con.execute(sql).fetchall()
 
 
-def test_objects_under_the_prefix_load_with_their_s3_uris(clv_state, tmp_path, landing_bucket, s3_client):
+def test_objects_under_the_prefix_load_with_their_s3_uris(clv_state, tmp_path, landing_bucket, s3_client, load):
     spec = _spec(tmp_path, landing_bucket)
     uri = f"s3://{landing_bucket}/landing"
     # The full range is that of the objects under the prefix: the one in archive/ (2011-12-04) is not read.
@@ -105,7 +100,7 @@ def test_objects_under_the_prefix_load_with_their_s3_uris(clv_state, tmp_path, l
     assert (str(first), str(last)) == ("2011-12-01", "2011-12-03")
 
     database = tmp_path / "warehouse.duckdb"
-    result = _materialize(spec, database, first, last)
+    result = load(spec, database, first, last)
     assert result.success
     events = [e for e in result.get_asset_materialization_events() if e.asset_key == TRANSACTIONS]
     assert len(events) == 3  # one per day of the range, with the run's metadata
@@ -126,10 +121,10 @@ def test_objects_under_the_prefix_load_with_their_s3_uris(clv_state, tmp_path, l
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
 
-def test_an_unreadable_object_fails_the_run_with_one_line_naming_its_uri(clv_state, tmp_path, landing_bucket, s3_client):
+def test_an_unreadable_object_fails_the_run_with_one_line_naming_its_uri(clv_state, tmp_path, landing_bucket, s3_client, load):
     s3_client.put_object(Bucket=landing_bucket, Key="landing/2011-12-05.csv.gz", Body=gzip.compress(DAY_TWO.encode())[:40])
     database = tmp_path / "warehouse.duckdb"
-    result = _materialize(_spec(tmp_path, landing_bucket), database, "2011-12-01", "2011-12-03")
+    result = load(_spec(tmp_path, landing_bucket), database, "2011-12-01", "2011-12-03")
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).event_specific_data.error
     message = failure.message.strip().splitlines()[-1]

@@ -260,7 +260,7 @@ def test_objects_under_an_s3_prefix_are_requested_once_per_etag(tmp_path, s3_cli
     assert sensor.tick().run_requests == []
 
 
-# A real daemon, restarted. Slow: two loads of the code location (the first one parses the dbt project)
+# A real daemon, restarted. Slow: two loads of the code location (the session's dbt manifest copied in, not parsed)
 # and the 30 s sensor interval; 2-2.5 min on a busy 2-core machine. Deselect with -m "not slow".
 
 
@@ -322,7 +322,7 @@ def _sensor_cursor(instance: dg.DagsterInstance) -> dict:
 
 
 @pytest.mark.slow
-def test_a_daemon_restart_neither_loses_nor_repeats_a_file(tmp_path):
+def test_a_daemon_restart_neither_loses_nor_repeats_a_file(tmp_path, environment_for):
     """Slow: file A, a daemon, its restart, file B; one run each and both in the stored cursor.
 
     Runs are only queued (``max_concurrent_runs: 0``): the sensor's requests are what is tested; running
@@ -340,10 +340,8 @@ def test_a_daemon_restart_neither_loses_nor_repeats_a_file(tmp_path):
     """))
     spec = tmp_path / "source.yaml"
     spec.write_text(f"transactions: {{kind: files, path: {landing}, {COLUMNS}}}\n")
-    env = {**os.environ, "CLV_HOME": str(home), "DAGSTER_HOME": str(dagster_home), "CLV_SOURCE_CONFIG": str(spec),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for var in ("CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DBT_TARGET_PATH", "DBT_LOG_PATH"):
-        env.pop(var, None)
+    env = environment_for(home, CLV_SOURCE_CONFIG=str(spec),
+                          PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     log = tmp_path / "daemon.log"
     a = _write(landing / "a.csv", FILE_A)
 

@@ -315,7 +315,7 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
 
 def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """The customer feed mapped to the contract; gaps filled from the transactions (first purchase, country)."""
-    from clv_platform.ingest.validate import CUSTOMERS, _text, _timestamp, apply_pii, check_columns, normalize_customer_ids
+    from clv_platform.ingest.validate import CUSTOMERS, apply_pii, check_columns, normalize_customer_ids, parse_text, parse_timestamp
 
     source = spec.customers
     mapping = source.mapping(CUSTOMERS.fields)
@@ -326,9 +326,9 @@ def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataF
         if frame.frame.shape[1] == 0:
             continue
         check_columns(frame, source, CUSTOMERS, bool(spec.pii.columns))
-        part = pd.DataFrame({name: _text(frame.frame[column]) for name, column in mapping.items()})
+        part = pd.DataFrame({name: parse_text(frame.frame[column]) for name, column in mapping.items()})
         if "signup_date" in mapping:
-            part["signup_date"] = _timestamp(frame.frame[mapping["signup_date"]], part["signup_date"], source.timestamp_formats)
+            part["signup_date"] = parse_timestamp(frame.frame[mapping["signup_date"]], part["signup_date"], source.timestamp_formats)
         parts.append(part)
     feed = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id"])
     feed["customer_id"] = normalize_customer_ids(feed["customer_id"])
