@@ -100,6 +100,8 @@ class ModelCard:
         Per-slice metrics of this model (country, acquisition channel), or ``None``.
     fairness_ratio
         This model's disparate-impact ratio of mean prediction across slices, or ``None``.
+    actual_fairness_ratio
+        The same ratio of the actual revenue: what a perfect model would have.
     data_version, code_version
         Lineage: hash of the input data and of the code.
     params
@@ -116,6 +118,7 @@ class ModelCard:
     code_version: str
     slices: pd.DataFrame | None = None
     fairness_ratio: float | None = None
+    actual_fairness_ratio: float | None = None
     params: Mapping[str, object] = field(default_factory=dict)
     decision: Sequence[str] = ()
 
@@ -142,7 +145,8 @@ class ModelCard:
         if self.slices is not None and len(self.slices):
             lines += ["", "## Slices", markdown_table(self.slices, floatfmt=".4f")]
         if self.fairness_ratio is not None:
-            lines += ["", f"Disparate-impact ratio of mean prediction across slices: {self.fairness_ratio:.3f}"]
+            actual = "" if self.actual_fairness_ratio is None else f" (of the actual revenue: {self.actual_fairness_ratio:.3f})"
+            lines += ["", f"Disparate-impact ratio of mean prediction across slices: {self.fairness_ratio:.3f}{actual}"]
         if self.decision:
             lines += ["", "## Gate decision", *(f"- {reason}" for reason in self.decision)]
         if self.params:

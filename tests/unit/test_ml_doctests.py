@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["features", "metrics", "train", "registry", "scoring", "drift", "synthetic"]
+MODULES = ["features", "metrics", "train", "registry", "scoring", "drift", "synthetic", "segments"]
 
 
 @pytest.mark.parametrize("name", MODULES)

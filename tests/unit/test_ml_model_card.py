@@ -15,7 +15,7 @@ METRICS = pd.DataFrame(
 def test_the_card_has_every_section_with_this_models_numbers():
     slices = pd.DataFrame({"slice": ["country=UK", "country=DE"], "n": [2900, 200], "mean_prediction": [120.0, 110.0]})
     card = ModelCard(
-        model_name="clv_model", rung="xgboost", window=WINDOW, metrics=METRICS, slices=slices, fairness_ratio=0.9167,
+        model_name="clv_model", rung="xgboost", window=WINDOW, metrics=METRICS, slices=slices, fairness_ratio=0.9167, actual_fairness_ratio=0.8,
         data_version="abc", code_version="def@git:123", params={"max_depth": 4}, decision=["beats_baselines: passed: ..."],
     ).markdown()
     assert card.startswith("# Model card: clv_model (xgboost)\n")
@@ -26,7 +26,7 @@ def test_the_card_has_every_section_with_this_models_numbers():
     assert "| **this model** | xgboost | 410.5000 | 0.6100 | 0.7800 |" in card
     assert "|  | btyd | 452.2500 | 0.5500 | 0.7400 |" in card and "|  | heuristic |" in card
     assert "| country=DE | 200 | 110.0000 |" in card
-    assert "Disparate-impact ratio of mean prediction across slices: 0.917" in card
+    assert "Disparate-impact ratio of mean prediction across slices: 0.917 (of the actual revenue: 0.800)" in card
     assert "## Gate decision\n- beats_baselines: passed: ..." in card
     assert "## Intended use\nRanking and sizing existing customers" in card
     assert "Trees cannot extrapolate" in card and "prospects have no prediction" in card
