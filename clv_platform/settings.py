@@ -78,6 +78,19 @@ def spark_dir() -> Path:
     return state_dir() / "spark"
 
 
+def pytensor_compiledir() -> Path:
+    """pytensor's compile cache: the first BG/NBD fit compiles for about 30 s, later ones reuse it."""
+    return state_dir() / "cache" / "pytensor"
+
+
+def configure_pytensor_cache() -> None:
+    """Point pytensor's compile cache at :func:`pytensor_compiledir` unless the user set ``PYTENSOR_FLAGS``.
+
+    pytensor reads the flags once, at import: call this before the first ``import pymc_marketing``.
+    """
+    os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={pytensor_compiledir()}")
+
+
 def configure_environment() -> None:
     """Point every component at the state dir and switch telemetry off.
 
@@ -97,11 +110,10 @@ def configure_environment() -> None:
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         # Read by the `spark` target in dbt_project/profiles.yml.
         "CLV_SPARK_DIR": str(spark_dir()),
-        # pytensor/matplotlib caches would otherwise land in $HOME; pytensor's compile cache
-        # makes every BG/NBD fit after the first one fast, so keep it with the rest of the state.
+        # matplotlib's cache would otherwise land in $HOME.
         "MPLCONFIGDIR": str(root / "cache" / "matplotlib"),
-        "PYTENSOR_FLAGS": f"base_compiledir={root / 'cache' / 'pytensor'}",
     }
+    configure_pytensor_cache()
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     for path in (root, Path(os.environ["DAGSTER_HOME"]), reports_dir(), mlflow_artifact_root()):

@@ -1,4 +1,9 @@
-"""Time-based split and the XGBoost CLV regressor.
+"""Time-based split, the XGBoost CLV model and the fit of the whole model ladder.
+
+:class:`XGBoostModel` is the ladder's XGBoost rung (a :class:`~clv_platform.ml.estimator.CLVEstimator`,
+objective chosen on validation, optional BTYD stacking); :func:`fit_ladder` fits every rung.
+:func:`fit_clv_model` is the single squared-error/Tweedie regressor the training asset used before the
+ladder; it stays for its callers.
 
 The label ``future_revenue`` is zero for about half the customers and heavy-tailed for the rest. The
 default objective is ``reg:squarederror``, chosen over ``reg:tweedie`` by a measured comparison on the
@@ -14,11 +19,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from clv_platform.ml.estimator import CLVEstimator
 from clv_platform.ml.features import (
     CUTOFF_COLUMN,
     FEATURE_COLUMNS,
@@ -256,8 +262,6 @@ def fit_clv_model(
     TrainedModel
         With validation predictions (clipped at 0) and ``rmse``, ``mae``, ``normalized_gini``.
     """
-    import xgboost as xgb
-
     settings = XGBParams.from_mapping(params)
     feature_columns = tuple(feature_columns)
     for name, frame in (("train", train), ("valid", valid)):
@@ -271,8 +275,7 @@ def fit_clv_model(
     x_train, y_train = feature_matrix(train, feature_columns), train[LABEL_COLUMN].to_numpy(dtype="float64")
     x_valid, y_valid = feature_matrix(valid, feature_columns), valid[LABEL_COLUMN].to_numpy(dtype="float64")
 
-    model = xgb.XGBRegressor(**settings.estimator_kwargs())
-    model.fit(x_train, y_train, eval_set=[(x_valid, y_valid)], verbose=False)
+    model = _fit_regressor(settings, x_train, y_train, (x_valid, y_valid))
 
     best_iteration = getattr(model, "best_iteration", None) if settings.early_stopping_rounds else None
     predictions = predict_clv(model, valid, feature_columns)
@@ -306,3 +309,267 @@ def compare_objectives(
         trained = fit_clv_model(train, valid, dataclasses.replace(base, objective=objective))
         rows.append({"objective": objective, "best_iteration": trained.best_iteration, **trained.metrics})
     return pd.DataFrame(rows)
+
+
+def _fit_regressor(
+    settings: XGBParams,
+    x_train: pd.DataFrame,
+    y_train: np.ndarray,
+    eval_set: tuple[pd.DataFrame, np.ndarray] | None,
+) -> Any:
+    """An ``xgboost.XGBRegressor`` fitted with ``settings``; early stopping on ``eval_set`` when there is one."""
+    import xgboost as xgb
+
+    kwargs = settings.estimator_kwargs()
+    if eval_set is None:
+        kwargs["early_stopping_rounds"] = None
+    model = xgb.XGBRegressor(**kwargs)
+    model.fit(x_train, y_train, eval_set=None if eval_set is None else [eval_set], verbose=False)
+    return model
+
+
+# The objectives XGBoostModel chooses among, and the XGBoost objective each trains with.
+OBJECTIVES: dict[str, str] = {
+    "squared_error": "reg:squarederror",
+    "tweedie": "reg:tweedie",
+    "log1p": "reg:squarederror",
+}
+SELECTION_METRICS: dict[str, bool] = {"mae": False, "rmse": False, "normalized_gini": True}  # name -> higher is better
+STACKED_COLUMNS: tuple[str, ...] = ("btyd_expected_revenue", "btyd_probability_alive")
+
+
+class XGBoostModel(CLVEstimator):
+    """XGBoost on every feature, its objective chosen on the validation cutoff.
+
+    Candidate objectives (``objectives``):
+
+    - ``squared_error``: revenue itself, ``reg:squarederror``, predictions clipped at 0.
+    - ``tweedie``: ``reg:tweedie`` (log link) for the zero-inflated, heavy-tailed label.
+    - ``log1p``: squared error on ``log1p(revenue)``, back-transformed with Duan's (1983) smearing
+      estimator, ``exp(f(x)) * mean(exp(e_i)) - 1`` where ``e_i = log1p(y_i) - f(x_i)`` are the training
+      residuals: ``exp(f(x)) - 1`` alone predicts a conditional median-like value that is biased low for a
+      mean, and the smearing factor corrects that without assuming normal errors.
+
+    Each candidate is fitted with early stopping on ``valid``; the one with the best ``selection_metric``
+    on ``valid`` (``mae`` by default: the issue compares models on MAE, Spearman and Gini, and the last
+    two do not depend on the scale a back-transform chooses) is kept. Without ``valid`` the latest cutoff
+    of ``train`` plays its part and the chosen objective is refitted on all of ``train`` with the number
+    of trees early stopping found.
+
+    Measured on UCI Online Retail (train cutoffs 2011-01-11 to 2011-06-10, evaluation 2011-09-09, 91 days,
+    3,360 customers): Tweedie MAE 513 / Gini 0.756, squared error 543 / 0.753, log1p 2,117 / 0.720. The
+    log1p residuals are heteroscedastic and heavy-tailed, so the smearing factor (6.7) overshoots the
+    mean of most customers (aggregate bias +234 %); validation MAE rejects it, as it should.
+
+    With ``stack_btyd`` an inner :class:`~clv_platform.ml.baselines.BTYDModel` fitted on the training rows
+    adds its expected revenue and probability alive as two more inputs, computed inside the model: the
+    input contract stays :data:`FEATURE_COLUMNS`.
+
+    ``contributions`` are XGBoost's exact TreeSHAP values (``pred_contribs``; ``approx_contributions``
+    switches to Saabas' faster approximation), one column per input (the stacked ones included) plus
+    ``bias``; rows sum to the booster's margin: revenue for ``squared_error``, log revenue for
+    ``tweedie``, and ``log1p`` revenue before smearing for ``log1p``.
+    """
+
+    name: ClassVar[str] = "xgboost"
+
+    def __init__(
+        self,
+        params: XGBParams | Mapping[str, Any] | None = None,
+        *,
+        objectives: Sequence[str] = tuple(OBJECTIVES),
+        selection_metric: str = "mae",
+        stack_btyd: bool = False,
+        btyd: Any = None,
+        approx_contributions: bool = False,
+        feature_columns: Sequence[str] = FEATURE_COLUMNS,
+        name: str | None = None,
+    ) -> None:
+        unknown = [o for o in objectives if o not in OBJECTIVES]
+        if not objectives or unknown:
+            raise ValueError(f"objectives must be a non-empty subset of {list(OBJECTIVES)}, got {list(objectives)}")
+        if selection_metric not in SELECTION_METRICS:
+            raise ValueError(f"selection_metric must be one of {list(SELECTION_METRICS)}, got {selection_metric!r}")
+        self.settings = XGBParams.from_mapping(params)
+        self.objectives = tuple(objectives)
+        self.selection_metric = selection_metric
+        self.stack_btyd = stack_btyd
+        self.btyd = btyd
+        self.approx_contributions = approx_contributions
+        self.feature_columns = tuple(feature_columns)
+        if name is not None:
+            self.name = name
+        self.model_: Any = None
+        self.objective_: str | None = None
+        self.smearing_: float = 1.0
+        self.selection_: pd.DataFrame | None = None
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The booster's inputs: the feature columns, then the stacked BTYD outputs when stacking."""
+        return self.feature_columns + (STACKED_COLUMNS if self.stack_btyd else ())
+
+    def _matrix(self, features: pd.DataFrame) -> pd.DataFrame:
+        require_columns(features, self.feature_columns, frame_name="features")
+        require_numeric_finite(features, self.feature_columns, frame_name="features")
+        matrix = feature_matrix(features, self.feature_columns)
+        if self.stack_btyd:
+            matrix[STACKED_COLUMNS[0]] = self.btyd.predict(features)
+            matrix[STACKED_COLUMNS[1]] = self.btyd.probability_alive(features)
+        return matrix
+
+    def _from_margin(self, objective: str, margin: np.ndarray, smearing: float) -> np.ndarray:
+        if objective == "squared_error":
+            revenue = margin
+        elif objective == "tweedie":
+            revenue = np.exp(margin)
+        else:
+            revenue = np.exp(margin) * smearing - 1.0
+        return np.clip(revenue, 0.0, None)
+
+    def _fit_objective(self, objective, x_train, y_train, eval_set):
+        """(model, smearing factor) for one candidate objective."""
+        settings = dataclasses.replace(self.settings, objective=OBJECTIVES[objective])
+        if objective != "log1p":
+            return _fit_regressor(settings, x_train, y_train, eval_set), 1.0
+        log_eval = None if eval_set is None else (eval_set[0], np.log1p(np.clip(eval_set[1], 0.0, None)))
+        target = np.log1p(y_train)
+        model = _fit_regressor(settings, x_train, target, log_eval)
+        residuals = target - model.predict(x_train, output_margin=True)
+        return model, float(np.mean(np.exp(residuals)))
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None) -> XGBoostModel:
+        from clv_platform.ml.baselines import BTYDModel
+        from clv_platform.ml.estimator import horizon_of
+
+        frames = {"train": train} if valid is None else {"train": train, "valid": valid}
+        for label, frame in frames.items():
+            if len(frame) == 0:
+                raise ValueError(f"{label} frame must not be empty")
+            try:
+                validate_feature_frame(frame, require_label=True, feature_columns=self.feature_columns)
+            except ValueError as error:
+                raise ValueError(f"{label}: {error}") from None
+        horizon = horizon_of(train)
+        if valid is not None and horizon_of(valid) != horizon:
+            raise ValueError(f"valid column '{HORIZON_COLUMN}' must equal train's {horizon}, got {horizon_of(valid)}")
+        if self.stack_btyd and self.btyd is None:
+            self.btyd = BTYDModel().fit(train)
+
+        refit = valid is None and pd.to_datetime(train[CUTOFF_COLUMN]).nunique() >= 2
+        inner_train, inner_valid = time_split(train) if refit else (train, valid)
+        x_train, y_train = self._matrix(inner_train), inner_train[LABEL_COLUMN].to_numpy(dtype="float64")
+        eval_set = None
+        if inner_valid is not None:
+            eval_set = (self._matrix(inner_valid), inner_valid[LABEL_COLUMN].to_numpy(dtype="float64"))
+
+        rows, fitted = [], {}
+        for objective in self.objectives:
+            model, smearing = self._fit_objective(objective, x_train, y_train, eval_set)
+            fitted[objective] = (model, smearing)
+            row = {"objective": objective, "best_iteration": _best_iteration(model), "smearing": smearing}
+            if eval_set is not None:
+                predictions = self._from_margin(objective, model.predict(eval_set[0], output_margin=True), smearing)
+                row.update(regression_metrics(eval_set[1], predictions))
+            rows.append(row)
+        table = pd.DataFrame(rows)
+        if eval_set is None:
+            chosen = self.objectives[0]
+        else:
+            ordered = table.sort_values(self.selection_metric, ascending=not SELECTION_METRICS[self.selection_metric], kind="stable")
+            chosen = str(ordered["objective"].iloc[0])
+        model, smearing = fitted[chosen]
+        if refit:
+            trees = _best_iteration(model)
+            settings = self.settings if trees is None else dataclasses.replace(self.settings, n_estimators=trees + 1)
+            final = XGBoostModel(settings, objectives=(chosen,), stack_btyd=self.stack_btyd, btyd=self.btyd,
+                                 feature_columns=self.feature_columns)
+            model, smearing = final._fit_objective(chosen, self._matrix(train), train[LABEL_COLUMN].to_numpy(dtype="float64"), None)
+        self.model_, self.objective_, self.smearing_, self.selection_ = model, chosen, smearing, table
+        self.horizon_days = horizon
+        return self
+
+    def _require_model(self) -> Any:
+        self._require_fitted()
+        return self.model_
+
+    def margin(self, features: pd.DataFrame) -> np.ndarray:
+        """The booster's raw output (see the class docstring for its scale per objective)."""
+        return np.asarray(self._require_model().predict(self._matrix(features), output_margin=True), dtype="float64")
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        return self._from_margin(self.objective_, self.margin(features), self.smearing_)
+
+    def probability_alive(self, features: pd.DataFrame) -> np.ndarray | None:
+        """The stacked BTYD model's probability alive, when stacking; else ``None``."""
+        self._require_fitted()
+        return self.btyd.probability_alive(features) if self.stack_btyd else None
+
+    def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
+        from clv_platform.ml.explain import xgb_contributions
+
+        matrix = self._matrix(features)
+        return xgb_contributions(self._require_model(), matrix, approx=self.approx_contributions).set_axis(features.index)
+
+    def params(self) -> dict[str, Any]:
+        logged = {f"xgb_{k}": v for k, v in self.settings.as_dict().items()}
+        chosen = {}
+        if self.selection_ is not None:
+            for row in self.selection_.to_dict("records"):
+                chosen.update({f"valid_{row['objective']}_{m}": row[m] for m in SELECTION_METRICS if m in row})
+        return {
+            "model": self.name,
+            "horizon_days": self.horizon_days,
+            "objective": self.objective_,
+            "objective_candidates": ",".join(self.objectives),
+            "selection_metric": self.selection_metric,
+            "smearing": self.smearing_,
+            "stack_btyd": self.stack_btyd,
+            "best_iteration": None if self.model_ is None else _best_iteration(self.model_),
+            **logged,
+            **chosen,
+            **({f"btyd_{k}": v for k, v in self.btyd.params().items() if k not in ("model", "horizon_days")} if self.stack_btyd else {}),
+        }
+
+
+def _best_iteration(model: Any) -> int | None:
+    """The early-stopping iteration of a fitted regressor, or ``None`` when it trained without one."""
+    try:
+        return int(model.best_iteration)
+    except AttributeError:
+        return None
+
+
+def fit_ladder(
+    train: pd.DataFrame,
+    valid: pd.DataFrame | None = None,
+    *,
+    xgb_params: XGBParams | Mapping[str, Any] | None = None,
+    stack_btyd: bool = True,
+    tune: bool = False,
+    tune_options: Mapping[str, Any] | None = None,
+) -> dict[str, CLVEstimator]:
+    """Fit every rung of the ladder on ``train`` (``valid`` for early stopping and objective choice).
+
+    Returns ``heuristic``, ``linear``, ``btyd``, ``xgboost`` and, with ``tune``, ``xgboost_tuned``
+    (hyper-parameters from :func:`clv_platform.ml.tune.tune_xgboost` over time folds of ``train``, with
+    ``tune_options`` passed on). The fitted BTYD model is reused as the XGBoost models' stacked input.
+    """
+    from clv_platform.ml.baselines import BTYDModel, HeuristicModel, LinearModel
+
+    btyd = BTYDModel().fit(train, valid)
+    ladder: dict[str, CLVEstimator] = {
+        "heuristic": HeuristicModel().fit(train, valid),
+        "linear": LinearModel().fit(train, valid),
+        "btyd": btyd,
+        "xgboost": XGBoostModel(xgb_params, stack_btyd=stack_btyd, btyd=btyd if stack_btyd else None).fit(train, valid),
+    }
+    if tune:
+        from clv_platform.ml.tune import tune_xgboost
+
+        result = tune_xgboost(train, base_params=xgb_params, stack_btyd=stack_btyd, **dict(tune_options or {}))
+        ladder["xgboost_tuned"] = XGBoostModel(
+            result.params, objectives=(result.objective,), stack_btyd=stack_btyd,
+            btyd=btyd if stack_btyd else None, name="xgboost_tuned",
+        ).fit(train, valid)
+    return ladder

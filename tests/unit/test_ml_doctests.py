@@ -5,7 +5,10 @@ import importlib
 
 import pytest
 
-MODULES = ["features", "metrics", "train", "registry", "scoring", "drift", "synthetic", "segments"]
+MODULES = [
+    "features", "metrics", "evaluate", "explain", "plots", "estimator", "baselines", "train", "tune",
+    "registry", "scoring", "drift", "synthetic", "segments", "model_card",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -95,3 +95,102 @@ def test_compare_objectives_reports_each_objective(split):
     table = compare_objectives(*split, params={**FAST, "n_estimators": 40})
     assert list(table["objective"]) == ["reg:squarederror", "reg:tweedie"]
     assert table[["rmse", "mae", "normalized_gini"]].notna().all().all()
+
+
+# The ladder's XGBoost rung ---------------------------------------------------------------------------
+
+from clv_platform.ml.train import XGBoostModel, fit_ladder  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def xgb_model(split):
+    return XGBoostModel(FAST).fit(*split)
+
+
+def test_xgboost_chooses_its_objective_by_validation_mae(split, xgb_model):
+    _, valid = split
+    table = xgb_model.selection_
+    assert list(table["objective"]) == ["squared_error", "tweedie", "log1p"]
+    assert xgb_model.objective_ == table.loc[table["mae"].idxmin(), "objective"]
+    best = table["mae"].min()
+    from clv_platform.ml.metrics import mae
+
+    assert mae(valid[LABEL_COLUMN], xgb_model.predict(valid)) == pytest.approx(best)
+    by_gini = XGBoostModel(FAST, selection_metric="normalized_gini").fit(*split)
+    assert by_gini.objective_ == table.loc[table["normalized_gini"].idxmax(), "objective"]
+
+
+def test_log1p_smearing_is_duans_estimator_on_a_known_case():
+    # One constant feature: the trees can only learn the mean of log1p(y), so every residual is
+    # log1p(y_i) - mean(log1p(y)). y + 1 in {1, e^2}, half each: the log mean is 1, residuals are -1 and +1,
+    # the smearing factor is (e^-1 + e^1) / 2 = cosh(1), and the prediction exp(1) cosh(1) - 1
+    # = (1 + e^2) / 2 - 1 is exactly the mean of y, (0 + e^2 - 1) / 2; without smearing it would be e - 1.
+    n = 200
+    y = np.where(np.arange(n) % 2 == 0, 0.0, np.e**2 - 1)
+    frame = make_examples(n_customers=n, cutoffs=("2024-01-01",), seed=2).assign(future_revenue=y)
+    for column in FEATURE_COLUMNS:
+        frame[column] = 1.0
+    frame["recency"] = 0.0
+    params = {"n_estimators": 400, "learning_rate": 0.3, "min_child_weight": 0.0, "reg_lambda": 0.0,
+              "subsample": 1.0, "colsample_bytree": 1.0, "early_stopping_rounds": None}
+    model = XGBoostModel(params, objectives=("log1p",)).fit(frame)
+    assert model.smearing_ == pytest.approx(np.cosh(1.0), rel=1e-4)
+    np.testing.assert_allclose(model.predict(frame[:3]), (np.e**2 - 1) / 2, rtol=1e-4)
+
+
+def test_xgboost_contributions_sum_to_the_margin(split, xgb_model):
+    _, valid = split
+    contributions = xgb_model.contributions(valid[:50])
+    assert list(contributions.columns) == [*FEATURE_COLUMNS, "bias"]
+    np.testing.assert_allclose(contributions.sum(axis=1), xgb_model.margin(valid[:50]), rtol=1e-4, atol=1e-3)
+    approx = XGBoostModel(FAST, objectives=("squared_error",), approx_contributions=True).fit(*split)
+    np.testing.assert_allclose(approx.contributions(valid[:50]).sum(axis=1), approx.margin(valid[:50]), rtol=1e-4, atol=1e-3)
+
+
+def test_xgboost_without_valid_uses_the_latest_training_cutoff_then_refits(examples):
+    model = XGBoostModel(FAST, objectives=("squared_error", "log1p")).fit(examples)
+    assert set(model.selection_["objective"]) == {"squared_error", "log1p"}
+    assert model.model_.n_estimators == model.selection_.set_index("objective").loc[model.objective_, "best_iteration"] + 1
+
+
+def test_xgboost_rejects_bad_options_and_frames(split):
+    train, valid = split
+    with pytest.raises(ValueError, match="objectives must be"):
+        XGBoostModel(objectives=("poisson",))
+    with pytest.raises(ValueError, match="selection_metric"):
+        XGBoostModel(selection_metric="r2")
+    with pytest.raises(ValueError, match="valid: .*'future_revenue'"):
+        XGBoostModel(FAST).fit(train, valid.drop(columns=[LABEL_COLUMN]))
+    with pytest.raises(ValueError, match="not fitted"):
+        XGBoostModel().predict(valid)
+
+
+@pytest.fixture(scope="module")
+def ladder(split):
+    return fit_ladder(*split, xgb_params=FAST)
+
+
+def test_ladder_fits_every_rung_and_stacks_btyd(split, ladder):
+    _, valid = split
+    assert list(ladder) == ["heuristic", "linear", "btyd", "xgboost"]
+    xgb = ladder["xgboost"]
+    assert xgb.stack_btyd and xgb.btyd is ladder["btyd"]
+    assert list(xgb.contributions(valid[:5]).columns)[-3:] == ["btyd_expected_revenue", "btyd_probability_alive", "bias"]
+    np.testing.assert_array_equal(xgb.probability_alive(valid), ladder["btyd"].probability_alive(valid))
+    for name, model in ladder.items():
+        predictions = model.predict(valid)
+        assert predictions.shape == (len(valid),) and (predictions >= 0).all(), name
+
+
+def test_stacked_xgboost_round_trips_through_the_pyfunc(tmp_path, split, ladder):
+    import mlflow.pyfunc
+
+    from clv_platform.ml.pyfunc import CLVPyfuncModel
+
+    _, valid = split
+    model = ladder["xgboost"]
+    mlflow.pyfunc.save_model(str(tmp_path / "xgb"), python_model=CLVPyfuncModel(model))
+    # The pyfunc's input is the feature contract only: the stacked inputs are computed inside.
+    output = mlflow.pyfunc.load_model(str(tmp_path / "xgb")).predict(valid.loc[:, list(FEATURE_COLUMNS)])
+    np.testing.assert_array_equal(output["predicted_clv"].to_numpy(), model.predict(valid))
+    np.testing.assert_array_equal(output["probability_alive"].to_numpy(), model.probability_alive(valid))
