@@ -8,12 +8,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from clv_platform.ml import registry
 from clv_platform.ml.features import FEATURE_COLUMNS, LABEL_COLUMN, PREDICTION_COLUMN
-from clv_platform.ml.metrics import mae, normalized_gini
+from clv_platform.ml.metrics import mae, normalized_gini, spearman
 from clv_platform.ml.synthetic import make_examples
 from fixture_estimators import ConstantModel, SpendRateModel
 
@@ -47,7 +46,7 @@ def models(split):
 
 def evaluation_metrics(model, valid) -> dict:
     y, p = valid[LABEL_COLUMN].to_numpy(), model.predict(valid)
-    return {"mae": mae(y, p), "spearman": float(pd.Series(y).corr(pd.Series(p), method="spearman")),
+    return {"mae": mae(y, p), "spearman": spearman(y, p),
             "normalized_gini": normalized_gini(y, p), "fairness_ratio": 1.0}
 
 
@@ -143,7 +142,7 @@ def test_the_gates_move_the_aliases_a_better_model_in_a_worse_one_out(store, spl
     champion_pred = registry.predict(champion_model, valid)["predicted_clv"]
     y = valid[LABEL_COLUMN].to_numpy()
     champion_metrics = {"mae": mae(y, champion_pred), "normalized_gini": normalized_gini(y, champion_pred),
-                        "spearman": float(pd.Series(y).corr(pd.Series(champion_pred.to_numpy()), method="spearman"))}
+                        "spearman": spearman(y, champion_pred)}
     worse = log(models["constant"], valid, name)
     rate_metrics = evaluation_metrics(models["spend_rate"], valid)
     decision = registry.decide_challenger(evaluation_metrics(models["constant"], valid), champion_metrics, {"spend_rate": rate_metrics}, policy)
