@@ -129,7 +129,7 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
         registered = registry.log_estimator(
             model, reference=registry.build_reference(result.evaluation, result.predictions[name]),
             data_version=data_version, code_version=code_version, model_card=card,
-            metrics=result.metrics.loc[name].to_dict(), plots=figures if name == result.candidate else None,
+            metrics=result.metrics.loc[name].to_dict(), plots=figures,
             params={"train_cutoffs": ",".join(window.train_cutoffs), "evaluation_cutoff": window.evaluation_cutoff,
                     "n_train": window.train_rows, "n_evaluation": window.evaluation_rows},
             model_name=mlflow.model_name, experiment_name=mlflow.experiment_name,
