@@ -234,7 +234,9 @@ def write_evaluation(metadata: dict, out: Path, *, source: str, seconds: float) 
         "",
         metadata["fairness"],
         "",
-        f"The actual revenue's own disparate-impact ratio on these slices: {metadata['actual_fairness_ratio']:.3f}.",
+        f"The actual revenue's own disparate-impact ratio on these slices: {metadata['actual_fairness_ratio']:.3f}."
+        if metadata["actual_fairness_ratio"] == metadata["actual_fairness_ratio"]
+        else "No disparate-impact ratio: fewer than two slices of at least 30 customers (no country or channel in the log).",
         "",
         f"Decision: {decision['reason']}.",
     ]

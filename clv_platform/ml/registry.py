@@ -477,9 +477,10 @@ def decide_challenger(
       Gini absolutely higher);
     - ``beats_baselines``: it beats every baseline in the same way;
     - ``normalized_gini_floor``: its normalized Gini is ``>= policy.min_normalized_gini``;
-    - ``fairness_floor``: its ``fairness_ratio`` (disparate-impact ratio) is ``>= policy.min_fairness_ratio``.
+    - ``fairness_floor``: its ``fairness_ratio`` (disparate-impact ratio) is ``>= policy.min_fairness_ratio``;
+      a ``nan`` ratio (fewer than two slices large enough to compare) passes, saying so.
 
-    A metric that is ``nan`` fails its gate.
+    Any other metric of the candidate that is ``nan`` fails its gate.
 
     Parameters
     ----------
@@ -518,10 +519,14 @@ def decide_challenger(
         f"normalized Gini {gini:.4f} {'>=' if gini >= policy.min_normalized_gini else 'is not >='} {policy.min_normalized_gini}",
     )
     fairness = _metric(candidate, FAIRNESS_METRIC, "candidate")
-    gates["fairness_floor"] = (
-        fairness >= policy.min_fairness_ratio,
-        f"disparate-impact ratio {fairness:.4f} {'>=' if fairness >= policy.min_fairness_ratio else 'is not >='} {policy.min_fairness_ratio}",
-    )
+    if math.isnan(fairness):
+        # Fewer than two slices large enough to compare (a log without country or channel): no disparity to measure.
+        gates["fairness_floor"] = (True, "disparate-impact ratio undefined: fewer than two slices large enough to compare")
+    else:
+        gates["fairness_floor"] = (
+            fairness >= policy.min_fairness_ratio,
+            f"disparate-impact ratio {fairness:.4f} {'>=' if fairness >= policy.min_fairness_ratio else 'is not >='} {policy.min_fairness_ratio}",
+        )
     return GateDecision(passed=all(ok for ok, _ in gates.values()), gates=gates)
 
 

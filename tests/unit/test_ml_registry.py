@@ -247,3 +247,9 @@ def test_a_tie_is_not_a_win():
     policy = registry.GatePolicy(mae_margin=0.0, spearman_margin=0.0, gini_margin=0.0)
     assert not registry.decide_challenger({**BTYD, "fairness_ratio": 1.0}, None, {"btyd": BTYD}, policy).passed
     assert registry.decide_champion(None, None, BTYD, {"btyd": BTYD}, policy=policy).action == "keep"
+
+
+def test_fairness_without_slices_to_compare_is_not_a_refusal():
+    decision = registry.decide_challenger({**GOOD, "fairness_ratio": float("nan")}, CHAMPION, {"btyd": BTYD})
+    assert decision.passed and decision.gates["fairness_floor"] == (
+        True, "disparate-impact ratio undefined: fewer than two slices large enough to compare")
