@@ -27,7 +27,10 @@ EXPECTED_ASSETS = {
     ("intermediate", "int_order_value_caps"): "features",
     ("marts", "customer_features"): "features",
     ("marts", "training_examples"): "features",
+    ("ml", "model_evaluation"): "training",
+    ("ml", "challenger"): "training",
     ("ml", "clv_model"): "training",
+    ("ml", "customer_segments"): "scoring",
     ("scoring", "clv_scores"): "scoring",
     ("scoring", "clv_scores_export"): "scoring",
     ("monitoring", "drift_report"): "monitoring",
@@ -117,3 +120,16 @@ def test_raw_tables_are_daily_partitioned_behind_blocking_checks(defs):
             "mean_order_value_stable", "countries_stable"} <= set(checks)
     blocking = {spec.key.name for spec in defs.resolve_assets_def(dg.AssetKey(["raw", "transactions"])).check_specs if spec.blocking}
     assert blocking >= set(checks)
+
+
+def test_the_gates_are_blocking_checks_on_the_challenger_and_scoring_does_not_wait_on_them(defs):
+    graph = defs.resolve_asset_graph()
+    specs = defs.resolve_assets_def(dg.AssetKey(["ml", "challenger"])).check_specs
+    assert {spec.name: spec.blocking for spec in specs} == {
+        "beats_champion": True, "beats_baselines": True, "normalized_gini_floor": True, "fairness_floor": True,
+    }
+    evaluation = dg.AssetKey(["ml", "model_evaluation"])
+    assert graph.get(dg.AssetKey(["ml", "challenger"])).parent_keys == {evaluation}
+    # A refused candidate must not stop scoring with the champion: the champion asset is not downstream of the gates.
+    assert graph.get(dg.AssetKey(["ml", "clv_model"])).parent_keys == {evaluation}
+    assert dg.AssetKey(["ml", "clv_model"]) in graph.get(dg.AssetKey(["scoring", "clv_scores"])).parent_keys

@@ -16,7 +16,7 @@ from clv_platform.ml.features import (
     require_numeric_finite,
     validate_feature_frame,
 )
-from clv_platform.ml.train import model_feature_columns, predict_clv
+from clv_platform.ml.registry import predict
 
 TIER_COLUMN = "value_tier"
 TIER_LABELS: tuple[str, ...] = ("Low", "Medium", "High")
@@ -86,8 +86,9 @@ def score_customers(
     Parameters
     ----------
     model
-        A fitted regressor, typically the one :func:`clv_platform.ml.registry.load_model_version` returns
-        for the version the ``champion`` alias names.
+        A loaded CLV pyfunc (any rung), typically :func:`clv_platform.ml.registry.load_model_version` of
+        the version the ``champion`` alias names: ``predict`` takes the feature columns and returns
+        ``predicted_clv`` and ``probability_alive``.
     features
         ``marts.customer_features``: one row per customer at a single ``cutoff_date``.
     model_name, model_version
@@ -111,15 +112,15 @@ def score_customers(
         raise ValueError("model_name must be a non-empty string")
     if model_version is None or str(model_version) == "":
         raise ValueError("model_version must be given: every score records the version that produced it")
-    feature_columns = model_feature_columns(model)
-    validate_feature_frame(features, feature_columns=feature_columns)
+    validate_feature_frame(features)
     if len(features) == 0:
         raise ValueError("features must not be empty: there is nobody to score")
     cutoffs = features[CUTOFF_COLUMN].nunique()
     if cutoffs != 1:
         raise ValueError(f"features column '{CUTOFF_COLUMN}' must hold a single scoring cutoff, got {cutoffs}")
 
-    predictions = predict_clv(model, features, feature_columns)
+    # Every rung's contract says >= 0; clipping keeps a model that slips (squared-error trees) in it.
+    predictions = np.clip(predict(model, features)["predicted_clv"].to_numpy(dtype="float64"), 0.0, None)
     scores = pd.DataFrame(
         {
             ID_COLUMN: features[ID_COLUMN].to_numpy(),

@@ -339,3 +339,29 @@ def start_dagster_dev() -> Iterator:
             except subprocess.TimeoutExpired:
                 os.killpg(server.process.pid, signal.SIGKILL)
                 server.process.wait()
+
+
+# A user's log of only customer, date and amount ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def write_amount_log():
+    """``write_amount_log(path)``: orders of 600 generated customers over two years (to 2025-12-31) as a CSV of
+    ``cust, day, total``, plus one line whose amount is not a number; returns the number of lines."""
+    return _amount_log
+
+
+def _amount_log(path: Path) -> int:
+    """Orders of 600 generated customers over two years, reduced to customer, day and amount."""
+    from clv_platform.datagen import generate
+
+    lines = generate(600, seed=11, years=2).transactions
+    lines = lines[lines["CustomerID"].notna()].assign(amount=lambda d: d["Quantity"] * d["UnitPrice"])
+    orders = lines.groupby(["CustomerID", "InvoiceNo"], as_index=False).agg(
+        day=("InvoiceDate", "min"), total=("amount", "sum"))
+    orders["day"] = orders["day"].dt.strftime("%Y-%m-%d")
+    log = orders.rename(columns={"CustomerID": "cust"})[["cust", "day", "total"]]
+    # One line that cannot be an amount: quarantined, not lost.
+    log.loc[len(log)] = ["12346", "2024-05-05", "n/a"]
+    log.to_csv(path, index=False)
+    return len(log)

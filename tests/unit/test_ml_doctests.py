@@ -7,7 +7,7 @@ import pytest
 
 MODULES = [
     "features", "metrics", "evaluate", "explain", "plots", "estimator", "baselines", "train", "tune",
-    "registry", "scoring", "drift", "synthetic",
+    "registry", "scoring", "drift", "synthetic", "segments", "model_card",
 ]
 
 

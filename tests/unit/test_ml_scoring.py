@@ -7,11 +7,11 @@ import pytest
 from clv_platform.ml.features import FEATURE_COLUMNS, LABEL_COLUMN
 from clv_platform.ml.scoring import SCORE_COLUMNS, active_customers, score_customers, value_tiers
 from clv_platform.ml.synthetic import make_examples
-from clv_platform.ml.train import fit_clv_model, time_split
+from fixture_estimators import SpendRateModel
 
 
 class FixedModel:
-    """Predicts given values; has no booster, so the scoring code uses FEATURE_COLUMNS."""
+    """Predicts given values with the pyfunc's output frame, recording the columns it was given."""
 
     def __init__(self, values):
         self.values = np.asarray(values, dtype=float)
@@ -19,7 +19,7 @@ class FixedModel:
 
     def predict(self, frame):
         self.seen_columns = list(frame.columns)
-        return self.values[: len(frame)]
+        return pd.DataFrame({"predicted_clv": self.values[: len(frame)], "probability_alive": np.nan})
 
 
 @pytest.fixture
@@ -64,12 +64,20 @@ def test_score_customers_refuses_bad_input(features):
         score_customers(model, features, "m", None)
 
 
-def test_score_customers_with_a_fitted_model():
+def test_score_customers_with_a_logged_pyfunc(tmp_path):
+    """A real estimator saved as the platform's pyfunc and loaded back scores as it predicts."""
+    import mlflow
+
+    from clv_platform.ml import registry
+    from clv_platform.ml.pyfunc import CLVPyfuncModel
+
     examples = make_examples(n_customers=200, seed=6)
-    trained = fit_clv_model(*time_split(examples), {"n_estimators": 30})
-    current = examples[examples["cutoff_date"] == examples["cutoff_date"].max()].drop(columns=[LABEL_COLUMN])
-    scores = score_customers(trained.model, current, "clv_xgboost", "3")
-    np.testing.assert_allclose(scores["predicted_clv"], trained.valid_predictions)
+    last = examples["cutoff_date"].max()
+    model = SpendRateModel().fit(examples[examples["cutoff_date"] < last])
+    current = examples[examples["cutoff_date"] == last].drop(columns=[LABEL_COLUMN])
+    mlflow.pyfunc.save_model(tmp_path / "model", python_model=CLVPyfuncModel(model), signature=registry.signature())
+    scores = score_customers(mlflow.pyfunc.load_model(str(tmp_path / "model")), current, "clv_model", "3")
+    np.testing.assert_allclose(scores["predicted_clv"], model.predict(current))
     assert (scores["predicted_clv"] >= 0).all()
     assert scores["value_tier"].value_counts()["High"] <= 0.1 * len(scores) + 1
 

@@ -50,9 +50,12 @@ class FeatureConfig(dg.Config):
     """Point-in-time parameters passed to dbt as --vars."""
 
     cutoff_date: str = Field(default="", description="Scoring cutoff (YYYY-MM-DD); empty = the day after the latest transaction.")
-    horizon_days: int = Field(default=365, description="Label horizon in days after each training cutoff.")
-    training_cutoffs: int = Field(default=4, description="How many past cutoffs training_examples stacks.")
-    cutoff_spacing_days: int = Field(default=90, description="Days between consecutive training cutoffs.")
+    # A quarter ahead, monthly cutoffs: the evaluation (ml/model_evaluation) trains only on cutoffs whose
+    # label window ends by the latest one, so 8 cutoffs leave 4 to train on; with a year's horizon a
+    # 3-year history would leave almost none.
+    horizon_days: int = Field(default=91, description="Label horizon in days after each training cutoff.")
+    training_cutoffs: int = Field(default=8, description="How many past cutoffs training_examples stacks.")
+    cutoff_spacing_days: int = Field(default=30, description="Days between consecutive training cutoffs.")
     order_value_cap_quantile: float | None = Field(
         default=0.999,
         description="Order values (a customer's purchases of one day) above this quantile of the orders before each cutoff are capped, in features and labels; null disables capping.",

@@ -19,8 +19,8 @@ class ScoringConfig(dg.Config):
     key=["scoring", "clv_scores"],
     deps=[dg.AssetKey(["marts", "customer_features"]), dg.AssetKey(["ml", "clv_model"])],
     group_name="scoring",
-    kinds={"xgboost", "duckdb"},
-    description="One row per active customer per scoring cutoff: predicted horizon revenue, value tier, and the model version that made it.",
+    kinds={"mlflow", "duckdb"},
+    description="One row per active customer per scoring cutoff: predicted horizon revenue, value tier, and the model version (any rung: the champion) that made it.",
 )
 def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehouse: DuckDBResource, mlflow: MlflowResource):
     from clv_platform.ml import registry, scoring
@@ -64,8 +64,43 @@ def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehou
             "model_name": mlflow.model_name,
             "model_version": str(champion.version),
             "model_uri": f"models:/{mlflow.model_name}/{champion.version}",
+            "model_rung": champion.tags.get("rung", ""),
+            "baseline_serves": champion.tags.get("rung", "") in ("heuristic", "linear", "btyd"),
             "predicted_value_total": float(scores["predicted_clv"].sum()),
             "tier_counts": dg.MetadataValue.json(scores["value_tier"].value_counts().to_dict()),
             "top_customers": dg.MetadataValue.md(markdown_table(top)),
+        }
+    )
+
+
+class SegmentConfig(dg.Config):
+    n_segments: int = Field(default=4, description="KMeans k: how many RFM segments.")
+    seed: int = Field(default=0, description="KMeans random state: the same data gives the same segments.")
+
+
+@dg.asset(
+    key=["ml", "customer_segments"],
+    deps=[dg.AssetKey(["marts", "customer_features"])],
+    group_name="scoring",
+    kinds={"scikitlearn", "duckdb"},
+    description="scoring.customer_segments: every customer at the scoring cutoff in a KMeans segment of standardized RFM, segment 0 the highest spend.",
+)
+def customer_segments(config: SegmentConfig, warehouse: DuckDBResource):
+    from clv_platform.lib.warehouse import replace_table
+    from clv_platform.ml.segments import fit_segments, segment_profiles
+
+    with warehouse.get_connection() as con:
+        features = con.execute("select * from marts.customer_features order by customer_id").df()
+        segments = fit_segments(features, config.n_segments, seed=config.seed)
+        segments.insert(1, "cutoff_date", features["cutoff_date"].to_numpy())
+        stored = replace_table(con, "scoring.customer_segments", segments)
+    profiles = segment_profiles(segments)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": stored,
+            "cutoff_date": str(features["cutoff_date"].iloc[0]),
+            "n_segments": config.n_segments,
+            "segment_sizes": dg.MetadataValue.json({str(k): int(v) for k, v in zip(profiles["segment"], profiles["customers"])}),
+            "segment_profiles": dg.MetadataValue.md(markdown_table(profiles)),
         }
     )
