@@ -7,6 +7,7 @@ fitted on cutoffs whose label windows end by the evaluation cutoff, the metrics 
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,17 +18,15 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def _evaluate(tmp_path: Path, environment_for, *args: str) -> subprocess.CompletedProcess:
-    # The session's dbt manifest is seeded into the state dir, so the process does not parse the project again.
-    env = environment_for(tmp_path / "user_state")
-    env.pop("DAGSTER_HOME")
+def _evaluate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CLV_HOME": str(tmp_path / "user_state")}
     cli = Path(sys.executable).parent / "clv-platform"
     return subprocess.run([str(cli), "evaluate", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
 
 
-def test_a_customer_date_amount_log_gets_every_models_metrics(tmp_path, environment_for, write_amount_log):
+def test_a_customer_date_amount_log_gets_every_models_metrics(tmp_path, write_amount_log):
     write_amount_log(tmp_path / "sales.csv")
-    done = _evaluate(tmp_path, environment_for, "--file", "sales.csv", "--mapping", "customer_id=cust,invoice_date=day,amount=total",
+    done = _evaluate(tmp_path, "--file", "sales.csv", "--mapping", "customer_id=cust,invoice_date=day,amount=total",
                      "--cutoff", "2025-09-01", "--horizon", "91", "--out", "report")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -49,16 +48,16 @@ def test_a_customer_date_amount_log_gets_every_models_metrics(tmp_path, environm
     assert not (tmp_path / "user_state").exists()
 
 
-def test_a_horizon_past_the_end_of_the_log_is_refused_in_one_line(tmp_path, environment_for, write_amount_log):
+def test_a_horizon_past_the_end_of_the_log_is_refused_in_one_line(tmp_path, write_amount_log):
     write_amount_log(tmp_path / "sales.csv")
-    done = _evaluate(tmp_path, environment_for, "--file", "sales.csv", "--mapping", "customer_id=cust,invoice_date=day,amount=total",
+    done = _evaluate(tmp_path, "--file", "sales.csv", "--mapping", "customer_id=cust,invoice_date=day,amount=total",
                      "--cutoff", "2025-11-01", "--horizon", "91")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: the log ends on 2025-12-3")
     assert "needs days through 2026-01-30" in done.stderr
 
 
-def test_a_bad_mapping_is_refused_in_one_line(tmp_path, environment_for):
+def test_a_bad_mapping_is_refused_in_one_line(tmp_path):
     (tmp_path / "sales.csv").write_text("cust,day,total\n1,2025-01-01,5\n")
-    done = _evaluate(tmp_path, environment_for, "--file", "sales.csv", "--mapping", "customer_id", "--cutoff", "2025-09-01")
+    done = _evaluate(tmp_path, "--file", "sales.csv", "--mapping", "customer_id", "--cutoff", "2025-09-01")
     assert done.returncode == 2 and "--mapping must be canonical=column pairs" in done.stderr
