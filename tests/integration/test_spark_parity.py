@@ -240,5 +240,6 @@ def test_spark_ran_every_data_test_but_the_repeats(marts):
     for kind in ("assert_", "expression_is_true_", "accepted_range_", "accepted_values_", "not_null_", "unique_",
                  "unique_combination_of_columns_", "feature_columns_not_null_"):
         assert any(name.startswith(kind) for name in ran["spark"]), kind
-    assert len([n for n in ran["duckdb"] if n.startswith("expression_is_true_")]) == len(
-        [n for n in ran["spark"] if n.startswith("expression_is_true_")])
+    # Each distinct SQL expression ran on Spark; a skipped one repeats the same SQL on another model.
+    expressions = {n for n in ran["duckdb"] if n.startswith("expression_is_true_")}
+    assert expressions - ran["repeats"] <= ran["spark"]
