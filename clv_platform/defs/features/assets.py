@@ -55,7 +55,7 @@ class FeatureConfig(dg.Config):
     # 3-year history would leave almost none.
     horizon_days: int = Field(default=91, description="Label horizon in days after each training cutoff.")
     training_cutoffs: int = Field(default=8, description="How many past cutoffs training_examples stacks.")
-    cutoff_spacing_days: int = Field(default=30, description="Days between consecutive training cutoffs.")
+    cutoff_spacing_days: int = Field(default=30, description="Days between training cutoffs from the second on (the first, the evaluation cutoff, and the second, the newest trainable on it, are horizon_days apart).")
     order_value_cap_quantile: float | None = Field(
         default=0.999,
         description="Order values (a customer's purchases of one day) above this quantile of the orders before each cutoff are capped, in features and labels; null disables capping.",
