@@ -117,6 +117,23 @@ def history_fingerprint(con, boundaries: dict[str, str | None]) -> str:
     return "; ".join(parts)
 
 
+def input_fingerprint(con, before: str) -> str:
+    """The raw daily partitions read for days before ``before``: each table's day range, rows and summed row hash.
+
+    What a model records as the data it came from beside the hash of its training examples: the same
+    partitions give the same string, a corrected or added day changes it.
+    """
+    parts = []
+    for source in _INCREMENTAL_SOURCES:
+        first, last, count, digest = con.execute(
+            f"""select min({source.day}), max({source.day}), count(*), coalesce(sum(hash({source.columns})), 0)
+                from {source.raw_table} where {source.day} < cast(? as date)""",
+            [before],
+        ).fetchone()
+        parts.append(f"{source.raw_table} {first}..{last}: {count} rows, hash {digest}")
+    return "; ".join(parts)
+
+
 def incremental_state(con, lookback_days: int) -> dict:
     """Where the next incremental run starts rebuilding each source's days, and the fingerprint of the history before.
 
