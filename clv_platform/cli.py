@@ -234,7 +234,9 @@ def write_evaluation(metadata: dict, out: Path, *, source: str, seconds: float) 
         "",
         metadata["fairness"],
         "",
-        f"The actual revenue's own disparate-impact ratio on these slices: {metadata['actual_fairness_ratio']:.3f}."
+        f"The actual revenue's own disparate-impact ratio on these slices: {metadata['actual_fairness_ratio']:.3f}. "
+        + ("The fairness gate reads `fairness_ratio`: each model's ratio relative to the actual revenue's, capped at 1."
+           if metadata.get("fairness_relative_to_actual", True) else "The fairness gate reads the plain ratio.")
         if metadata["actual_fairness_ratio"] == metadata["actual_fairness_ratio"]
         else "No disparate-impact ratio: fewer than two slices of at least 30 customers (no country or channel in the log).",
         "",
@@ -278,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_parser.add_argument("--cutoff", required=True, help="evaluation cutoff, YYYY-MM-DD")
     evaluate_parser.add_argument("--horizon", type=int, default=91, help="label horizon in days (default 91)")
     evaluate_parser.add_argument("--training-cutoffs", type=int, default=9, help="cutoffs built, the evaluation one included (default 9)")
-    evaluate_parser.add_argument("--spacing-days", type=int, default=30, help="days between cutoffs (default 30)")
+    evaluate_parser.add_argument("--spacing-days", type=int, default=30, help="days between the older training cutoffs (default 30); the newest is --cutoff minus --horizon, so its labels end at --cutoff")
     evaluate_parser.add_argument("--tune", action="store_true", help="also fit xgboost_tuned (Optuna over time folds)")
     evaluate_parser.add_argument("--tune-trials", type=int, default=20, help="Optuna trials with --tune (default 20)")
     evaluate_parser.add_argument("--out", default="clv_evaluation", help="where metrics.csv and metrics.md go (default ./clv_evaluation)")

@@ -28,6 +28,7 @@ from clv_platform.ml.metrics import (
     DisparateImpact,
     aggregate_bias,
     disparate_impact_ratio,
+    relative_disparate_impact,
     mae,
     normalized_gini,
     rmse,
@@ -190,7 +191,11 @@ class SliceReport:
         (whether the slice was large enough to count in the disparate-impact ratio).
     fairness
         Index ``model``: the disparate-impact ratio per dimension (``<dimension>_ratio``, with the lowest
-        and highest slice) and ``disparate_impact_ratio``, the lowest over the dimensions (what a gate reads).
+        and highest slice) and ``disparate_impact_ratio``, the lowest over the dimensions; the same ratio
+        relative to the actual revenue's (``<dimension>_relative``: the model's ratio over the actual
+        revenue's, capped at 1) and ``relative_ratio``, the lowest of those. The relative ratio is 1 for
+        a perfect model and falls below 1 only where the model widens the gap between slices beyond the
+        gap in what the customers really spent.
     details
         ``(model, dimension)`` -> the :class:`~clv_platform.ml.metrics.DisparateImpact` behind it,
         with the slices excluded for size.
@@ -233,17 +238,23 @@ def slice_table(
     if len(slices) != true.size:
         raise ValueError(f"slices has {len(slices)} rows, y_true has {true.size}")
 
+    slice_groups = {
+        dimension: slices[dimension].astype("object").where(slices[dimension].notna(), MISSING_SLICE).astype(str)
+        for dimension in dimensions
+    }
+    # What a perfect model would score: labels are floored at 0, so the actual revenue has a ratio too.
+    actual = {d: disparate_impact_ratio(true, g.to_numpy(), min_size=min_slice_size).ratio for d, g in slice_groups.items()}
     rows, fairness_rows, details = [], [], {}
     for model, pred in arrays.items():
         fairness = {"model": model}
-        for dimension in dimensions:
-            groups = slices[dimension].astype("object").where(slices[dimension].notna(), MISSING_SLICE).astype(str)
+        for dimension, groups in slice_groups.items():
             impact = disparate_impact_ratio(pred, groups.to_numpy(), min_size=min_slice_size)
             details[(model, dimension)] = impact
             fairness |= {
                 f"{dimension}_ratio": impact.ratio,
                 f"{dimension}_lowest": impact.lowest,
                 f"{dimension}_highest": impact.highest,
+                f"{dimension}_relative": relative_disparate_impact(impact.ratio, actual[dimension]),
             }
             for value, index in groups.groupby(groups, sort=True).indices.items():
                 slice_true, slice_pred = true[index], pred[index]
@@ -259,8 +270,9 @@ def slice_table(
                         "in_ratio": value in impact.slice_means,
                     }
                 )
-        ratios = [fairness[f"{dimension}_ratio"] for dimension in dimensions]
-        fairness["disparate_impact_ratio"] = float(np.nanmin(ratios)) if not np.isnan(ratios).all() else float("nan")
+        for column, suffix in (("disparate_impact_ratio", "ratio"), ("relative_ratio", "relative")):
+            ratios = [fairness[f"{dimension}_{suffix}"] for dimension in dimensions]
+            fairness[column] = float(np.nanmin(ratios)) if not np.isnan(ratios).all() else float("nan")
         fairness_rows.append(fairness)
     return SliceReport(
         metrics=pd.DataFrame(rows),

@@ -39,8 +39,10 @@ class LadderEvaluation:
     predictions
         Rung name -> predictions on ``evaluation``, row-aligned.
     metrics
-        :func:`~clv_platform.ml.evaluate.metrics_table` plus a ``fairness_ratio`` column (the
-        disparate-impact ratio across country and acquisition-channel slices).
+        :func:`~clv_platform.ml.evaluate.metrics_table` plus ``disparate_impact`` (lowest over highest
+        slice mean prediction across country and acquisition-channel slices) and ``fairness_ratio``, what
+        the fairness gate reads: by default that ratio relative to the actual revenue's (see
+        :func:`~clv_platform.ml.metrics.relative_disparate_impact`), else the ratio itself.
     slices
         The :class:`~clv_platform.ml.evaluate.SliceReport`.
     candidate
@@ -98,7 +100,7 @@ class LadderEvaluation:
         row = table.loc[name]
         return {"mae": float(row["mae"]), "spearman": float(row["spearman"]),
                 "normalized_gini": float(row["normalized_gini"]),
-                FAIRNESS_METRIC: float(fairness.loc[name, "disparate_impact_ratio"])}
+                FAIRNESS_METRIC: float(fairness.loc[name, _gate_fairness_column(self.extra.get("fairness_relative_to_actual", True))])}
 
 
 def evaluate_ladder(
@@ -109,6 +111,7 @@ def evaluate_ladder(
     tune: bool = False,
     tune_options: Mapping[str, Any] | None = None,
     min_slice_size: int = 30,
+    fairness_relative_to_actual: bool = True,
 ) -> LadderEvaluation:
     """Fit every rung on the cutoffs before ``eval_cutoff`` and judge them all on it.
 
@@ -124,6 +127,10 @@ def evaluate_ladder(
         Also fit ``xgboost_tuned`` (bounded Optuna search over time folds of the training rows).
     min_slice_size
         Slices smaller than this are left out of the disparate-impact ratio.
+    fairness_relative_to_actual
+        The ``fairness_ratio`` the gate reads: the disparate-impact ratio relative to the actual
+        revenue's (default), or the plain ratio (``False``, which a perfect model fails wherever slices
+        really spend differently).
     """
     from clv_platform.ml.evaluate import SLICE_COLUMNS, evaluation_split, metrics_table, slice_table
     from clv_platform.ml.train import fit_ladder
@@ -149,14 +156,19 @@ def evaluate_ladder(
     y = evaluation[LABEL_COLUMN].to_numpy(dtype="float64")
     metrics = metrics_table(y, predictions)
     slices = slice_table(y, predictions, evaluation.loc[:, list(SLICE_COLUMNS)], min_slice_size=min_slice_size)
-    metrics[FAIRNESS_METRIC] = slices.fairness["disparate_impact_ratio"].reindex(metrics.index)
+    metrics["disparate_impact"] = slices.fairness["disparate_impact_ratio"].reindex(metrics.index)
+    metrics[FAIRNESS_METRIC] = slices.fairness[_gate_fairness_column(fairness_relative_to_actual)].reindex(metrics.index)
     actual = slice_table(y, {"actual": y}, evaluation.loc[:, list(SLICE_COLUMNS)], min_slice_size=min_slice_size)
     candidate = next((name for name in SUPERVISED if name in models), None)
     return LadderEvaluation(
         train=train, evaluation=evaluation, models=models, predictions=predictions, metrics=metrics, slices=slices,
         candidate=candidate, no_candidate_reason=no_candidate_reason,
-        actual_fairness_ratio=float(actual.fairness.loc["actual", "disparate_impact_ratio"]), extra={"min_slice_size": min_slice_size},
+        actual_fairness_ratio=float(actual.fairness.loc["actual", "disparate_impact_ratio"]), extra={"min_slice_size": min_slice_size, "fairness_relative_to_actual": fairness_relative_to_actual},
     )
+
+
+def _gate_fairness_column(relative: bool) -> str:
+    return "relative_ratio" if relative else "disparate_impact_ratio"
 
 
 def _evaluation_only(examples: pd.DataFrame, eval_cutoff: str | None) -> tuple[None, pd.DataFrame]:

@@ -293,6 +293,24 @@ def disparate_impact_ratio(y_pred, groups, *, min_size: int = 30) -> DisparateIm
     return DisparateImpact(ratio=float(ratio), slice_means=means, excluded=excluded)
 
 
+def relative_disparate_impact(predicted_ratio: float, actual_ratio: float) -> float:
+    """A model's disparate-impact ratio against the actual revenue's on the same slices, capped at 1.
+
+    Customers in different countries or channels really do spend differently, so a perfect model's
+    ratio is the actual revenue's, not 1. Dividing by it measures only the gap a model adds: 1 when it
+    separates the slices no more than reality does, 0.5 when its lowest-to-highest ratio is half the
+    actual one. ``nan`` when either ratio is undefined or the actual one is 0.
+
+    Examples
+    --------
+    >>> relative_disparate_impact(0.3, 0.6), relative_disparate_impact(0.7, 0.6)
+    (0.5, 1.0)
+    """
+    if not (np.isfinite(predicted_ratio) and np.isfinite(actual_ratio)) or actual_ratio <= 0:
+        return float("nan")
+    return float(min(1.0, predicted_ratio / actual_ratio))
+
+
 def regression_metrics(y_true, y_pred) -> dict[str, float]:
     """``rmse``, ``mae`` and ``normalized_gini`` of a prediction, keyed by those names.
 

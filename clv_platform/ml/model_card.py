@@ -103,7 +103,9 @@ class ModelCard:
     actual_fairness_ratio
         The same ratio of the actual revenue: what a perfect model would have.
     data_version, code_version
-        Lineage: hash of the input data and of the code.
+        Lineage: hash of the training examples and of the code.
+    input_partitions
+        The raw partitions the examples were built from (day range, rows and content hash per table).
     params
         Hyper-parameters and fitted sizes.
     decision
@@ -119,6 +121,7 @@ class ModelCard:
     slices: pd.DataFrame | None = None
     fairness_ratio: float | None = None
     actual_fairness_ratio: float | None = None
+    input_partitions: str = ""
     params: Mapping[str, object] = field(default_factory=dict)
     decision: Sequence[str] = ()
 
@@ -138,6 +141,7 @@ class ModelCard:
             "## Data window",
             self.window.markdown(),
             f"- data version: `{self.data_version}`; code version: `{self.code_version}`",
+            *([f"- input partitions: {self.input_partitions}"] if self.input_partitions else []),
             "",
             "## Metrics on the evaluation cutoff, against every other model",
             markdown_table(comparison, floatfmt=".4f"),

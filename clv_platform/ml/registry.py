@@ -390,8 +390,9 @@ class GatePolicy:
     min_normalized_gini
         Floor on the candidate's normalized Gini.
     min_fairness_ratio
-        Floor on the candidate's disparate-impact ratio (lowest slice mean prediction over the highest,
-        across country and acquisition-channel slices).
+        Floor on the candidate's ``fairness_ratio``: its disparate-impact ratio (lowest slice mean
+        prediction over the highest, across country and acquisition-channel slices), by default relative
+        to the actual revenue's (:func:`clv_platform.ml.metrics.relative_disparate_impact`).
     """
 
     mae_margin: float = 0.01
@@ -477,7 +478,7 @@ def decide_challenger(
       Gini absolutely higher);
     - ``beats_baselines``: it beats every baseline in the same way;
     - ``normalized_gini_floor``: its normalized Gini is ``>= policy.min_normalized_gini``;
-    - ``fairness_floor``: its ``fairness_ratio`` (disparate-impact ratio) is ``>= policy.min_fairness_ratio``;
+    - ``fairness_floor``: its ``fairness_ratio`` is ``>= policy.min_fairness_ratio``;
       a ``nan`` ratio (fewer than two slices large enough to compare) passes, saying so.
 
     Any other metric of the candidate that is ``nan`` fails its gate.
@@ -521,11 +522,11 @@ def decide_challenger(
     fairness = _metric(candidate, FAIRNESS_METRIC, "candidate")
     if math.isnan(fairness):
         # Fewer than two slices large enough to compare (a log without country or channel): no disparity to measure.
-        gates["fairness_floor"] = (True, "disparate-impact ratio undefined: fewer than two slices large enough to compare")
+        gates["fairness_floor"] = (True, "fairness ratio undefined: fewer than two slices large enough to compare")
     else:
         gates["fairness_floor"] = (
             fairness >= policy.min_fairness_ratio,
-            f"disparate-impact ratio {fairness:.4f} {'>=' if fairness >= policy.min_fairness_ratio else 'is not >='} {policy.min_fairness_ratio}",
+            f"fairness ratio {fairness:.4f} {'>=' if fairness >= policy.min_fairness_ratio else 'is not >='} {policy.min_fairness_ratio}",
         )
     return GateDecision(passed=all(ok for ok, _ in gates.values()), gates=gates)
 

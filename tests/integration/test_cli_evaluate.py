@@ -38,9 +38,10 @@ def test_a_customer_date_amount_log_gets_every_models_metrics(tmp_path, write_am
     assert table["fairness_ratio"].isna().all()
     assert (table["mae"] > 0).all() and (table["normalized_gini"] > 0).all()  # every model ranks better than chance
     report = (tmp_path / "report" / "metrics.md").read_text()
-    # 9 cutoffs 30 days apart ending at the evaluation cutoff; training ones' 91-day labels end by it.
+    # 9 cutoffs: the evaluation one, 91 days before it (its labels end exactly there), then 30 days apart.
     assert "Evaluation cutoff 2025-09-01, horizon 91 days" in report
-    assert "trained on cutoffs 2025-01-04, 2025-02-03, 2025-03-05, 2025-04-04, 2025-05-04" in report
+    assert ("trained on cutoffs 2024-11-04, 2024-12-04, 2025-01-03, 2025-02-02, 2025-03-04, 2025-04-03, "
+            "2025-05-03, 2025-06-02 (") in report
     assert "| xgboost |" in report and "Decision: " in report and "fairness_floor" not in report
     assert "| xgboost |" in done.stdout
     # Its own state under the output folder; the user's state is not touched.

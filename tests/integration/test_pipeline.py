@@ -174,6 +174,10 @@ def test_every_score_names_the_champion_version(pipeline):
     assert evaluation["versions"][champion.tags["rung"]] == str(champion.version)
     # The model names the data and code that made it, and carries its card.
     assert champion.tags["data_version"] == evaluation["data_version"] and champion.tags["code_version"] == evaluation["code_version"]
+    # ... and the raw daily partitions those examples were built from.
+    assert champion.tags["input_partitions"] == evaluation["input_partitions"]
+    assert evaluation["input_partitions"].startswith("raw.transactions ") and "; raw.behavioral_events " in evaluation["input_partitions"]
+    assert f"- input partitions: {evaluation['input_partitions']}" in champion.description
     assert champion.description.startswith(f"# Model card: clv_model ({champion.tags['rung']})")
     assert evaluation["xgboost_normalized_gini"] > 0.3
 

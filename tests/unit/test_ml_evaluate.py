@@ -144,8 +144,26 @@ def test_slice_table_by_hand():
     channel = report.metrics.query("dimension == 'acquisition_channel'")
     assert sorted(channel["slice"]) == ["(missing)", "email", "social"]
     assert report.fairness.loc["m", "acquisition_channel_ratio"] == pytest.approx(17 / 40)
-    # the gate reads the worst dimension
+    # the worst dimension
     assert report.fairness.loc["m", "disparate_impact_ratio"] == pytest.approx(0.3)
+    # against the actual revenue: country GB 20, FR 5 -> 0.25, so the model's 0.3 adds no gap (capped
+    # at 1); channel email (10, 20, 100) 130/3, social (30, 5) 17.5 -> 0.4038..., the model's 17/40 over it
+    assert report.fairness.loc["m", "country_relative"] == pytest.approx(1.0)
+    assert report.fairness.loc["m", "acquisition_channel_relative"] == pytest.approx(min(1.0, (17 / 40) / (17.5 / (130 / 3))))
+    assert report.fairness.loc["m", "relative_ratio"] == pytest.approx(1.0)
+
+
+def test_relative_fairness_flags_only_a_gap_wider_than_the_actual_one():
+    slices = pd.DataFrame({"country": ["GB"] * 4 + ["FR"] * 4, "acquisition_channel": ["email"] * 8})
+    actual = np.array([10.0] * 4 + [5.0] * 4)  # FR customers really spend half: actual ratio 0.5
+    report = slice_table(actual, {"perfect": actual, "flat": np.full(8, 7.0), "widening": np.array([10.0] * 4 + [2.0] * 4)},
+                         slices, min_slice_size=2)
+    fairness = report.fairness
+    assert fairness.loc["perfect", "disparate_impact_ratio"] == pytest.approx(0.5)
+    assert fairness.loc["perfect", "relative_ratio"] == pytest.approx(1.0)
+    assert fairness.loc["flat", "relative_ratio"] == pytest.approx(1.0)
+    # 2 / 10 = 0.2 against the actual 0.5: the model widens the gap, 0.4 of the way
+    assert fairness.loc["widening", "relative_ratio"] == pytest.approx(0.4)
 
 
 def test_slice_table_one_fairness_row_per_model():

@@ -17,11 +17,13 @@ def test_the_card_has_every_section_with_this_models_numbers():
     card = ModelCard(
         model_name="clv_model", rung="xgboost", window=WINDOW, metrics=METRICS, slices=slices, fairness_ratio=0.9167, actual_fairness_ratio=0.8,
         data_version="abc", code_version="def@git:123", params={"max_depth": 4}, decision=["beats_baselines: passed: ..."],
+        input_partitions="raw.transactions 2010-12-01..2011-12-08: 10 rows, hash 42",
     ).markdown()
     assert card.startswith("# Model card: clv_model (xgboost)\n")
     assert "- training cutoffs: 2011-05-11, 2011-06-10 (5,432 customer-cutoff rows)" in card
     assert "- evaluation cutoff: 2011-09-09 (3,100 customers), labels over the 91 days after it" in card
     assert "data version: `abc`; code version: `def@git:123`" in card
+    assert "- input partitions: raw.transactions 2010-12-01..2011-12-08: 10 rows, hash 42" in card
     # one row per model, this one marked, every baseline beside it
     assert "| **this model** | xgboost | 410.5000 | 0.6100 | 0.7800 |" in card
     assert "|  | btyd | 452.2500 | 0.5500 | 0.7400 |" in card and "|  | heuristic |" in card

@@ -189,7 +189,7 @@ def test_a_better_model_passes_every_gate():
         ({"spearman": 0.565}, "beats_champion", "Spearman 0.5650 is not > champion's 0.5600 + 0.01"),
         # 0.605 < BTYD 0.60 + 0.01: refused against the baseline (and the champion)
         ({"normalized_gini": 0.605, "spearman": 0.60}, "beats_baselines", "btyd: normalized Gini 0.6050 is not > btyd's 0.6000 + 0.01"),
-        ({"fairness_ratio": 0.79}, "fairness_floor", "disparate-impact ratio 0.7900 is not >= 0.8"),
+        ({"fairness_ratio": 0.79}, "fairness_floor", "fairness ratio 0.7900 is not >= 0.8"),
         ({"mae": float("nan")}, "beats_baselines", "btyd: MAE nan is not <"),
     ],
 )
@@ -252,4 +252,4 @@ def test_a_tie_is_not_a_win():
 def test_fairness_without_slices_to_compare_is_not_a_refusal():
     decision = registry.decide_challenger({**GOOD, "fairness_ratio": float("nan")}, CHAMPION, {"btyd": BTYD})
     assert decision.passed and decision.gates["fairness_floor"] == (
-        True, "disparate-impact ratio undefined: fewer than two slices large enough to compare")
+        True, "fairness ratio undefined: fewer than two slices large enough to compare")

@@ -55,7 +55,7 @@ class FeatureConfig(dg.Config):
     # 3-year history would leave almost none.
     horizon_days: int = Field(default=91, description="Label horizon in days after each training cutoff.")
     training_cutoffs: int = Field(default=8, description="How many past cutoffs training_examples stacks.")
-    cutoff_spacing_days: int = Field(default=30, description="Days between consecutive training cutoffs.")
+    cutoff_spacing_days: int = Field(default=30, description="Days between training cutoffs from the second on (the first, the evaluation cutoff, and the second, the newest trainable on it, are horizon_days apart).")
     order_value_cap_quantile: float | None = Field(
         default=0.999,
         description="Order values (a customer's purchases of one day) above this quantile of the orders before each cutoff are capped, in features and labels; null disables capping.",
@@ -114,6 +114,23 @@ def history_fingerprint(con, boundaries: dict[str, str | None]) -> str:
             [boundary],
         ).fetchone()
         parts.append(f"{source.raw_table}<{boundary}:{count}:{digest}")
+    return "; ".join(parts)
+
+
+def input_fingerprint(con, before: str) -> str:
+    """The raw daily partitions read for days before ``before``: each table's day range, rows and summed row hash.
+
+    What a model records as the data it came from beside the hash of its training examples: the same
+    partitions give the same string, a corrected or added day changes it.
+    """
+    parts = []
+    for source in _INCREMENTAL_SOURCES:
+        first, last, count, digest = con.execute(
+            f"""select min({source.day}), max({source.day}), count(*), coalesce(sum(hash({source.columns})), 0)
+                from {source.raw_table} where {source.day} < cast(? as date)""",
+            [before],
+        ).fetchone()
+        parts.append(f"{source.raw_table} {first}..{last}: {count} rows, hash {digest}")
     return "; ".join(parts)
 
 

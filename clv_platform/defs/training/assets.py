@@ -34,7 +34,12 @@ class TrainConfig(dg.Config):
     spearman_margin: float = Field(default=0.01, description="A challenger's Spearman must exceed the champion's and every baseline's plus this.")
     gini_margin: float = Field(default=0.01, description="A challenger's normalized Gini must exceed the champion's and every baseline's plus this.")
     min_normalized_gini: float = Field(default=0.3, description="Floor on a challenger's normalized Gini.")
-    min_fairness_ratio: float = Field(default=0.8, description="Floor on a challenger's disparate-impact ratio across country and channel slices.")
+    min_fairness_ratio: float = Field(default=0.8, description="Floor on a challenger's fairness ratio across country and channel slices.")
+    fairness_relative_to_actual: bool = Field(
+        default=True,
+        description="The fairness ratio is the disparate-impact ratio of mean prediction relative to the actual revenue's "
+        "(a perfect model scores 1); false = the plain ratio, which a perfect model fails where slices really spend differently.",
+    )
     min_slice_size: int = Field(default=30, description="Slices with fewer customers are left out of the disparate-impact ratio.")
 
     def policy(self):
@@ -87,11 +92,19 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
     from clv_platform.ml.ladder import evaluate_ladder
     from clv_platform.ml.model_card import DataWindow, ModelCard
 
+    import pandas as pd
+
+    from clv_platform.defs.features.assets import input_fingerprint
+
     with warehouse.get_connection() as con:
         examples = con.execute("select * from marts.training_examples order by cutoff_date, customer_id").df()
+        # Every raw day the examples can have read: features before a cutoff, labels up to the last horizon end.
+        label_end = (examples["cutoff_date"] + pd.to_timedelta(examples["horizon_days"], unit="D")).max() if len(examples) else None
+        input_partitions = input_fingerprint(con, str(pd.Timestamp(label_end).date())) if label_end is not None else ""
     result = evaluate_ladder(
         examples, eval_cutoff=config.eval_cutoff or None, train_window_cutoffs=config.train_window_cutoffs or None,
         tune=config.tune, tune_options={"n_trials": config.tune_trials}, min_slice_size=config.min_slice_size,
+        fairness_relative_to_actual=config.fairness_relative_to_actual,
     )
     mlflow.activate()
     policy = config.policy()
@@ -121,8 +134,8 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
         card = ModelCard(
             model_name=mlflow.model_name, rung=name, window=window, metrics=result.metrics,
             slices=result.slices.metrics[result.slices.metrics["model"] == name].drop(columns="model"),
-            fairness_ratio=float(result.metrics.loc[name, "fairness_ratio"]), actual_fairness_ratio=result.actual_fairness_ratio,
-            data_version=data_version,
+            fairness_ratio=float(result.metrics.loc[name, "disparate_impact"]), actual_fairness_ratio=result.actual_fairness_ratio,
+            data_version=data_version, input_partitions=input_partitions,
             code_version=code_version, params=model.params(),
             decision=decision.reasons if (name == result.candidate and decision) else [],
         ).markdown()
@@ -132,6 +145,7 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
             metrics=result.metrics.loc[name].to_dict(), plots=figures,
             params={"train_cutoffs": ",".join(window.train_cutoffs), "evaluation_cutoff": window.evaluation_cutoff,
                     "n_train": window.train_rows, "n_evaluation": window.evaluation_rows},
+            tags={"input_partitions": input_partitions},
             model_name=mlflow.model_name, experiment_name=mlflow.experiment_name,
         )
         versions[name] = registered.version
@@ -156,11 +170,13 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
             "train_rows": len(result.train),
             "evaluation_rows": len(result.evaluation),
             "data_version": data_version,
+            "input_partitions": input_partitions,
             "code_version": code_version,
             "metrics": dg.MetadataValue.md(markdown_table(table, floatfmt=".4f")),
             "metrics_table": dg.MetadataValue.json(table.astype(object).where(table.notna(), None).to_dict(orient="records")),
             "fairness": dg.MetadataValue.md(markdown_table(fairness, floatfmt=".3f")),
             "actual_fairness_ratio": result.actual_fairness_ratio,
+            "fairness_relative_to_actual": config.fairness_relative_to_actual,
             "slices": dg.MetadataValue.md(markdown_table(result.slices.metrics, floatfmt=".3f")),
             **{f"plot_{name}": dg.MetadataValue.md(plots.markdown_image(png, name)) for name, png in figures.items()},
             **{f"{name}_{metric}": float(value) for name in result.metrics.index for metric, value in result.metrics.loc[name].items()},

@@ -31,8 +31,10 @@ scoring_cutoff as (
 
 ),
 
--- The latest training cutoff is horizon_days before the scoring cutoff, so its label window
--- [cutoff, cutoff + horizon_days) ends exactly at the scoring cutoff; earlier ones step back.
+-- Training cutoff 1 is horizon_days before the scoring cutoff, so its label window
+-- [cutoff, cutoff + horizon_days) ends exactly at the scoring cutoff: the evaluation cutoff.
+-- Cutoff 2 is horizon_days before that, the newest whose label window ends by it, so a model judged
+-- on cutoff 1 trains on the freshest labels there are; earlier ones step back by the spacing.
 cutoffs as (
 
     select
@@ -45,7 +47,7 @@ cutoffs as (
     union all
 
     select
-        cast({{ dbt.dateadd('day', -(horizon_days + (index - 1) * cutoff_spacing_days), 'cutoff_date') }} as date) as cutoff_date,
+        cast({{ dbt.dateadd('day', -(horizon_days * ([index, 2] | min) + ([index - 2, 0] | max) * cutoff_spacing_days), 'cutoff_date') }} as date) as cutoff_date,
         'training' as cutoff_kind,
         {{ index }} as cutoff_index
     from scoring_cutoff
