@@ -29,9 +29,14 @@ FAST = {"n_estimators": 80, "learning_rate": 0.2}
 @pytest.fixture(scope="module")
 def models(clv_state):
     """The fitted XGBoost and BTYD rungs and their registered versions of ``clv_model``."""
+    from clv_platform.lib.resources import MlflowResource
     from clv_platform.ml import registry
     from clv_platform.ml.baselines import BTYDModel
     from clv_platform.ml.train import XGBoostModel
+
+    # This module's store for tracking and registry alike: an earlier module's assets set mlflow's
+    # process-wide registry URI, which registry's own calls do not reset.
+    MlflowResource(tracking_uri=os.environ["MLFLOW_TRACKING_URI"]).activate()
 
     examples = make_examples(600, cutoffs=CUTOFFS, seed=1)
     train = examples[pd.to_datetime(examples["cutoff_date"]) < pd.Timestamp(CUTOFFS[-1])]
