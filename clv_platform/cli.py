@@ -38,12 +38,12 @@ def _summary(instance, run_id: str, seconds: float, refused: bool = False) -> st
     lines = [f"clv_full_pipeline {outcome} in {seconds:.1f} s (run {run_id})", ""]
     with duckdb.connect(str(settings.warehouse_path()), read_only=True) as con:
         for table in ("raw.transactions", "raw.behavioral_events", "raw.customers", "marts.customer_features",
-                      "marts.training_examples", "scoring.clv_scores"):
+                      "marts.training_examples", "scoring.clv_scores", "scoring.value_tiers", "scoring.clv_explanations"):
             count = con.execute(f"select count(*) from {table}").fetchone()[0]
             lines.append(f"  {table:<26} {count:>10,} rows")
         top = con.execute(
-            "select value_tier, count(*), round(sum(predicted_clv)) from scoring.clv_scores "
-            "where cutoff_date = (select max(cutoff_date) from scoring.clv_scores) group by value_tier order by 3 desc"
+            "select value_tier, count(*), round(sum(predicted_clv)) from scoring.value_tiers "
+            "where cutoff_date = (select max(cutoff_date) from scoring.value_tiers) group by value_tier order by 3 desc"
         ).fetchall()
     lines.append("")
     for tier, n, value in top:
@@ -54,6 +54,7 @@ def _summary(instance, run_id: str, seconds: float, refused: bool = False) -> st
         return {k: v.value for k, v in event.asset_materialization.metadata.items()} if event else {}
 
     model, drift = meta(["ml", "clv_model"]), meta(["monitoring", "drift_report"])
+    explained = meta(["scoring", "clv_explanations"])
     evaluation = meta(["ml", "model_evaluation"])
     lines += ["", f"  models on the evaluation cutoff {evaluation.get('evaluation_cutoff')} "
                   f"(trained on {evaluation.get('train_cutoffs')}):", *("  " + row for row in evaluation.get("metrics", "").splitlines())]
@@ -63,6 +64,12 @@ def _summary(instance, run_id: str, seconds: float, refused: bool = False) -> st
         f"{', a baseline' if model.get('baseline_serves') else ''}): MAE {model.get('mae', float('nan')):.2f}, "
         f"Spearman {model.get('spearman', float('nan')):.3f}, normalized Gini {model.get('normalized_gini', float('nan')):.3f}",
         f"  decision: {model.get('reason')}",
+        "  explanations (scoring.clv_explanations): " + (
+            f"none, the {explained.get('model_rung')} model has no per-feature contributions"
+            if explained.get("method") == "none" else
+            f"top {explained.get('top_drivers')} drivers of every scored customer by {explained.get('method')}, "
+            f"in {explained.get('explain_seconds', float('nan')):.1f} s"
+        ),
         f"  drift: prediction PSI {drift.get('prediction_psi', float('nan')):.3f}, "
         f"drifted columns: {', '.join(drift.get('drifted_columns', [])) or 'none'}",
         f"  drift report: {drift.get('report_path', '-')}",

@@ -145,8 +145,9 @@ def build_export(scores: pd.DataFrame, exported_at: datetime) -> ExportFiles:
     Parameters
     ----------
     scores
-        ``scoring.clv_scores`` rows of a single ``cutoff_date``, one per customer, all made by one
-        ``model_name`` / ``model_version``. Extra columns are exported too.
+        ``scoring.clv_scores`` rows of a single ``cutoff_date`` with their ``value_tier`` from
+        ``scoring.value_tiers``, one per customer, all made by one ``model_name`` / ``model_version``.
+        Extra columns are exported too.
     exported_at
         Timezone-aware time recorded in the manifest.
 

@@ -33,6 +33,8 @@ EXPECTED_ASSETS = {
     ("ml", "customer_segments"): "scoring",
     ("scoring", "clv_scores"): "scoring",
     ("scoring", "clv_scores_export"): "scoring",
+    ("scoring", "value_tiers"): "scoring",
+    ("scoring", "clv_explanations"): "scoring",
     ("monitoring", "drift_report"): "monitoring",
     ("monitoring", "data_profile"): "monitoring",
 }
@@ -63,6 +65,19 @@ def test_lineage_runs_raw_to_drift(defs):
 
     assert {dg.AssetKey(["raw", "transactions"]), dg.AssetKey(["marts", "training_examples"]),
             dg.AssetKey(["ml", "clv_model"])} <= all_upstream(dg.AssetKey(["monitoring", "drift_report"]))
+
+
+def test_tiers_and_explanations_read_the_scores_and_ship_with_them(defs):
+    graph = defs.resolve_asset_graph()
+    scores = dg.AssetKey(["scoring", "clv_scores"])
+    tiers = dg.AssetKey(["scoring", "value_tiers"])
+    assert graph.get(tiers).parent_keys == {scores}
+    assert graph.get(dg.AssetKey(["scoring", "clv_explanations"])).parent_keys == {scores, dg.AssetKey(["marts", "customer_features"])}
+    # The analysts' file carries each score's tier.
+    assert graph.get(dg.AssetKey(["scoring", "clv_scores_export"])).parent_keys == {scores, tiers}
+    for job in ("clv_full_pipeline", "weekly_scoring"):
+        selected = defs.resolve_job_def(job).asset_layer.selected_asset_keys
+        assert {tiers, dg.AssetKey(["scoring", "clv_explanations"])} <= selected, job
 
 
 def test_data_profile_reads_the_raw_tables(defs):

@@ -11,11 +11,13 @@ pyfunc
 metrics
     RMSE, MAE and the normalized Gini of a CLV ranking.
 train
-    Time-based split and the XGBoost regressor.
+    The XGBoost rung (objective chosen on validation, BTYD stacked) and the fit of the whole ladder.
 registry
     MLflow logging, registration, aliases (``champion``) and the promotion rule.
 scoring
-    Batch scoring into value tiers.
+    Batch scoring with the model version on every row, and value tiers of the scores.
+explain
+    Per-customer top drivers for any rung, and global importance, from additive contributions.
 drift
     Population stability index (hand-written and Evidently's) per column.
 synthetic

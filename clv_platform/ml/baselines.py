@@ -85,6 +85,9 @@ class LinearModel(CLVEstimator):
 
     name: ClassVar[str] = "linear"
     feature_columns = BTYD_CORE
+    contribution_method = "linear_exact"
+    # The unclipped linear output, in revenue: a customer predicted below 0 scores 0 but keeps these.
+    contribution_scale = "revenue"
 
     def __init__(self) -> None:
         self.coef_: np.ndarray | None = None

@@ -57,6 +57,16 @@ class CLVEstimator(abc.ABC):
         """
         return None
 
+    @property
+    def contribution_method(self) -> str | None:
+        """How :meth:`contributions` computes them (``linear_exact``, ``treeshap``, ``treeshap_approx``), or ``None``."""
+        return None
+
+    @property
+    def contribution_scale(self) -> str | None:
+        """The unit of :meth:`contributions`, that of the raw output they sum to (``revenue``, ``log_revenue`` ...), or ``None``."""
+        return None
+
     def params(self) -> dict[str, Any]:
         """What to log to MLflow as parameters: hyper-parameters and fitted sizes."""
         return {}

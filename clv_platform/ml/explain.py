@@ -7,11 +7,12 @@ each row summing to the model's raw output. For XGBoost those are SHAP values fr
 
 Cost at scale (``benchmarks/explanations.py``, numbers in ``benchmarks/RESULTS.md``): exact TreeSHAP
 costs 60-440x prediction on the pipeline's model sizes, ``approx_contribs`` (Saabas) 3-7x, and its first
-driver agrees with exact TreeSHAP's on most rows. So scoring explains every customer with
-``approx=True`` through :func:`explain_top_drivers`, and exact TreeSHAP is for few rows: global
-importance on a sample, the top customers a person reads. Contributions are computed in batches of
-``batch_size`` rows so memory stays bounded by one batch however many rows are explained;
-:func:`explain_top_drivers` keeps only the top drivers of each batch, for any estimator.
+driver agrees with exact TreeSHAP's on most rows. So scoring (``scoring/clv_explanations``) explains
+every customer, whatever the rung, with :func:`explain_customers`, approximately by default; exact
+TreeSHAP is for few rows: global importance on a sample, the top customers a person reads.
+Contributions are computed in batches of ``batch_size`` rows so memory stays bounded by one batch
+however many rows are explained; :func:`explain_top_drivers` keeps only the top drivers of each batch,
+for any estimator.
 """
 
 from __future__ import annotations
@@ -232,3 +233,90 @@ def explain_top_drivers(
             raise ValueError(f"the {name} model has no per-feature contributions to explain")
         parts.append(top_drivers(contributions, k=k))
     return pd.concat(parts)
+
+
+NO_CONTRIBUTIONS = "none"
+
+
+def _no_names(index: pd.Index) -> pd.Series:
+    """A driver-name column with no driver in any row."""
+    return pd.Series(pd.NA, index=index, dtype="string")
+
+
+def _as_table(drivers: pd.DataFrame, method: str, scale: str | None) -> pd.DataFrame:
+    """The drivers with ``method`` and ``contribution_scale``, text columns as pandas strings.
+
+    A text column that is null in every row (no drivers) then still stores as text, not as an untyped null.
+    """
+    table = drivers.assign(method=method, contribution_scale=scale)
+    text = [c for c in table.columns if not c.endswith("_contribution")]
+    return table.astype({column: "string" for column in text})
+
+
+def explain_customers(
+    estimator: Any,
+    features: pd.DataFrame,
+    *,
+    k: int = 3,
+    approx: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> pd.DataFrame:
+    """The top ``k`` drivers of every row for any rung, saying how they were computed and in what unit.
+
+    Parameters
+    ----------
+    estimator
+        A fitted :class:`~clv_platform.ml.estimator.CLVEstimator`, e.g. the champion through
+        :func:`clv_platform.ml.registry.estimator_of`.
+    features
+        The rows to explain (at least the estimator's feature columns).
+    k
+        Drivers per row.
+    approx
+        For a model that has both (XGBoost): Saabas' approximate TreeSHAP (``True``, 3-7x the cost of
+        prediction) or exact TreeSHAP (``False``, 60-440x; ``benchmarks/RESULTS.md``). The estimator
+        itself is not changed.
+    batch_size
+        Rows whose contributions are held in memory at once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same index as ``features``: :func:`top_drivers`' columns, then ``method`` (the estimator's
+        ``contribution_method``) and ``contribution_scale`` (the unit of the contributions, e.g.
+        ``log_revenue`` for a Tweedie model); text columns as pandas ``string`` (a missing driver is ``<NA>``).
+        A model with no per-feature contributions (the heuristic, BG/NBD + Gamma-Gamma) gets no drivers,
+        ``method`` ``"none"`` and a ``drivers`` text saying so.
+
+    Examples
+    --------
+    >>> from clv_platform.ml.baselines import HeuristicModel
+    >>> frame = pd.DataFrame({"T": [400.0], "spend_365d": [365.0], "horizon_days": 91, "future_revenue": 0.0,
+    ...                       "customer_id": "a", "cutoff_date": "2024-07-01"})
+    >>> explain_customers(HeuristicModel().fit(frame), frame)[["driver_1", "method", "drivers"]].to_dict("records")
+    [{'driver_1': None, 'method': 'none', 'drivers': 'no drivers: the heuristic model has no additive per-feature contributions'}]
+    """
+    import copy
+
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    if len(features) == 0:
+        raise ValueError("features must not be empty")
+    explainer = estimator
+    if hasattr(estimator, "approx_contributions") and estimator.approx_contributions != approx:
+        # A shallow copy shares the fitted booster; only the switch differs.
+        explainer = copy.copy(estimator)
+        explainer.approx_contributions = approx
+    method = explainer.contribution_method
+    if method is None:
+        name = getattr(estimator, "name", type(estimator).__name__)
+        text = f"no drivers: the {name} model has no additive per-feature contributions"
+        drivers = pd.DataFrame({"drivers": text}, index=features.index)
+    else:
+        drivers = explain_top_drivers(explainer, features, k=k, batch_size=batch_size)
+    # top_drivers caps k at the model's feature count; the table keeps k driver columns whatever the rung.
+    for i in range(1, int(k) + 1):
+        if f"driver_{i}" not in drivers.columns:
+            drivers.insert(len(drivers.columns) - 1, f"driver_{i}", _no_names(drivers.index))
+            drivers.insert(len(drivers.columns) - 1, f"driver_{i}_contribution", np.nan)
+    return _as_table(drivers, method or NO_CONTRIBUTIONS, explainer.contribution_scale)

@@ -1,7 +1,8 @@
-"""Batch scoring: predicted CLV per customer, value tiers, and the model version on every row."""
+"""Batch scoring: predicted CLV per customer with the model version on every row, and value tiers of the scores."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,14 +21,27 @@ from clv_platform.ml.registry import predict
 
 TIER_COLUMN = "value_tier"
 TIER_LABELS: tuple[str, ...] = ("Low", "Medium", "High")
-SCORE_COLUMNS: tuple[str, ...] = (
-    ID_COLUMN,
-    CUTOFF_COLUMN,
-    PREDICTION_COLUMN,
-    TIER_COLUMN,
-    "model_name",
-    "model_version",
-)
+MODEL_COLUMNS: tuple[str, ...] = ("model_name", "model_version")
+SCORE_COLUMNS: tuple[str, ...] = (ID_COLUMN, CUTOFF_COLUMN, PREDICTION_COLUMN, *MODEL_COLUMNS)
+
+
+def tier_cut_points(predictions: Sequence[float] | np.ndarray, tiers: Sequence[float] = (0.5, 0.9)) -> np.ndarray:
+    """The predicted values at the quantile levels ``tiers``: where each tier above the lowest begins.
+
+    Examples
+    --------
+    >>> tier_cut_points([0, 1, 2, 3, 4, 5, 6, 7, 8, 100]).round(6).tolist()
+    [4.5, 17.2]
+    """
+    values = np.asarray(predictions, dtype="float64")
+    levels = np.asarray(tiers, dtype="float64")
+    if levels.size == 0 or not ((levels > 0) & (levels < 1)).all() or not (np.diff(levels) > 0).all():
+        raise ValueError(f"tiers must be increasing quantile levels strictly between 0 and 1, got {list(tiers)}")
+    if values.size == 0:
+        raise ValueError("predictions must not be empty")
+    if not np.isfinite(values).all():
+        raise ValueError("predictions must be finite")
+    return np.quantile(values, levels)
 
 
 def value_tiers(
@@ -56,20 +70,109 @@ def value_tiers(
     >>> value_tiers([0, 1, 2, 3, 4, 5, 6, 7, 8, 100]).tolist()
     ['Low', 'Low', 'Low', 'Low', 'Low', 'Medium', 'Medium', 'Medium', 'Medium', 'High']
     """
-    values = np.asarray(predictions, dtype="float64")
-    levels = np.asarray(tiers, dtype="float64")
-    if len(labels) != len(levels) + 1:
-        raise ValueError(f"labels must have one more entry than tiers: {len(labels)} labels for {len(levels)} tiers")
-    if levels.size == 0 or not ((levels > 0) & (levels < 1)).all() or not (np.diff(levels) > 0).all():
-        raise ValueError(f"tiers must be increasing quantile levels strictly between 0 and 1, got {list(tiers)}")
-    if values.size == 0:
-        raise ValueError("predictions must not be empty")
-    if not np.isfinite(values).all():
-        raise ValueError("predictions must be finite")
-    cut_points = np.quantile(values, levels)
+    if len(labels) != len(tiers) + 1:
+        raise ValueError(f"labels must have one more entry than tiers: {len(labels)} labels for {len(tiers)} tiers")
+    cut_points = tier_cut_points(predictions, tiers)
     # side="left": a value equal to a cut point stays in the tier below it.
-    index = np.searchsorted(cut_points, values, side="left")
+    index = np.searchsorted(cut_points, np.asarray(predictions, dtype="float64"), side="left")
     return np.asarray(labels, dtype=object)[index]
+
+
+def _column_stem(label: str) -> str:
+    """``"Medium"`` -> ``"medium"``, ``"Top 1%"`` -> ``"top_1"``: a tier label as part of a column name."""
+    stem = re.sub(r"\W+", "_", str(label).lower()).strip("_")
+    if not stem:
+        raise ValueError(f"tier label {label!r} gives no column name: use letters or digits")
+    return stem
+
+
+def value_tier_table(
+    scores: pd.DataFrame,
+    tiers: Sequence[float] = (0.5, 0.9),
+    labels: Sequence[str] = TIER_LABELS,
+) -> pd.DataFrame:
+    """One cutoff's scores with their value tier, the tier cut points and the model that made the scores.
+
+    Parameters
+    ----------
+    scores
+        ``scoring.clv_scores`` rows of one ``cutoff_date`` (:func:`score_customers`' columns).
+    tiers, labels
+        Quantile levels of the predictions and tier names; see :func:`value_tiers`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customer_id, cutoff_date, predicted_clv, value_tier``, then for every tier above the lowest
+        ``<tier>_quantile`` (its level) and ``<tier>_cut_point`` (the predicted value at that level: the
+        tier holds predictions above it), then ``model_name, model_version``; in the row order of ``scores``.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, ``scores`` is empty or spans several cutoffs (tiers are quantiles of one
+        scoring population), or the tiers or labels break :func:`value_tiers`' rules.
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({"customer_id": list("abcd"), "cutoff_date": "2024-07-01",
+    ...                        "predicted_clv": [0.0, 10.0, 20.0, 90.0], "model_name": "clv_model", "model_version": "3"})
+    >>> value_tier_table(scores, tiers=(0.5,), labels=("Rest", "Top"))[["customer_id", "value_tier", "top_cut_point"]]
+      customer_id value_tier  top_cut_point
+    0           a       Rest           15.0
+    1           b       Rest           15.0
+    2           c        Top           15.0
+    3           d        Top           15.0
+    """
+    require_columns(scores, SCORE_COLUMNS, frame_name="scores")
+    if len(scores) == 0:
+        raise ValueError("scores must not be empty: there is nobody to tier")
+    cutoffs = scores[CUTOFF_COLUMN].nunique()
+    if cutoffs != 1:
+        raise ValueError(f"scores column '{CUTOFF_COLUMN}' must hold a single scoring cutoff, got {cutoffs}")
+    require_numeric_finite(scores, [PREDICTION_COLUMN], frame_name="scores")
+    predictions = scores[PREDICTION_COLUMN].to_numpy(dtype="float64")
+    table = scores.loc[:, [ID_COLUMN, CUTOFF_COLUMN, PREDICTION_COLUMN]].copy()
+    table[TIER_COLUMN] = value_tiers(predictions, tiers, labels)
+    stems = [_column_stem(label) for label in labels]
+    if len(set(stems)) != len(stems):
+        raise ValueError(f"tier labels must give distinct column names, got {list(labels)}")
+    for stem, level, cut_point in zip(stems[1:], tiers, tier_cut_points(predictions, tiers)):
+        table[f"{stem}_quantile"] = float(level)
+        table[f"{stem}_cut_point"] = float(cut_point)
+    for column in MODEL_COLUMNS:
+        table[column] = scores[column].astype(str).to_numpy()
+    return table
+
+
+def tier_summary(tiers: pd.DataFrame, labels: Sequence[str] = TIER_LABELS) -> pd.DataFrame:
+    """Per tier, lowest first: customers, their share, predicted value, its share, and the prediction range.
+
+    Examples
+    --------
+    >>> tiers = pd.DataFrame({"value_tier": ["Low", "Low", "High"], "predicted_clv": [1.0, 3.0, 12.0]})
+    >>> tier_summary(tiers)[["value_tier", "customers", "value_share"]].to_dict("records")
+    [{'value_tier': 'Low', 'customers': 2, 'value_share': 0.25}, {'value_tier': 'Medium', 'customers': 0, 'value_share': 0.0}, {'value_tier': 'High', 'customers': 1, 'value_share': 0.75}]
+    """
+    require_columns(tiers, [TIER_COLUMN, PREDICTION_COLUMN], frame_name="tiers")
+    unknown = sorted(set(tiers[TIER_COLUMN].astype(str)) - set(labels))
+    if unknown:
+        raise ValueError(f"tiers column '{TIER_COLUMN}' holds {unknown}, not among the labels {list(labels)}")
+    grouped = tiers.groupby(TIER_COLUMN)[PREDICTION_COLUMN]
+    summary = pd.DataFrame(
+        {
+            "customers": grouped.size(),
+            "predicted_value": grouped.sum(),
+            "min_predicted_clv": grouped.min(),
+            "max_predicted_clv": grouped.max(),
+        }
+    ).reindex(list(labels))
+    summary[["customers", "predicted_value"]] = summary[["customers", "predicted_value"]].fillna(0)
+    summary["customers"] = summary["customers"].astype(int)
+    total_value = float(summary["predicted_value"].sum())
+    summary.insert(1, "customer_share", summary["customers"] / max(int(summary["customers"].sum()), 1))
+    summary.insert(3, "value_share", summary["predicted_value"] / total_value if total_value > 0 else 0.0)
+    return summary.rename_axis(TIER_COLUMN).reset_index()
 
 
 def score_customers(
@@ -77,11 +180,8 @@ def score_customers(
     features: pd.DataFrame,
     model_name: str,
     model_version: str | int,
-    tiers: Sequence[float] = (0.5, 0.9),
-    *,
-    tier_labels: Sequence[str] = TIER_LABELS,
 ) -> pd.DataFrame:
-    """Predicted CLV and value tier for every customer in ``features``.
+    """Predicted CLV for every customer in ``features``, with the model version that made it.
 
     Parameters
     ----------
@@ -93,20 +193,18 @@ def score_customers(
         ``marts.customer_features``: one row per customer at a single ``cutoff_date``.
     model_name, model_version
         Written on every row, so each score names the model version that produced it.
-    tiers, tier_labels
-        Quantile cut points of the predictions and tier names; see :func:`value_tiers`.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``customer_id, cutoff_date, predicted_clv`` (``>= 0``), ``value_tier, model_name,
-        model_version`` (a string), in the row order of ``features``.
+        Columns ``customer_id, cutoff_date, predicted_clv`` (``>= 0``), ``model_name, model_version`` (a
+        string), in the row order of ``features``. Value tiers are :func:`value_tier_table` of these rows.
 
     Raises
     ------
     ValueError
         If ``features`` is empty, breaks the feature contract, or holds more than one ``cutoff_date``
-        (tiers are quantiles of one scoring population).
+        (a score table holds one scoring population per cutoff).
     """
     if not model_name:
         raise ValueError("model_name must be a non-empty string")
@@ -126,7 +224,6 @@ def score_customers(
             ID_COLUMN: features[ID_COLUMN].to_numpy(),
             CUTOFF_COLUMN: features[CUTOFF_COLUMN].to_numpy(),
             PREDICTION_COLUMN: predictions,
-            TIER_COLUMN: value_tiers(predictions, tiers, tier_labels),
             "model_name": model_name,
             "model_version": str(model_version),
         }

@@ -1,24 +1,22 @@
-"""Time-based split, the XGBoost CLV model and the fit of the whole model ladder.
+"""The XGBoost CLV model and the fit of the whole model ladder.
 
 :class:`XGBoostModel` is the ladder's XGBoost rung (a :class:`~clv_platform.ml.estimator.CLVEstimator`,
 objective chosen on validation, optional BTYD stacking); :func:`fit_ladder` fits every rung.
-:func:`fit_clv_model` is the single squared-error/Tweedie regressor the training asset used before the
-ladder; it stays for its callers.
+:func:`time_split` is its inner validation split when it is fitted without a validation frame.
 
-The label ``future_revenue`` is zero for about half the customers and heavy-tailed for the rest. The
-default objective is ``reg:squarederror``, chosen over ``reg:tweedie`` by a measured comparison on the
-validation cutoff (numbers in :class:`XGBParams`); :func:`compare_objectives` repeats that measurement on
-any examples frame.
+The label ``future_revenue`` is zero for about half the customers and heavy-tailed for the rest, so the
+objective (squared error, Tweedie, or log1p with smearing) is chosen per fit on the validation cutoff.
 
-Early stopping watches RMSE on the validation cutoff (the quantity the promotion rule compares), so the
-reported validation metrics are slightly optimistic: the number of trees was chosen on the same rows.
+Early stopping watches RMSE on the validation cutoff, so the validation metrics of the objective choice
+are slightly optimistic: the number of trees was chosen on the same rows. The ladder is judged on a
+later cutoff none of its rungs has seen (:mod:`clv_platform.ml.ladder`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,11 +39,11 @@ from clv_platform.ml.metrics import regression_metrics
 class XGBParams:
     """Hyper-parameters of the CLV regressor, with defaults chosen for zero-inflated revenue.
 
-    Objective choice, measured with :func:`compare_objectives` on the UCI Online Retail transactions
-    (the mart's features computed with pandas, ``sessions_90d`` and ``add_to_cart_90d`` left at 0 as UCI
-    has no events; 90-day horizon; monthly cutoffs from 2011-04-01, 2,100-3,300 customers each, 44-51 %
-    with zero future revenue; each row is the mean over three validation cutoffs, 2011-07/08/09-01, and
-    three seeds; all other parameters as below):
+    Why the objective is chosen per fit rather than fixed: on the UCI Online Retail transactions (the
+    mart's features computed with pandas, ``sessions_90d`` and ``add_to_cart_90d`` left at 0 as UCI has no
+    events; 90-day horizon; monthly cutoffs from 2011-04-01, 2,100-3,300 customers each, 44-51 % with zero
+    future revenue; each row the mean over three validation cutoffs, 2011-07/08/09-01, and three seeds; all
+    other parameters as below) neither objective won on every metric:
 
     ====================  ========  =======  ===============
     objective             RMSE      MAE      normalized Gini
@@ -55,14 +53,16 @@ class XGBParams:
     ====================  ========  =======  ===============
 
     Squared error had the lower RMSE at each of the three cutoffs (Tweedie's was 1 % to 20 % higher);
-    Tweedie had the lower MAE (by 2 % to 16 %) and the same ranking quality. RMSE is what the promotion
-    rule compares, so squared error is the default. Variance powers 1.2 and 1.8 (2011-09-01 cutoff, one
-    seed) did not close the gap.
+    Tweedie had the lower MAE (by 2 % to 16 %) and the same ranking quality; variance powers 1.2 and 1.8
+    (2011-09-01 cutoff, one seed) did not close the gap. :class:`XGBoostModel` replaces ``objective`` by
+    each of its candidates and keeps the best on validation; its ``selection_`` table repeats this
+    measurement on every fit.
 
     Attributes
     ----------
     objective
-        ``reg:squarederror`` (default) or any XGBoost regression objective, e.g. ``reg:tweedie``.
+        ``reg:squarederror`` (default) or any XGBoost regression objective, e.g. ``reg:tweedie``;
+        :class:`XGBoostModel` sets it per candidate.
     tweedie_variance_power
         Used only by ``reg:tweedie``; between 1 (Poisson) and 2 (gamma).
     n_estimators
@@ -115,44 +115,6 @@ class XGBParams:
         return kwargs
 
 
-@dataclass
-class TrainedModel:
-    """A fitted regressor and what it did on the validation cutoff.
-
-    Attributes
-    ----------
-    model
-        The fitted ``xgboost.XGBRegressor``; ``predict`` uses the best early-stopping iteration.
-    params
-        The hyper-parameters it was fitted with.
-    feature_columns
-        The columns it expects, in order.
-    valid_predictions
-        Predictions on the validation frame, row-aligned with it, clipped at 0.
-    metrics
-        ``rmse``, ``mae`` and ``normalized_gini`` on the validation frame.
-    best_iteration
-        Index of the last tree used, or ``None`` without early stopping.
-    train_cutoffs, valid_cutoff
-        The cutoff dates of the split, for lineage.
-    """
-
-    model: Any
-    params: XGBParams
-    feature_columns: tuple[str, ...]
-    valid_predictions: np.ndarray
-    metrics: dict[str, float]
-    best_iteration: int | None
-    n_train: int
-    n_valid: int
-    train_cutoffs: list[pd.Timestamp] = field(default_factory=list)
-    valid_cutoff: pd.Timestamp | None = None
-
-    def predict(self, features: pd.DataFrame) -> np.ndarray:
-        """Predicted future revenue for each row of ``features``, clipped at 0."""
-        return predict_clv(self.model, features, self.feature_columns)
-
-
 def feature_matrix(features: pd.DataFrame, feature_columns: Sequence[str] = FEATURE_COLUMNS) -> pd.DataFrame:
     """The model's input: ``feature_columns`` of ``features`` in that order, as float64.
 
@@ -161,27 +123,6 @@ def feature_matrix(features: pd.DataFrame, feature_columns: Sequence[str] = FEAT
     """
     require_columns(features, feature_columns, frame_name="features")
     return features.loc[:, list(feature_columns)].astype("float64")
-
-
-def model_feature_columns(model: Any) -> tuple[str, ...]:
-    """The feature names a fitted XGBoost model was trained with (``FEATURE_COLUMNS`` if it has none)."""
-    names = getattr(model.get_booster(), "feature_names", None) if hasattr(model, "get_booster") else None
-    return tuple(names) if names else FEATURE_COLUMNS
-
-
-def predict_clv(model: Any, features: pd.DataFrame, feature_columns: Sequence[str] | None = None) -> np.ndarray:
-    """Predicted future revenue of ``model`` for each row of ``features``, clipped at 0.
-
-    Works for the in-memory regressor and for the one ``mlflow.xgboost.load_model`` returns; by default the
-    columns are the ones the model was trained with. Squared-error trees can predict slightly negative
-    revenue; revenue in the contract is ``>= 0``, so it is clipped.
-    """
-    columns = model_feature_columns(model) if feature_columns is None else tuple(feature_columns)
-    require_columns(features, columns, frame_name="features")
-    require_numeric_finite(features, columns, frame_name="features")
-    matrix = feature_matrix(features, columns)
-    predictions = np.asarray(model.predict(matrix), dtype="float64")
-    return np.clip(predictions, 0.0, None)
 
 
 def time_split(
@@ -239,78 +180,6 @@ def time_split(
     return train, valid
 
 
-def fit_clv_model(
-    train: pd.DataFrame,
-    valid: pd.DataFrame,
-    params: XGBParams | Mapping[str, Any] | None = None,
-    *,
-    feature_columns: Sequence[str] = FEATURE_COLUMNS,
-) -> TrainedModel:
-    """Fit the XGBoost CLV regressor on ``train`` and evaluate it on ``valid``.
-
-    Parameters
-    ----------
-    train, valid
-        Frames from :func:`time_split`, validated with the label required.
-    params
-        :class:`XGBParams` or a dict of overrides of its defaults, e.g. ``{"objective": "reg:tweedie"}``.
-    feature_columns
-        The model's inputs; :data:`~clv_platform.ml.features.FEATURE_COLUMNS` by default.
-
-    Returns
-    -------
-    TrainedModel
-        With validation predictions (clipped at 0) and ``rmse``, ``mae``, ``normalized_gini``.
-    """
-    settings = XGBParams.from_mapping(params)
-    feature_columns = tuple(feature_columns)
-    for name, frame in (("train", train), ("valid", valid)):
-        if len(frame) == 0:
-            raise ValueError(f"{name} frame must not be empty")
-        try:
-            validate_feature_frame(frame, require_label=True, feature_columns=feature_columns)
-        except ValueError as error:
-            raise ValueError(f"{name}: {error}") from None
-
-    x_train, y_train = feature_matrix(train, feature_columns), train[LABEL_COLUMN].to_numpy(dtype="float64")
-    x_valid, y_valid = feature_matrix(valid, feature_columns), valid[LABEL_COLUMN].to_numpy(dtype="float64")
-
-    model = _fit_regressor(settings, x_train, y_train, (x_valid, y_valid))
-
-    best_iteration = getattr(model, "best_iteration", None) if settings.early_stopping_rounds else None
-    predictions = predict_clv(model, valid, feature_columns)
-    return TrainedModel(
-        model=model,
-        params=settings,
-        feature_columns=feature_columns,
-        valid_predictions=predictions,
-        metrics=regression_metrics(y_valid, predictions),
-        best_iteration=None if best_iteration is None else int(best_iteration),
-        n_train=len(train),
-        n_valid=len(valid),
-        train_cutoffs=sorted(pd.to_datetime(train[CUTOFF_COLUMN]).unique()),
-        valid_cutoff=pd.Timestamp(pd.to_datetime(valid[CUTOFF_COLUMN]).max()),
-    )
-
-
-def compare_objectives(
-    train: pd.DataFrame,
-    valid: pd.DataFrame,
-    objectives: Sequence[str] = ("reg:squarederror", "reg:tweedie"),
-    params: XGBParams | Mapping[str, Any] | None = None,
-) -> pd.DataFrame:
-    """Validation metrics of the same regressor under each objective, one row per objective.
-
-    The measurement behind the default objective; rerun it when the data changes.
-    """
-    base = XGBParams.from_mapping(params)
-    rows = []
-    for objective in objectives:
-        trained = fit_clv_model(train, valid, dataclasses.replace(base, objective=objective))
-        rows.append({"objective": objective, "best_iteration": trained.best_iteration, **trained.metrics})
-    return pd.DataFrame(rows)
-
-
 def _fit_regressor(
     settings: XGBParams,
     x_train: pd.DataFrame,
@@ -336,6 +205,8 @@ OBJECTIVES: dict[str, str] = {
 }
 SELECTION_METRICS: dict[str, bool] = {"mae": False, "rmse": False, "normalized_gini": True}  # name -> higher is better
 STACKED_COLUMNS: tuple[str, ...] = ("btyd_expected_revenue", "btyd_probability_alive")
+# What the booster's margin, and so a contribution, is measured in, per objective.
+CONTRIBUTION_SCALES: dict[str, str] = {"squared_error": "revenue", "tweedie": "log_revenue", "log1p": "log1p_revenue"}
 
 
 class XGBoostModel(CLVEstimator):
@@ -504,6 +375,15 @@ class XGBoostModel(CLVEstimator):
         """The stacked BTYD model's probability alive, when stacking; else ``None``."""
         self._require_fitted()
         return self.btyd.probability_alive(features) if self.stack_btyd else None
+
+    @property
+    def contribution_method(self) -> str:
+        return "treeshap_approx" if self.approx_contributions else "treeshap"
+
+    @property
+    def contribution_scale(self) -> str | None:
+        """The booster's margin: ``revenue``, ``log_revenue`` (Tweedie) or ``log1p_revenue`` (before smearing)."""
+        return CONTRIBUTION_SCALES.get(self.objective_)
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         from clv_platform.ml.explain import xgb_contributions

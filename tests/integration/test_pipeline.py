@@ -6,6 +6,7 @@ import math
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -180,6 +181,48 @@ def test_every_score_names_the_champion_version(pipeline):
     assert f"- input partitions: {evaluation['input_partitions']}" in champion.description
     assert champion.description.startswith(f"# Model card: clv_model ({champion.tags['rung']})")
     assert evaluation["xgboost_normalized_gini"] > 0.3
+
+
+def test_every_score_has_its_value_tier_and_its_explanation(pipeline):
+    from mlflow import MlflowClient
+
+    _, instance, _ = pipeline
+    champion = MlflowClient().get_model_version_by_alias("clv_model", "champion")
+    scores = _frame("select customer_id, cutoff_date, predicted_clv, model_name, model_version from scoring.clv_scores order by customer_id")
+
+    tiers = _frame("select * from scoring.value_tiers order by customer_id")
+    pd.testing.assert_frame_equal(tiers[list(scores.columns)], scores)
+    medium, high = scores["predicted_clv"].quantile([0.5, 0.9]).tolist()
+    assert tiers["medium_cut_point"].tolist() == pytest.approx([medium] * len(scores))
+    assert tiers["high_cut_point"].tolist() == pytest.approx([high] * len(scores))
+    values = scores["predicted_clv"].to_numpy()
+    assert tiers["value_tier"].tolist() == np.where(values > high, "High", np.where(values > medium, "Medium", "Low")).tolist()
+    about_tiers = _metadata(instance, ["scoring", "value_tiers"])
+    assert about_tiers["tier_counts"] == tiers["value_tier"].value_counts().reindex(["Low", "Medium", "High"], fill_value=0).to_dict()
+    assert sum(about_tiers["value_share"].values()) == pytest.approx(1.0)
+    assert about_tiers["model_version"] == str(champion.version)
+
+    explained = _frame("select * from scoring.clv_explanations order by customer_id")
+    assert explained["customer_id"].tolist() == scores["customer_id"].tolist()
+    assert set(explained["model_version"]) == {str(champion.version)}
+    rung = champion.tags["rung"]
+    method = {"xgboost": "treeshap_approx", "xgboost_tuned": "treeshap_approx", "linear": "linear_exact"}.get(rung, "none")
+    assert set(explained["method"]) == {method}
+    if method == "none":
+        assert explained["driver_1"].isna().all() and set(explained["drivers"]) == {
+            f"no drivers: the {rung} model has no additive per-feature contributions"}
+    else:
+        # A customer none of whose features moves the prediction has no driver; most customers have three.
+        assert explained["driver_1"].notna().mean() > 0.9 and explained["driver_3"].notna().mean() > 0.5
+        assert explained["driver_1_contribution"].abs().ge(explained["driver_2_contribution"].abs().fillna(0)).all()
+    about = _metadata(instance, ["scoring", "clv_explanations"])
+    assert (about["model_rung"], about["method"], about["dagster/row_count"]) == (rung, method, len(scores))
+    print(f"explained {len(scores)} customers ({rung}, {method}) in {about['explain_seconds']} s")
+
+    # The analysts' file: the same tiers.
+    export = _metadata(instance, ["scoring", "clv_scores_export"])
+    exported = duckdb.sql(f"select customer_id, value_tier from read_parquet('{export['uri']}') order by customer_id").df()
+    assert exported["value_tier"].tolist() == tiers["value_tier"].tolist()
 
 
 def test_drift_report_exists_with_psi(pipeline):

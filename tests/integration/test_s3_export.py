@@ -1,6 +1,6 @@
 """scoring/clv_scores_export against a real S3-compatible server (moto_server on loopback) and a local folder.
 
-The warehouse is a hand-made ``scoring.clv_scores`` with two cutoffs; only the export asset is
+The warehouse is a hand-made ``scoring.clv_scores`` with two cutoffs and their ``scoring.value_tiers``; only the export asset is
 materialized, with its resources bound here. The server and its client are fixtures of ``conftest.py``.
 """
 
@@ -41,6 +41,12 @@ def bucket(s3_client, monkeypatch) -> str:
     return name
 
 
+def write_scores(con, rows) -> None:
+    """Insert scores (``SCORES``' shape) into scoring.clv_scores, and their tiers into scoring.value_tiers."""
+    con.executemany("insert into scoring.clv_scores values (?, ?, ?, ?, ?)", [(c, d, p, n, v) for c, d, p, _, n, v in rows])
+    con.executemany("insert into scoring.value_tiers values (?, ?, ?, ?, ?, ?)", rows)
+
+
 @pytest.fixture
 def warehouse(tmp_path) -> Path:
     path = tmp_path / "warehouse.duckdb"
@@ -48,9 +54,13 @@ def warehouse(tmp_path) -> Path:
         con.execute("create schema scoring")
         con.execute(
             "create table scoring.clv_scores (customer_id varchar, cutoff_date date, predicted_clv double, "
+            "model_name varchar, model_version varchar)"
+        )
+        con.execute(
+            "create table scoring.value_tiers (customer_id varchar, cutoff_date date, predicted_clv double, "
             "value_tier varchar, model_name varchar, model_version varchar)"
         )
-        con.executemany("insert into scoring.clv_scores values (?, ?, ?, ?, ?, ?)", SCORES)
+        write_scores(con, SCORES)
     return path
 
 
@@ -107,10 +117,10 @@ def test_re_export_overwrites_the_cutoff_in_place(warehouse, bucket, s3_client):
     assert again["sha256"] == first["sha256"]
     assert len(objects(s3_client, bucket)) == 2
 
-    with duckdb.connect(str(warehouse)) as con:  # the cutoff is rescored by a newer model
+    with duckdb.connect(str(warehouse)) as con:  # the cutoff is rescored by a newer model, and tiered again
         con.execute("delete from scoring.clv_scores where cutoff_date = ?", [LATEST])
-        con.executemany("insert into scoring.clv_scores values (?, ?, ?, ?, ?, ?)",
-                        [("c1", LATEST, 20.0, "High", "clv_xgboost", "5"), ("c4", LATEST, 1.0, "Low", "clv_xgboost", "5")])
+        con.execute("delete from scoring.value_tiers where cutoff_date = ?", [LATEST])
+        write_scores(con, [("c1", LATEST, 20.0, "High", "clv_xgboost", "5"), ("c4", LATEST, 1.0, "Low", "clv_xgboost", "5")])
     rescored = export_metadata(materialize_export(warehouse))
 
     stored = objects(s3_client, bucket)
@@ -120,6 +130,19 @@ def test_re_export_overwrites_the_cutoff_in_place(warehouse, bucket, s3_client):
     manifest = json.loads(stored[f"marketing/clv/{PARTITION}/_manifest.json"])
     assert (manifest["row_count"], manifest["model_version"]) == (2, "5")
     assert manifest["sha256"] == hashlib.sha256(parquet).hexdigest() == rescored["sha256"] != first["sha256"]
+
+
+def test_scores_whose_tiers_are_not_computed_yet_are_not_exported(warehouse, monkeypatch, tmp_path):
+    monkeypatch.setenv("CLV_EXPORT_URI", str(tmp_path / "exports"))
+    with duckdb.connect(str(warehouse)) as con:  # rescored by a newer model; value_tiers still holds version 4's tiers
+        con.execute("update scoring.clv_scores set model_version = '5', predicted_clv = predicted_clv + 1 where cutoff_date = ?", [LATEST])
+    with pytest.raises(dg.Failure) as failure:
+        materialize_export(warehouse)
+    assert failure.value.description == (
+        "3 of 3 scores of the latest cutoff have no value tier of those scores in scoring.value_tiers: "
+        "materialize scoring/value_tiers after scoring/clv_scores."
+    )
+    assert not (tmp_path / "exports").exists()
 
 
 def test_missing_bucket_fails_with_one_line_naming_the_uri(warehouse, aws_env, monkeypatch):

@@ -147,3 +147,91 @@ def test_explain_top_drivers_says_when_a_model_has_no_contributions(fitted):
     _, rows = fitted
     with pytest.raises(ValueError, match="the btyd model has no per-feature contributions"):
         explain_top_drivers(_NoContributions(), rows)
+
+
+# explain_customers: any rung, as scoring/clv_explanations runs it ------------------------------------
+
+from clv_platform.ml.explain import explain_customers  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return make_examples(400, cutoffs=("2024-01-01", "2024-04-01", "2024-07-01"), seed=8)
+
+
+def _split(examples):
+    cutoffs = pd.to_datetime(examples["cutoff_date"])
+    return examples[cutoffs < cutoffs.max()], examples[cutoffs == cutoffs.max()].drop(columns=LABEL_COLUMN)
+
+
+def test_explain_customers_of_an_xgboost_rung_approximate_by_default(examples):
+    from clv_platform.ml.train import XGBoostModel
+
+    train, current = _split(examples)
+    model = XGBoostModel({"n_estimators": 60, "learning_rate": 0.2}, objectives=("tweedie",)).fit(train)
+    explained = explain_customers(model, current, batch_size=97)
+    assert explained.index.equals(current.index)
+    assert set(explained["method"]) == {"treeshap_approx"} and set(explained["contribution_scale"]) == {"log_revenue"}
+    assert model.approx_contributions is False  # the champion itself is not changed
+    # The same drivers as the booster's approximate contributions of the whole frame at once.
+    expected = top_drivers(xgb_contributions(model.model_, current, approx=True, feature_columns=FEATURE_COLUMNS), k=3)
+    pd.testing.assert_frame_equal(explained.drop(columns=["method", "contribution_scale"]), expected, check_dtype=False)
+    assert explained["driver_1"].notna().all()
+
+    exact = explain_customers(model, current.iloc[:40], approx=False)
+    assert set(exact["method"]) == {"treeshap"}
+    pd.testing.assert_frame_equal(
+        exact.drop(columns=["method", "contribution_scale"]), top_drivers(model.contributions(current.iloc[:40])), check_dtype=False
+    )
+
+
+def test_explain_customers_of_the_linear_rung_by_hand(examples):
+    from clv_platform.ml.baselines import LinearModel
+
+    train, current = _split(examples)
+    model = LinearModel().fit(train)
+    explained = explain_customers(model, current, k=5)
+    assert set(explained["method"]) == {"linear_exact"} and set(explained["contribution_scale"]) == {"revenue"}
+    # coef * x for a customer with no zero input, largest absolute first; four inputs, so never a fifth driver.
+    position = int(np.flatnonzero((current[list(model.feature_columns)] != 0).all(axis=1).to_numpy())[0])
+    row = current.iloc[position]
+    by_hand = sorted(((c, coef * row[c]) for c, coef in zip(model.feature_columns, model.coef_)), key=lambda p: -abs(p[1]))
+    first = explained.iloc[position]
+    assert [first[f"driver_{i}"] for i in range(1, 5)] == [name for name, _ in by_hand]
+    assert [first[f"driver_{i}_contribution"] for i in range(1, 5)] == pytest.approx([value for _, value in by_hand])
+    assert explained["driver_5"].isna().all() and explained["driver_5_contribution"].isna().all()
+
+
+def test_explain_customers_says_so_for_a_rung_without_contributions(examples):
+    import duckdb
+
+    from clv_platform.ml.baselines import HeuristicModel
+
+    train, current = _split(examples)
+    explained = explain_customers(HeuristicModel().fit(train), current)
+    assert list(explained.columns) == [
+        "driver_1", "driver_1_contribution", "driver_2", "driver_2_contribution", "driver_3", "driver_3_contribution",
+        "drivers", "method", "contribution_scale",
+    ]
+    assert set(explained["method"]) == {"none"}
+    assert set(explained["drivers"]) == {"no drivers: the heuristic model has no additive per-feature contributions"}
+    assert explained[["driver_1", "driver_2", "driver_3", "contribution_scale"]].isna().all().all()
+    assert explained[["driver_1_contribution", "driver_3_contribution"]].isna().all().all()
+    # Stored, the empty driver names are still text columns that a later cutoff's drivers fit into.
+    con = duckdb.connect()
+    con.register("explained", explained)
+    types = {row[0]: row[1] for row in con.execute("describe explained").fetchall()}
+    assert types["driver_1"] == types["contribution_scale"] == "VARCHAR" and types["driver_1_contribution"] == "DOUBLE"
+
+
+def test_explain_customers_rejects_bad_input(examples):
+    from clv_platform.ml.baselines import LinearModel
+
+    train, current = _split(examples)
+    model = LinearModel().fit(train)
+    with pytest.raises(ValueError, match="features must not be empty"):
+        explain_customers(model, current.iloc[:0])
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        explain_customers(model, current, k=0)
+    with pytest.raises(ValueError, match=r"missing required column\(s\) \['recency'\]"):
+        explain_customers(model, current.drop(columns="recency"))

@@ -1,4 +1,4 @@
-"""Time split and the XGBoost regressor on synthetic examples with a known signal."""
+"""The XGBoost rung, the whole ladder and the inner time split, on synthetic examples with a known signal."""
 
 import dataclasses
 
@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clv_platform.ml.evaluate import evaluation_split
 from clv_platform.ml.features import FEATURE_COLUMNS, LABEL_COLUMN
-from clv_platform.ml.metrics import rmse
+from clv_platform.ml.metrics import mae, normalized_gini, rmse
 from clv_platform.ml.synthetic import make_examples
-from clv_platform.ml.train import XGBParams, compare_objectives, fit_clv_model, time_split
+from clv_platform.ml.train import XGBoostModel, XGBParams, fit_ladder, time_split
 
 FAST = {"n_estimators": 150, "learning_rate": 0.1, "early_stopping_rounds": 20}
 
@@ -21,16 +22,19 @@ def examples():
 
 @pytest.fixture(scope="module")
 def split(examples):
-    return time_split(examples)
+    # 90-day labels: both earlier cutoffs' windows end by 2024-07-01, so both train.
+    train, valid = evaluation_split(examples)
+    assert set(pd.to_datetime(train["cutoff_date"])) == {pd.Timestamp("2024-01-01"), pd.Timestamp("2024-04-01")}
+    return train, valid
 
 
 @pytest.fixture(scope="module")
-def trained(split):
-    return fit_clv_model(*split, FAST)
+def xgb_model(split):
+    return XGBoostModel(FAST).fit(*split)
 
 
-def test_time_split_validates_on_the_latest_cutoff(examples, split):
-    train, valid = split
+def test_time_split_validates_on_the_latest_cutoff(examples):
+    train, valid = time_split(examples)
     assert set(pd.to_datetime(valid["cutoff_date"])) == {pd.Timestamp("2024-07-01")}
     assert set(pd.to_datetime(train["cutoff_date"])) == {pd.Timestamp("2024-01-01"), pd.Timestamp("2024-04-01")}
     assert len(train) + len(valid) == len(examples)
@@ -53,27 +57,28 @@ def test_time_split_can_purge_labels_that_overlap_the_validation_period(examples
         time_split(examples.assign(horizon_days=400), purge_overlapping_labels=True)
 
 
-def test_model_learns_the_signal(split, trained):
+def test_model_learns_the_signal(split, xgb_model):
     train, valid = split
+    predictions = xgb_model.predict(valid)
     mean_baseline = rmse(valid[LABEL_COLUMN], np.full(len(valid), train[LABEL_COLUMN].mean()))
-    assert trained.metrics["rmse"] < 0.9 * mean_baseline
-    assert trained.metrics["normalized_gini"] > 0.6
-    assert set(trained.metrics) == {"rmse", "mae", "normalized_gini"}
+    assert rmse(valid[LABEL_COLUMN], predictions) < 0.9 * mean_baseline
+    assert normalized_gini(valid[LABEL_COLUMN], predictions) > 0.6
+    assert {"rmse", "mae", "normalized_gini"} <= set(xgb_model.selection_.columns)
 
 
-def test_validation_predictions_are_aligned_and_non_negative(split, trained):
+def test_predictions_are_aligned_non_negative_and_early_stopped(split, xgb_model):
     _, valid = split
-    assert trained.valid_predictions.shape == (len(valid),)
-    assert (trained.valid_predictions >= 0).all()
-    np.testing.assert_allclose(trained.predict(valid), trained.valid_predictions)
-    assert trained.feature_columns == FEATURE_COLUMNS
-    assert trained.valid_cutoff == pd.Timestamp("2024-07-01")
-    assert trained.best_iteration is not None and trained.best_iteration < FAST["n_estimators"]
+    predictions = xgb_model.predict(valid)
+    assert predictions.shape == (len(valid),) and (predictions >= 0).all()
+    assert xgb_model.feature_columns == FEATURE_COLUMNS
+    chosen = xgb_model.selection_.set_index("objective").loc[xgb_model.objective_]
+    assert chosen["best_iteration"] < FAST["n_estimators"]
 
 
-def test_fitting_is_deterministic(split, trained):
-    again = fit_clv_model(*split, XGBParams(**FAST))
-    np.testing.assert_array_equal(again.valid_predictions, trained.valid_predictions)
+def test_fitting_is_deterministic(split, xgb_model):
+    _, valid = split
+    again = XGBoostModel(XGBParams(**FAST)).fit(*split)
+    np.testing.assert_array_equal(again.predict(valid), xgb_model.predict(valid))
 
 
 def test_params_reject_unknown_keys_and_keep_defaults():
@@ -85,36 +90,12 @@ def test_params_reject_unknown_keys_and_keep_defaults():
         XGBParams.from_mapping({"max_dept": 3})
 
 
-def test_fit_rejects_a_frame_that_breaks_the_contract(split):
-    train, valid = split
-    with pytest.raises(ValueError, match="valid: .*'future_revenue'"):
-        fit_clv_model(train, valid.drop(columns=[LABEL_COLUMN]), FAST)
-
-
-def test_compare_objectives_reports_each_objective(split):
-    table = compare_objectives(*split, params={**FAST, "n_estimators": 40})
-    assert list(table["objective"]) == ["reg:squarederror", "reg:tweedie"]
-    assert table[["rmse", "mae", "normalized_gini"]].notna().all().all()
-
-
-# The ladder's XGBoost rung ---------------------------------------------------------------------------
-
-from clv_platform.ml.train import XGBoostModel, fit_ladder  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def xgb_model(split):
-    return XGBoostModel(FAST).fit(*split)
-
-
 def test_xgboost_chooses_its_objective_by_validation_mae(split, xgb_model):
     _, valid = split
     table = xgb_model.selection_
     assert list(table["objective"]) == ["squared_error", "tweedie", "log1p"]
     assert xgb_model.objective_ == table.loc[table["mae"].idxmin(), "objective"]
     best = table["mae"].min()
-    from clv_platform.ml.metrics import mae
-
     assert mae(valid[LABEL_COLUMN], xgb_model.predict(valid)) == pytest.approx(best)
     by_gini = XGBoostModel(FAST, selection_metric="normalized_gini").fit(*split)
     assert by_gini.objective_ == table.loc[table["normalized_gini"].idxmax(), "objective"]

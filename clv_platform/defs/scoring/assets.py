@@ -1,4 +1,4 @@
-"""scoring/clv_scores: every active customer, scored by the version the champion alias names."""
+"""scoring/clv_scores (every active customer, scored by the version the champion alias names), its value tiers, and segments."""
 
 
 import dagster as dg
@@ -8,21 +8,24 @@ from pydantic import Field
 from clv_platform.lib.resources import MlflowResource
 from clv_platform.lib.warehouse import markdown_table
 
+SCORES_KEY = dg.AssetKey(["scoring", "clv_scores"])
+
 
 class ScoringConfig(dg.Config):
     active_within_days: int = Field(default=365, description="Score customers whose last purchase is at most this many days before the cutoff.")
-    medium_tier_quantile: float = Field(default=0.5, description="Predicted-value quantile where the Medium tier starts.")
-    high_tier_quantile: float = Field(default=0.9, description="Predicted-value quantile where the High tier starts.")
 
 
 @dg.asset(
-    key=["scoring", "clv_scores"],
+    key=SCORES_KEY,
     deps=[dg.AssetKey(["marts", "customer_features"]), dg.AssetKey(["ml", "clv_model"])],
     group_name="scoring",
     kinds={"mlflow", "duckdb"},
-    description="One row per active customer per scoring cutoff: predicted horizon revenue, value tier, and the model version (any rung: the champion) that made it.",
+    description="One row per active customer per scoring cutoff: predicted horizon revenue and the model version (any rung: the champion) that made it.",
 )
 def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehouse: DuckDBResource, mlflow: MlflowResource):
+    import pandas as pd
+
+    from clv_platform.lib.warehouse import replace_cutoff_rows
     from clv_platform.ml import registry, scoring
 
     mlflow.activate()
@@ -34,29 +37,17 @@ def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehou
     with warehouse.get_connection() as con:
         features = con.execute("select * from marts.customer_features").df()
         active = scoring.active_customers(features, config.active_within_days)
-        scores = scoring.score_customers(
-            model, active, model_name=mlflow.model_name, model_version=champion.version,
-            tiers=(config.medium_tier_quantile, config.high_tier_quantile),
-        )
-        cutoff = scores["cutoff_date"].iloc[0] if len(scores) else None
-        con.execute("create schema if not exists scoring")
-        con.register("_scores", scores)
-        con.execute("begin transaction")
-        # One row per customer per cutoff: rescoring a cutoff replaces it, other weeks stay as history.
-        con.execute("create table if not exists scoring.clv_scores as select * from _scores limit 0")
-        con.execute("delete from scoring.clv_scores where cutoff_date = ?", [cutoff])
-        con.execute("insert into scoring.clv_scores by name select * from _scores")
-        con.execute("commit")
-        con.unregister("_scores")
-        stored = con.execute("select count(*) from scoring.clv_scores where cutoff_date = ?", [cutoff]).fetchone()[0]
+        scores = scoring.score_customers(model, active, model_name=mlflow.model_name, model_version=champion.version)
+        cutoff = scores["cutoff_date"].iloc[0]  # score_customers refuses an empty population
+        stored = replace_cutoff_rows(con, "scoring.clv_scores", scores, cutoff)
 
     top = scores.nlargest(10, "predicted_clv").merge(
         active[["customer_id", "frequency", "recency", "T", "monetary_value"]], on="customer_id"
-    )[["customer_id", "predicted_clv", "value_tier", "frequency", "recency", "T", "monetary_value"]]
+    )[["customer_id", "predicted_clv", "frequency", "recency", "T", "monetary_value"]]
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": stored,
-            "cutoff_date": str(cutoff),
+            "cutoff_date": str(pd.Timestamp(cutoff).date()),
             "customers_with_features": len(features),
             "customers_scored": len(scores),
             "customers_inactive_skipped": len(features) - len(active),
@@ -67,8 +58,81 @@ def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehou
             "model_rung": champion.tags.get("rung", ""),
             "baseline_serves": champion.tags.get("rung", "") in ("heuristic", "linear", "btyd"),
             "predicted_value_total": float(scores["predicted_clv"].sum()),
-            "tier_counts": dg.MetadataValue.json(scores["value_tier"].value_counts().to_dict()),
             "top_customers": dg.MetadataValue.md(markdown_table(top)),
+        }
+    )
+
+
+def scored_cutoff(context: dg.AssetExecutionContext):
+    """The cutoff the latest materialization of ``scoring/clv_scores`` scored, or ``None`` if none is recorded."""
+    import pandas as pd
+
+    event = context.instance.get_latest_materialization_event(SCORES_KEY)
+    recorded = event.asset_materialization.metadata.get("cutoff_date") if event else None
+    return None if recorded is None else pd.Timestamp(recorded.value)
+
+
+def scores_at(con, cutoff=None):
+    """``scoring.clv_scores`` rows of ``cutoff`` (default: the latest stored), by customer; ``dg.Failure`` if none."""
+    import duckdb
+
+    where = "cutoff_date = ?" if cutoff is not None else "cutoff_date = (select max(cutoff_date) from scoring.clv_scores)"
+    try:
+        scores = con.execute(
+            f"select * from scoring.clv_scores where {where} order by customer_id", [cutoff] if cutoff is not None else []
+        ).df()
+    except duckdb.CatalogException:
+        raise dg.Failure("Table scoring.clv_scores does not exist: materialize scoring/clv_scores first.") from None
+    if scores.empty:
+        at = f" for cutoff {cutoff.date()}" if cutoff is not None else ""
+        raise dg.Failure(f"Table scoring.clv_scores has no rows{at}: materialize scoring/clv_scores first.")
+    return scores
+
+
+class ValueTierConfig(dg.Config):
+    medium_tier_quantile: float = Field(default=0.5, description="Predicted-value quantile above which the Medium tier starts.")
+    high_tier_quantile: float = Field(default=0.9, description="Predicted-value quantile above which the High tier starts.")
+
+
+@dg.asset(
+    key=["scoring", "value_tiers"],
+    deps=[SCORES_KEY],
+    group_name="scoring",
+    kinds={"duckdb"},
+    description=(
+        "scoring.value_tiers: one row per scored customer per cutoff, Low / Medium / High at configurable quantiles "
+        "of the predicted CLV of the cutoff just scored, with the cut points and the model version of the scores."
+    ),
+)
+def value_tiers(context: dg.AssetExecutionContext, config: ValueTierConfig, warehouse: DuckDBResource):
+    import pandas as pd
+
+    from clv_platform.lib.warehouse import replace_cutoff_rows
+    from clv_platform.ml import scoring
+
+    quantiles = (config.medium_tier_quantile, config.high_tier_quantile)
+    with warehouse.get_connection() as con:
+        scores = scores_at(con, scored_cutoff(context))
+        try:
+            tiers = scoring.value_tier_table(scores, quantiles)
+        except ValueError as error:
+            raise dg.Failure(f"ValueTierConfig: {error}") from None
+        cutoff = tiers["cutoff_date"].iloc[0]
+        stored = replace_cutoff_rows(con, "scoring.value_tiers", tiers, cutoff)
+
+    summary = scoring.tier_summary(tiers)
+    cut_points = {c.removesuffix("_cut_point"): float(tiers[c].iloc[0]) for c in tiers.columns if c.endswith("_cut_point")}
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": stored,
+            "cutoff_date": str(pd.Timestamp(cutoff).date()),
+            "model_name": str(tiers["model_name"].iloc[0]),
+            "model_version": str(tiers["model_version"].iloc[0]),
+            "tier_quantiles": dg.MetadataValue.json(dict(zip(cut_points, quantiles))),
+            "cut_points": dg.MetadataValue.json(cut_points),
+            "tier_counts": dg.MetadataValue.json({t: int(n) for t, n in zip(summary["value_tier"], summary["customers"])}),
+            "value_share": dg.MetadataValue.json({t: round(float(v), 6) for t, v in zip(summary["value_tier"], summary["value_share"])}),
+            "tiers": dg.MetadataValue.md(markdown_table(summary, floatfmt=".3f")),
         }
     )
 

@@ -1,4 +1,4 @@
-"""scoring/clv_scores_export: the latest cutoff's scores as one Parquet file for marketing analysts.
+"""scoring/clv_scores_export: the latest cutoff's scores, with their value tier, as one Parquet file for marketing analysts.
 
 Where it goes is ``CLV_EXPORT_URI``: a folder (default ``exports/`` in the state directory) or
 ``s3://bucket/prefix`` through the ``s3`` resource. Layout and write order: ``clv_platform/export.py``.
@@ -12,20 +12,25 @@ from dagster_duckdb import DuckDBResource
 
 from clv_platform import settings
 
+# The tier must be of these very scores: same customer, cutoff, model version and predicted value.
 LATEST_SCORES_SQL = """
-select * from scoring.clv_scores
-where cutoff_date = (select max(cutoff_date) from scoring.clv_scores)
-order by customer_id
+select s.customer_id, s.cutoff_date, s.predicted_clv, t.value_tier, s.model_name, s.model_version
+from scoring.clv_scores s
+left join scoring.value_tiers t
+  on t.customer_id = s.customer_id and t.cutoff_date = s.cutoff_date
+  and t.model_version = s.model_version and t.predicted_clv = s.predicted_clv
+where s.cutoff_date = (select max(cutoff_date) from scoring.clv_scores)
+order by s.customer_id
 """
 
 
 @dg.asset(
     key=["scoring", "clv_scores_export"],
-    deps=[dg.AssetKey(["scoring", "clv_scores"])],
+    deps=[dg.AssetKey(["scoring", "clv_scores"]), dg.AssetKey(["scoring", "value_tiers"])],
     group_name="scoring",
     kinds={"parquet", "s3"},
     description=(
-        "The latest cutoff's scores as one Parquet file, Hive-partitioned by cutoff_date, with a manifest "
+        "The latest cutoff's scores and value tiers as one Parquet file, Hive-partitioned by cutoff_date, with a manifest "
         "(rows, model version, sha256), in the folder or s3://bucket/prefix that CLV_EXPORT_URI names."
     ),
 )
@@ -43,10 +48,17 @@ def clv_scores_export(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     with warehouse.get_connection() as con:
         try:
             scores = con.execute(LATEST_SCORES_SQL).df()
-        except duckdb.CatalogException:
-            raise dg.Failure("Table scoring.clv_scores does not exist: materialize scoring/clv_scores first.") from None
+        except duckdb.CatalogException as error:
+            table = "scoring.value_tiers" if "value_tiers" in str(error) else "scoring.clv_scores"
+            raise dg.Failure(f"Table {table} does not exist: materialize scoring/{table.split('.')[1]} first.") from None
     if scores.empty:
         raise dg.Failure("Table scoring.clv_scores has no rows: materialize scoring/clv_scores first.")
+    untiered = int(scores["value_tier"].isna().sum())
+    if untiered:
+        raise dg.Failure(
+            f"{untiered} of {len(scores)} scores of the latest cutoff have no value tier of those scores in "
+            "scoring.value_tiers: materialize scoring/value_tiers after scoring/clv_scores."
+        )
     try:
         files = export.build_export(scores, exported_at=datetime.now(timezone.utc))
     except ValueError as error:
