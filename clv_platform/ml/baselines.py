@@ -257,6 +257,14 @@ class BTYDModel(CLVEstimator):
             )
         self.fit_cutoff, self.n_fit, self.n_fit_gamma_gamma = cutoffs.max(), len(rfm), len(repeaters)
         self.horizon_days = horizon
+        # The flat-prior optimum can run off to the boundary (r, alpha, a near 0), where the closed forms
+        # give NaN: stop here, naming the parameters, rather than hand NaN scores downstream.
+        bad = int((~np.isfinite(self.predict(latest)) | ~np.isfinite(self.probability_alive(latest))).sum())
+        if bad:
+            raise ValueError(
+                f"BG/NBD fit at cutoff {cutoffs.max().date()} is degenerate ({', '.join(f'{k}={v:.3g}' for k, v in self.bgnbd_params.items())}): "
+                f"{bad} of its {len(latest)} customers get no finite prediction; these histories do not suit BG/NBD"
+            )
         return self
 
     def expected_purchases(self, features: pd.DataFrame) -> np.ndarray:

@@ -191,3 +191,10 @@ def test_every_baseline_round_trips_through_the_pyfunc(tmp_path, model_class):
         assert output["probability_alive"].isna().all()
     else:
         np.testing.assert_array_equal(output["probability_alive"].to_numpy(), alive)
+
+
+def test_btyd_refuses_a_degenerate_fit_rather_than_predicting_nan():
+    # On these 600 synthetic customers the flat-prior MAP runs off to r, alpha, a < 1e-30, where the
+    # closed forms give NaN for 225 of the latest cutoff's rows.
+    with pytest.raises(ValueError, match=r"BG/NBD fit at cutoff .* is degenerate \(r=.*: \d+ of its 600 customers get no finite prediction"):
+        BTYDModel().fit(make_examples(n_customers=600, seed=11))
