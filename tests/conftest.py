@@ -31,20 +31,22 @@ for _var in ("DAGSTER_HOME", "CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DBT_T
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
-# The slowest modules first (measured wall time, longest first), so that no worker starts a long module
+# The slowest modules first (measured, longest first), so that no worker starts a long module
 # when the others are nearly done; xdist keeps this order (--no-loadscope-reorder). Others follow as collected.
-SLOWEST_FIRST = [
-    "integration/test_cli_evaluate.py",
-    "integration/test_pipeline.py",
-    "integration/test_scoring_outputs.py",
-    "integration/test_spark_parity.py",
-    "integration/test_ingestion_backfills.py",
-    "integration/test_cli_own_data.py",
-    "integration/test_dagster_dev.py",
-    "integration/test_point_in_time.py",
-    "integration/test_rfm_summary.py",
-    "integration/test_landing_zone.py",
-    "test_defs.py",
+SLOWEST_FIRST = [  # seconds per module on a 2-worker CI run, 2026-12-07
+    "integration/test_pipeline.py",  # 450
+    "integration/test_spark_parity.py",  # 220
+    "integration/test_cli_own_data.py",  # 190
+    "integration/test_cli_evaluate.py",  # 155
+    "integration/test_ingestion_backfills.py",  # 110
+    "integration/test_landing_zone.py",  # 85
+    "integration/test_ingestion_files.py",  # 70
+    "integration/test_dagster_dev.py",  # 40
+    "test_defs.py",  # 40
+    "integration/test_rfm_summary.py",  # 40
+    "integration/test_point_in_time.py",  # 40
+    "integration/test_ingestion_atomic_writes.py",  # 35
+    "integration/test_scoring_outputs.py",  # 30
 ]
 
 
