@@ -118,6 +118,11 @@ def configure_environment() -> None:
         os.environ.setdefault(key, value)
     for path in (root, Path(os.environ["DAGSTER_HOME"]), reports_dir(), mlflow_artifact_root()):
         path.mkdir(parents=True, exist_ok=True)
-    dagster_yaml = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    ensure_dagster_yaml(Path(os.environ["DAGSTER_HOME"]))
+
+
+def ensure_dagster_yaml(dagster_home: Path) -> None:
+    """Write the platform's ``dagster.yaml`` into ``dagster_home`` unless the user has one there."""
+    dagster_yaml = dagster_home / "dagster.yaml"
     if not dagster_yaml.exists():
         dagster_yaml.write_text(_DAGSTER_YAML)

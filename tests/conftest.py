@@ -1,10 +1,27 @@
-"""Every test gets its own state directory: nothing touches the checkout's .clv/."""
+"""Every test gets its own state directory: nothing touches the checkout's .clv/.
+
+The suite runs on pytest-xdist (``-n auto --dist loadscope`` in pyproject.toml): each worker is a process with
+its own session directory, and a module's tests stay on one worker, so module-scoped state is built once.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+# One directory for the whole run, made by the controller and inherited by the xdist workers (they start
+# after this file is imported): caches that are safe to share live there.
+_CREATED_RUN_DIR = not os.environ.get("CLV_TESTS_RUN_DIR")
+if _CREATED_RUN_DIR:
+    os.environ["CLV_TESTS_RUN_DIR"] = tempfile.mkdtemp(prefix="clv-tests-run-")
+_RUN_DIR = Path(os.environ["CLV_TESTS_RUN_DIR"])
+# pytensor's compile cache (about 30 s for the first BG/NBD fit) once per run, not once per module state
+# directory; pytensor locks its compile dir, so workers can share it.
+os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={_RUN_DIR / 'pytensor'}")
+# OpenMP threads that spin while waiting (the default) steal the other worker's core on a 2-core machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Set before any clv_platform import reads it; one directory for the session, per-test ones below.
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="clv-tests-"))
@@ -13,3 +30,41 @@ for _var in ("DAGSTER_HOME", "CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DBT_T
     os.environ.pop(_var, None)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+# The slowest modules first (measured, longest first), so that no worker starts a long module
+# when the others are nearly done; xdist keeps this order (--no-loadscope-reorder). Others follow as collected.
+SLOWEST_FIRST = [  # seconds per module on a 2-worker CI run, 2026-12-07
+    "integration/test_pipeline.py",  # 450
+    "integration/test_spark_parity.py",  # 220
+    "integration/test_cli_own_data.py",  # 190
+    "integration/test_cli_evaluate.py",  # 155
+    "integration/test_ingestion_backfills.py",  # 110
+    "integration/test_landing_zone.py",  # 85
+    "integration/test_ingestion_files.py",  # 70
+    "integration/test_dagster_dev.py",  # 40
+    "test_defs.py",  # 40
+    "integration/test_rfm_summary.py",  # 40
+    "integration/test_point_in_time.py",  # 40
+    "integration/test_ingestion_atomic_writes.py",  # 35
+    "integration/test_scoring_outputs.py",  # 30
+]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    tests_dir = Path(__file__).parent
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+
+    def module_rank(item) -> int:
+        try:
+            name = Path(item.fspath).relative_to(tests_dir).as_posix()
+        except ValueError:
+            return len(rank)
+        return rank.get(name, len(rank))
+
+    items.sort(key=module_rank)  # stable: a module's tests keep their order
+
+
+def pytest_unconfigure(config) -> None:
+    # The controller (or a run without xdist) removes the run directory it made; workers have no say.
+    if _CREATED_RUN_DIR and not hasattr(config, "workerinput"):
+        shutil.rmtree(_RUN_DIR, ignore_errors=True)

@@ -133,11 +133,15 @@ def postgres_dsn() -> Iterator[str]:
         pwfile.unlink()
         if initdb.returncode != 0:
             pytest.fail(f"initdb failed ({initdb.returncode}): {(initdb.stdout + initdb.stderr)[-2000:]}", pytrace=False)
-        port = _free_port()
-        options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c fsync=off"
-        # -w: pg_ctl returns once the server accepts connections, or fails after -t seconds.
-        started = run(str(bindir / "pg_ctl"), "start", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60")
-        server_log = log.read_text()[-2000:] if log.exists() else "(no server log)"
+        # A free port can be taken before the server binds it (xdist workers start servers side by side): retry.
+        for _attempt in range(3):
+            port = _free_port()
+            options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c fsync=off"
+            # -w: pg_ctl returns once the server accepts connections, or fails after -t seconds.
+            started = run(str(bindir / "pg_ctl"), "start", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60")
+            server_log = log.read_text()[-2000:] if log.exists() else "(no server log)"
+            if started.returncode == 0 or "could not bind" not in server_log:
+                break
         if started.returncode != 0:
             pytest.fail(f"PostgreSQL did not start on 127.0.0.1:{port}: {started.stderr.strip()}; server log: {server_log}",
                         pytrace=False)
@@ -166,30 +170,44 @@ def moto_endpoint(tmp_path_factory) -> Iterator[str]:
     """
     log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
     executable = Path(sys.executable).parent / "moto_server"
-    port = _free_port()
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen([str(executable), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-    endpoint = f"http://127.0.0.1:{port}"
+    server = None
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"moto_server exited with {server.returncode}: {log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(endpoint, timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not answer on {endpoint} within 30 s: {log_path.read_text()[-2000:]}")
-                time.sleep(0.1)
+        # A free port can be taken before the server binds it (xdist workers start servers side by side): retry.
+        for attempt in range(3):
+            port = _free_port()
+            with open(log_path, "wb") as log:
+                server = subprocess.Popen([str(executable), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+            endpoint = f"http://127.0.0.1:{port}"
+            if _serving(server, endpoint, log_path, retry_in_use=attempt < 2):
+                break
         yield endpoint
     finally:
-        server.terminate()
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def _serving(server: subprocess.Popen, endpoint: str, log_path: Path, retry_in_use: bool) -> bool:
+    """Wait until moto_server answers on ``endpoint``: True, or False if it lost its port to another process."""
+    deadline = time.monotonic() + 30
+    while True:
+        if server.poll() is not None:
+            if retry_in_use and "in use" in log_path.read_text():
+                return False
+            pytest.fail(f"moto_server exited with {server.returncode}: {log_path.read_text()[-2000:]}")
         try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+            with urllib.request.urlopen(endpoint, timeout=1) as response:
+                # Another server may hold the port moto_server failed to bind: only S3's answer counts.
+                if b"ListAllMyBucketsResult" in response.read():
+                    return True
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"moto_server did not answer on {endpoint} within 30 s: {log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
 
 
 @pytest.fixture
@@ -281,12 +299,27 @@ def _seed_dbt_target(home: Path) -> None:
             shutil.copy2(source / name, target / name)
 
 
+def _create_dagster_storage(dagster_home: Path) -> None:
+    """The instance's sqlite storage made once, here: processes started side by side (``dagster dev``, the CLI,
+    the test itself) would otherwise each create and migrate it, and one can find the schema half made."""
+    import dagster as dg
+
+    from clv_platform import settings
+
+    if (dagster_home / "history" / "runs.db").exists():
+        return
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    settings.ensure_dagster_yaml(dagster_home)
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.get_runs(limit=1)
+
+
 def _environment_for(home: Path, **env: str) -> dict[str, str]:
     """This process's environment for a platform process on state directory ``home`` (DAGSTER_HOME inside it).
 
     The session's dbt manifest is copied into ``home`` first, so the process does not parse the project.
     """
-    (home / "dagster").mkdir(parents=True, exist_ok=True)
+    _create_dagster_storage(home / "dagster")
     _seed_dbt_target(home)
     environment = {**os.environ, "CLV_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **env}
     # Derived from CLV_HOME by the process itself; inherited values would point at this process's state.
