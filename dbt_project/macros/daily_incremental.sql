@@ -31,13 +31,22 @@
 {#
     The where clause that keeps only the days an incremental run rebuilds (nothing on a full build):
     `source_date_expression` is the day of an upstream row, `built_date_column` the model's own day
-    column.
+    column. The first day rebuilt is read when the model runs and written into the SQL as a date
+    literal, so the filter can reach below the staging view's DISTINCT into the table scan, where a
+    scalar subquery would be joined after every raw line had been deduplicated. DuckDB 2.0 pushes
+    `invoiced_at >= date` through the view's CTEs but not `cast(invoiced_at as date) >= date`: pass
+    the timestamp itself where there is one (the two keep the same rows). An empty table rebuilds
+    every day.
 #}
 {% macro daily_incremental_filter(source_date_expression, built_date_column='activity_date') -%}
-    {%- if is_incremental() -%}
-    where {{ source_date_expression }} >= (
-        select cast({{ dbt.dateadd('day', -non_negative_int_var('incremental_lookback_days'), 'max(' ~ built_date_column ~ ')') }} as date)
-        from {{ this }}
-    )
+    {%- if is_incremental() and execute -%}
+        {%- set first_day_query -%}
+            select cast(cast({{ dbt.dateadd('day', -non_negative_int_var('incremental_lookback_days'), 'max(' ~ built_date_column ~ ')') }} as date) as {{ dbt.type_string() }})
+            from {{ this }}
+        {%- endset -%}
+        {%- set first_day = run_query(first_day_query).columns[0].values()[0] -%}
+        {%- if first_day is not none %}
+    where {{ source_date_expression }} >= cast('{{ first_day }}' as date)
+        {%- endif -%}
     {%- endif -%}
 {%- endmacro %}

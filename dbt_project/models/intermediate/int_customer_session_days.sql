@@ -5,7 +5,7 @@ with
 events as (
 
     select * from {{ ref('stg_shop__behavioral_events') }}
-    {{ daily_incremental_filter('cast(occurred_at as date)') }}
+    {{ daily_incremental_filter('occurred_at') }}
 
 ),
 

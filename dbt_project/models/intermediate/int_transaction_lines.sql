@@ -7,7 +7,7 @@ with
 transactions as (
 
     select * from {{ ref('stg_shop__transactions') }}
-    {{ daily_incremental_filter('invoice_date', 'invoice_date') }}
+    {{ daily_incremental_filter('invoiced_at', 'invoice_date') }}
 
 ),
 
