@@ -110,7 +110,7 @@ cutoff as (
 product_lines as (
     select
         customer_id, invoice_no, stock_code, country, quantity, cast(invoice_date as date) as day,
-        cast(quantity as double) * unit_price as amount,
+        cast(round(cast(quantity as double) * unit_price, 4) as decimal(18, 4)) as amount,
         starts_with(upper(invoice_no), 'C') as is_cancellation,
         not starts_with(upper(invoice_no), 'C') and quantity > 0 and unit_price > 0 as is_purchase
     from lines
@@ -123,23 +123,24 @@ days as (
         customer_id, day,
         count(distinct invoice_no) filter (where is_purchase) as orders,
         count(*) filter (where is_purchase) as purchase_lines,
-        coalesce(sum(amount) filter (where is_purchase), 0) as gross,
-        coalesce(sum(amount) filter (where is_cancellation), 0) as cancelled,
-        sum(amount) as net,
+        cast(coalesce(sum(amount) filter (where is_purchase), 0) as decimal(18, 4)) as gross,
+        cast(coalesce(sum(amount) filter (where is_cancellation), 0) as decimal(18, 4)) as cancelled,
+        cast(sum(amount) as decimal(18, 4)) as net,
         coalesce(sum(quantity) filter (where is_purchase), 0) as items,
         max(country) as country
     from product_lines
     group by customer_id, day
 ),
 cap as (
-    select quantile_cont(gross, {cap_quantile}) as cap_value from days where orders > 0
+    select quantile_cont(cast(gross as double), {cap_quantile}) as cap_value from days where orders > 0
 ),
 capped as (
     select
         days.*,
-        least(gross, cap_value) as gross_capped,
-        greatest(cancelled, -cap_value) as cancelled_capped,
-        net - gross - cancelled + least(gross, cap_value) + greatest(cancelled, -cap_value) as net_capped,
+        least(gross, cast(cap_value as decimal(24, 10))) as gross_capped,
+        greatest(cancelled, -cast(cap_value as decimal(24, 10))) as cancelled_capped,
+        net - gross - cancelled + least(gross, cast(cap_value as decimal(24, 10)))
+            + greatest(cancelled, -cast(cap_value as decimal(24, 10))) as net_capped,
         case when orders > 0 then day - lag(day) over (partition by customer_id, orders > 0 order by day) end as gap,
         (select cutoff_date from cutoff) as cutoff_date
     from days, cap
@@ -151,12 +152,12 @@ summary as (
         min(day) filter (where orders > 0) as first_purchase_date,
         max(day) filter (where orders > 0) as last_purchase_date,
         arg_max(country, day) filter (where orders > 0) as last_purchase_country,
-        sum(gross_capped) as purchase_value,
-        coalesce(sum(gross_capped) filter (where gap is not null), 0) as repeat_value,
+        cast(sum(gross_capped) as double) as purchase_value,
+        cast(coalesce(sum(gross_capped) filter (where gap is not null), 0) as double) as repeat_value,
         stddev_samp(gap) as gap_stddev,
-        sum(cancelled_capped) as cancelled_value,
+        cast(sum(cancelled_capped) as double) as cancelled_value,
         sum(orders) as orders, sum(purchase_lines) as purchase_lines, sum(items) as items,
-        coalesce(sum(gross_capped) filter (where day >= cutoff_date - 90), 0) as purchase_value_90d,
+        cast(coalesce(sum(gross_capped) filter (where day >= cutoff_date - 90), 0) as double) as purchase_value_90d,
         {window_sums}
     from capped
     group by customer_id
@@ -287,7 +288,7 @@ def duckdb_memory_limit() -> str:
 def features_floor_sql() -> str:
     windows = (30, 90, 365)
     variables = project_vars()
-    sums = [f"coalesce(sum({column}) filter (where day >= cutoff_date - {days}), 0) as {name}_{days}d"
+    sums = [f"coalesce(sum({column}) filter (where day >= cutoff_date - {days}), 0){'::double' if name == 'spend' else ''} as {name}_{days}d"
             for days in windows for column, name in (("orders", "orders"), ("net_capped", "spend"), ("items", "items"))]
     products = [f"count(*) filter (where last_day >= (select cutoff_date from cutoff) - {days}) as n_{days}d"
                 for days in windows]
@@ -459,7 +460,7 @@ def check_features(work: Path) -> dict:
         differing = {}
         for column in compared:
             numeric = floor_columns[column] in ("BIGINT", "INTEGER", "DOUBLE", "HUGEINT", "DECIMAL", "FLOAT")
-            # Floating sums differ in the last bits with the order DuckDB adds them in.
+            # Money is exact in both; the floor's stddev_samp and avg add floating point in DuckDB's order.
             different = (f"abs(d.\"{column}\" - f.\"{column}\") > {TOLERANCE} * greatest(1, abs(d.\"{column}\"))"
                          if numeric else f"d.\"{column}\" is distinct from f.\"{column}\"")
             (count,) = con.execute(

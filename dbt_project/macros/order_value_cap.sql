@@ -5,13 +5,21 @@
     (int_customer_days.gross_purchase_value), the BTYD unit of frequency and monetary_value. A
     day's cancelled value is capped at the same size (at most the cap is taken back), so cancelling
     a capped order takes back no more than was counted. A NULL cap leaves values unchanged.
+
+    The values are DECIMAL(18, 4) and the cap a DOUBLE (an interpolated quantile): a capped value
+    is the cap as DECIMAL(24, 10), so the capped values stay exact decimals whose sums do not depend
+    on the summation order, and the cap is kept to 1e-10 (not rounded to the values' 4 places).
 #}
 {% macro capped_purchase_value(value, cap) -%}
-    case when {{ cap }} is not null and {{ value }} > {{ cap }} then {{ cap }} else {{ value }} end
+    case when {{ cap }} is not null and {{ value }} > {{ cap }} then {{ cap_as_decimal(cap) }} else {{ value }} end
 {%- endmacro %}
 
 {% macro capped_cancelled_value(value, cap) -%}
-    case when {{ cap }} is not null and {{ value }} < -{{ cap }} then -{{ cap }} else {{ value }} end
+    case when {{ cap }} is not null and {{ value }} < -{{ cap }} then -{{ cap_as_decimal(cap) }} else {{ value }} end
+{%- endmacro %}
+
+{% macro cap_as_decimal(cap) -%}
+    cast({{ cap }} as decimal(24, 10))
 {%- endmacro %}
 
 {#

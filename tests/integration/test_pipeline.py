@@ -132,10 +132,11 @@ def test_customer_features_record_the_order_value_caps(pipeline):
     _, instance, _ = pipeline
     features = _metadata(instance, ["marts", "customer_features"])
     assert features["order_value_cap_quantile"] == pytest.approx(0.999)
-    # The cap is the 99.9th percentile of the purchase days strictly before the scoring cutoff.
+    # The cap is the 99.9th percentile of the purchase days strictly before the scoring cutoff (as DOUBLE,
+    # like the model: quantile_cont of a DECIMAL(18, 4) would round it to 4 places).
     (expected_cap, above) = _query(
         """with orders as (
-               select gross_purchase_value as value from intermediate.int_customer_days
+               select cast(gross_purchase_value as double) as value from intermediate.int_customer_days
                where is_purchase_day and activity_date < (select max(cutoff_date) from marts.customer_features))
            select quantile_cont(value, 0.999), count(*) filter (where value > (select quantile_cont(value, 0.999) from orders))
            from orders"""

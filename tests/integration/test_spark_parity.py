@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import math
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -45,6 +46,14 @@ MARTS = {
     "intermediate.int_customer_days": ["customer_id", "activity_date"],
 }
 DATE_COLUMNS = {"cutoff_date", "first_purchase_date", "last_purchase_date", "activity_date"}
+# Money is summed exactly on both engines (DECIMAL), then turned into DOUBLE by the same operations:
+# these columns must be equal, not close. DuckDB's fetchdf gives a DECIMAL as the nearest float64,
+# Spark's toPandas a decimal.Decimal; as floats both are the double nearest the same exact value.
+MONEY_COLUMNS = {
+    "gross_purchase_value", "cancelled_value", "net_value",
+    "monetary_value", "spend_30d", "spend_90d", "spend_365d", "spend_trend_90d_365d",
+    "basket_value_mean", "return_rate", "spend_share_90d", "future_revenue",
+}
 # Capping on, at a quantile that interpolates between orders (percentile_cont on both engines).
 PARITY_VARS = DBT_VARS.replace("order_value_cap_quantile: null", "order_value_cap_quantile: 0.9")
 
@@ -139,12 +148,15 @@ def normalized(frame: pd.DataFrame, keys: list[str]) -> list[dict]:
     return sorted(records, key=lambda r: tuple(r[k] for k in keys))
 
 
-def assert_same_value(column: str, expected, actual) -> None:
-    if isinstance(expected, float) or isinstance(actual, float):
+def assert_same_value(column: str, expected, actual, exact: bool = False) -> None:
+    if isinstance(expected, (float, Decimal)) or isinstance(actual, (float, Decimal)):
         assert expected is not None and actual is not None, column
-        assert math.isclose(float(expected), float(actual), rel_tol=1e-9, abs_tol=1e-12), (
-            f"{column}: {expected} != {actual}"
-        )
+        if exact:
+            assert float(expected) == float(actual), f"{column}: {expected!r} != {actual!r}"
+        else:
+            assert math.isclose(float(expected), float(actual), rel_tol=1e-9, abs_tol=1e-12), (
+                f"{column}: {expected} != {actual}"
+            )
     elif isinstance(expected, dt.date):
         assert isinstance(actual, dt.date) and actual == expected, f"{column}: {expected!r} != {actual!r}"
     else:
@@ -222,7 +234,9 @@ def test_spark_marts_equal_duckdb_marts(marts, mart, build):
     assert [tuple(r[k] for k in keys) for r in actual_rows] == [tuple(r[k] for k in keys) for r in expected_rows]
     for expected, actual in zip(expected_rows, actual_rows):
         for column, value in expected.items():
-            assert_same_value(f"{mart}.{column} at {[expected[k] for k in keys]}", value, actual[column])
+            assert_same_value(
+                f"{mart}.{column} at {[expected[k] for k in keys]}", value, actual[column], exact=column in MONEY_COLUMNS
+            )
 
 
 def test_the_incremental_run_saw_the_new_day_and_the_cap_applied(marts):
@@ -231,6 +245,12 @@ def test_the_incremental_run_saw_the_new_day_and_the_cap_applied(marts):
     assert sorted(new_day.customer_id) == [A, B]
     caps = marts["full"]["duckdb"]["intermediate.int_order_value_caps"]
     assert caps.cap_value.notna().all() and caps.orders_capped.sum() > 0
+
+
+def test_money_is_an_exact_decimal_on_spark_too(marts):
+    days = marts["full"]["spark"]["intermediate.int_customer_days"]
+    for column in ("gross_purchase_value", "cancelled_value", "net_value"):
+        assert all(isinstance(value, Decimal) and value.as_tuple().exponent == -4 for value in days[column]), column
 
 
 def test_spark_ran_every_data_test_but_the_repeats(marts):

@@ -59,9 +59,10 @@ final as (
         cast(orders as bigint) as orders,
         cast(cancellations as bigint) as cancellations,
         cast(purchase_lines as bigint) as purchase_lines,
-        cast(gross_purchase_value as double) as gross_purchase_value,
-        cast(cancelled_value as double) as cancelled_value,
-        cast(net_value as double) as net_value,
+        -- Sums of the exact line amounts: the same in any summation order, on either engine.
+        cast(gross_purchase_value as decimal(18, 4)) as gross_purchase_value,
+        cast(cancelled_value as decimal(18, 4)) as cancelled_value,
+        cast(net_value as decimal(18, 4)) as net_value,
         cast(items as bigint) as items,
         orders > 0 as is_purchase_day,
         country

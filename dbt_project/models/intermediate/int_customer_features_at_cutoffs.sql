@@ -94,7 +94,7 @@ history as (
         days.customer_id,
         days.activity_date,
         days.is_purchase_day,
-        {{ dbt.datediff('days.previous_purchase_date', 'days.activity_date', 'day') }} as days_since_previous_purchase,
+        cast({{ dbt.datediff('days.previous_purchase_date', 'days.activity_date', 'day') }} as bigint) as days_since_previous_purchase,
         days.orders,
         days.purchase_lines,
         days.items,
@@ -107,6 +107,11 @@ history as (
 
 ),
 
+{% set gap = 'days_since_previous_purchase' -%}
+-- Every sum is exact, so the features do not depend on the order the engine sums in: money is
+-- summed as DECIMAL and turned into DOUBLE once summed (all later arithmetic is DOUBLE on both
+-- engines, whose DECIMAL division rules differ); the gaps' standard deviation comes from integer
+-- sums, n * sum(x^2) - sum(x)^2 exactly, where stddev_samp would accumulate floating point.
 history_summary as (
 
     select
@@ -117,17 +122,23 @@ history_summary as (
         max(case when is_purchase_day then activity_date end) as last_purchase_date,
         -- coalesce: the engines' max_by differ on a NULL value; '' keeps them equal.
         nullif(max_by(coalesce(country, ''), case when is_purchase_day then activity_date end), '') as last_purchase_country,
-        sum(case when is_purchase_day then gross_purchase_value else 0 end) as purchase_value,
-        sum(case when days_since_previous_purchase is not null then gross_purchase_value else 0 end) as repeat_purchase_value,
-        stddev_samp(days_since_previous_purchase) as purchase_gap_stddev_days,
-        sum(cancelled_value) as cancelled_value,
+        cast(sum(case when is_purchase_day then gross_purchase_value else 0 end) as double) as purchase_value,
+        cast(sum(case when {{ gap }} is not null then gross_purchase_value else 0 end) as double) as repeat_purchase_value,
+        case
+            when count({{ gap }}) > 1
+                then sqrt(
+                    cast(count({{ gap }}) * sum({{ gap }} * {{ gap }}) - sum({{ gap }}) * sum({{ gap }}) as double)
+                    / (count({{ gap }}) * (count({{ gap }}) - 1))
+                )
+        end as purchase_gap_stddev_days,
+        cast(sum(cancelled_value) as double) as cancelled_value,
         sum(orders) as orders,
         sum(purchase_lines) as purchase_lines,
         sum(items) as items,
-        sum(case when activity_date >= window_{{ recent_days }}d_start_date then gross_purchase_value else 0 end) as purchase_value_{{ recent_days }}d,
+        cast(sum(case when activity_date >= window_{{ recent_days }}d_start_date then gross_purchase_value else 0 end) as double) as purchase_value_{{ recent_days }}d,
         {%- for days in windows_days %}
         sum(case when activity_date >= window_{{ days }}d_start_date then orders else 0 end) as orders_{{ days }}d,
-        sum(case when activity_date >= window_{{ days }}d_start_date then net_value else 0 end) as spend_{{ days }}d,
+        cast(sum(case when activity_date >= window_{{ days }}d_start_date then net_value else 0 end) as double) as spend_{{ days }}d,
         sum(case when activity_date >= window_{{ days }}d_start_date then items else 0 end) as items_{{ days }}d{{ ',' if not loop.last }}
         {%- endfor %}
 
@@ -253,7 +264,7 @@ window_sessions as (
         customer_id,
         cutoff_date,
         session_id,
-        {{ dbt.datediff('min(first_event_at)', 'max(last_event_at)', 'second') }} as duration_seconds
+        cast({{ dbt.datediff('min(first_event_at)', 'max(last_event_at)', 'second') }} as bigint) as duration_seconds
 
     from window_session_days
     group by
@@ -269,7 +280,8 @@ session_summary as (
         customer_id,
         cutoff_date,
         count(*) as sessions,
-        avg(cast(duration_seconds as double)) as session_seconds_mean
+        -- The mean from the exact integer sum: avg() of DOUBLEs depends on the summation order.
+        cast(sum(duration_seconds) as double) / count(duration_seconds) as session_seconds_mean
 
     from window_sessions
     group by

@@ -15,12 +15,14 @@ customer_days as (
 ),
 
 -- Orders (purchase days) up to each cutoff's label window end, tagged before / inside the window.
+-- Order values as DOUBLE: here they are only ranked and compared, never summed, and DuckDB's
+-- percentile_cont of a DECIMAL would round the cap to its 4 places (Spark's would not).
 orders as (
 
     select
         cutoffs.cutoff_date,
         customer_days.activity_date < cutoffs.cutoff_date as is_before_cutoff,
-        customer_days.gross_purchase_value as order_value
+        cast(customer_days.gross_purchase_value as double) as order_value
 
     from cutoffs
     inner join customer_days

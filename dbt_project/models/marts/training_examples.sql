@@ -70,7 +70,8 @@ future_activity as (
     select
         customer_id,
         cutoff_date,
-        sum(net_value) as future_net_value,
+        -- The exact DECIMAL sum (the same in any summation order), as DOUBLE once summed.
+        cast(sum(net_value) as double) as future_net_value,
         count(case when is_purchase_day then activity_date end) as future_purchase_days
 
     from label_days

@@ -58,7 +58,9 @@ flagged as (
         ---------- numerics
         quantity,
         unit_price,
-        cast(quantity as double) * unit_price as line_amount,
+        -- Exact money: DECIMAL sums give the same result in any order (parallel aggregates, DuckDB or
+        -- Spark), DOUBLE sums do not. 4 decimal places hold any UCI line (prices have at most 3).
+        cast(round(cast(quantity as double) * unit_price, 4) as decimal(18, 4)) as line_amount,
 
         ---------- timestamps
         invoiced_at,
