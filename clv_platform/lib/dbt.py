@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,37 @@ def ensure_manifest(project: DbtProject) -> Path:
     if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime(project.project_dir):
         project.preparer.prepare(project)
     return manifest
+
+
+def incremental_definition_fingerprint(manifest: Mapping[str, Any]) -> str:
+    """A hash of everything that shapes the rows of the project's incremental models.
+
+    The SQL checksums of the incremental models and of every model upstream of them, and the text of
+    every macro they call (dbt's own included, so a dbt upgrade counts). Days an incremental run keeps
+    were built by the definitions of their day: when this hash changes, those rows are stale (or no
+    longer fit the table's columns) and only a full refresh makes the tables right again.
+    """
+    nodes, macros = manifest["nodes"], manifest["macros"]
+    todo = [uid for uid, node in nodes.items()
+            if node["resource_type"] == "model" and node["config"].get("materialized") == "incremental"]
+    models: set[str] = set()
+    called: set[str] = set()
+    while todo:
+        uid = todo.pop()
+        if uid in models or uid in called:
+            continue
+        if uid in nodes:
+            models.add(uid)
+            todo += nodes[uid]["depends_on"].get("nodes", []) + nodes[uid]["depends_on"].get("macros", [])
+        elif uid in macros:
+            called.add(uid)
+            todo += macros[uid]["depends_on"].get("macros", [])
+    digest = hashlib.sha256()
+    for uid in sorted(models):
+        digest.update(f"{uid}:{nodes[uid]['checksum']['checksum']}\n".encode())
+    for uid in sorted(called):
+        digest.update(f"{uid}:{macros[uid]['macro_sql']}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 class ClvDbtTranslator(DagsterDbtTranslator):

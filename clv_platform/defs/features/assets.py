@@ -11,7 +11,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from clv_platform.ingest.profile import table_exists
-from clv_platform.lib.dbt import ClvDbtTranslator, build_dbt_project, ensure_manifest
+from clv_platform.lib.dbt import ClvDbtTranslator, build_dbt_project, ensure_manifest, incremental_definition_fingerprint
 from clv_platform.lib.warehouse import markdown_table
 
 dbt_project = build_dbt_project()
@@ -155,12 +155,15 @@ def needs_full_refresh(context: dg.AssetExecutionContext, warehouse: DuckDBResou
 
     An incremental run rebuilds only the days from the boundaries recorded at the last build; that
     is correct only while the raw rows before them are the ones that build saw. A reload that
-    rewrote history (another dataset, corrected old lines or events) changes their fingerprint.
+    rewrote history (another dataset, corrected old lines or events) changes their fingerprint; a
+    new version of the models (or of what they read and call) changes the definitions' fingerprint.
     """
     event = context.instance.get_latest_materialization_event(CUSTOMER_DAYS)
     metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
     if any(source.metadata_key not in metadata for source in _INCREMENTAL_SOURCES):
         return "no earlier build recorded its incremental boundaries"
+    if "definition_fingerprint" not in metadata or metadata["definition_fingerprint"].value != _definition_fingerprint():
+        return "the definitions of the daily aggregates or of their inputs changed since the last build"
     boundaries = {source.metadata_key: metadata[source.metadata_key].value for source in _INCREMENTAL_SOURCES}
     with warehouse.get_connection() as con:
         for table in ("intermediate.int_customer_days", *(source.model for source in _INCREMENTAL_SOURCES)):
@@ -176,6 +179,10 @@ def needs_full_refresh(context: dg.AssetExecutionContext, warehouse: DuckDBResou
     if changed:
         return f"raw rows changed since the last build: {', '.join(changed)}"
     return None
+
+
+def _definition_fingerprint() -> str:
+    return incremental_definition_fingerprint(json.loads(dbt_project.manifest_path.read_text()))
 
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=ClvDbtTranslator())
@@ -199,7 +206,8 @@ def clv_dbt_models(
         key = context.asset_key_for_output(event.output_name) if isinstance(event, dg.Output) else None
         extra = {}
         if key == CUSTOMER_DAYS:
-            extra = {"full_refresh": bool(reason), "full_refresh_reason": reason or ""}
+            extra = {"full_refresh": bool(reason), "full_refresh_reason": reason or "",
+                     "definition_fingerprint": _definition_fingerprint()}
             if on_duckdb:
                 with warehouse.get_connection() as con:
                     extra |= incremental_state(con, config.incremental_lookback_days)
