@@ -30,14 +30,18 @@ customer_lines as (
 
 ),
 
-customer_days as (
+-- One row per invoice first: a day's orders and cancellations are then plain sums of flags. Two
+-- count(distinct invoice_no) in one group by would make DuckDB deduplicate every line twice and
+-- join the results (three times the work at 10M lines).
+customer_invoices as (
 
     select
         customer_id,
-        invoice_date as activity_date,
-        count(distinct case when is_purchase then invoice_no end) as orders,
-        count(distinct case when is_cancellation then invoice_no end) as cancellations,
-        count(case when is_purchase then invoice_no end) as purchase_lines,
+        invoice_date,
+        invoice_no,
+        max(case when is_purchase then 1 else 0 end) as is_order,
+        max(case when is_cancellation then 1 else 0 end) as is_cancellation,
+        count(case when is_purchase then 1 end) as purchase_lines,
         sum(case when is_purchase then line_amount else 0 end) as gross_purchase_value,
         sum(case when is_cancellation then line_amount else 0 end) as cancelled_value,
         sum(line_amount) as net_value,
@@ -45,6 +49,28 @@ customer_days as (
         max(country) as country
 
     from customer_lines
+    group by
+        customer_id,
+        invoice_date,
+        invoice_no
+
+),
+
+customer_days as (
+
+    select
+        customer_id,
+        invoice_date as activity_date,
+        sum(is_order) as orders,
+        sum(is_cancellation) as cancellations,
+        sum(purchase_lines) as purchase_lines,
+        sum(gross_purchase_value) as gross_purchase_value,
+        sum(cancelled_value) as cancelled_value,
+        sum(net_value) as net_value,
+        sum(items) as items,
+        max(country) as country
+
+    from customer_invoices
     group by
         customer_id,
         invoice_date
