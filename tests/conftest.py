@@ -42,6 +42,7 @@ SLOWEST_FIRST = [  # seconds per module on a 2-worker CI run, 2026-12-07
     "integration/test_landing_zone.py",  # 85
     "integration/test_ingestion_files.py",  # 70
     "integration/test_dagster_dev.py",  # 40
+    "integration/test_feature_determinism.py",  # 40
     "test_defs.py",  # 40
     "integration/test_rfm_summary.py",  # 40
     "integration/test_point_in_time.py",  # 40
