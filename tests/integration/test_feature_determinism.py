@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from test_point_in_time import RAW_DDL
+from test_point_in_time import write_raw_frames
 
 pytestmark = pytest.mark.integration
 
@@ -59,14 +59,7 @@ def write_generated_raw(path: Path) -> int:
         "behavioral_events": data.behavioral_events,
         "customers": data.customers,
     }
-    with duckdb.connect(str(path)) as con:
-        con.execute("create schema raw")
-        for table, frame in frames.items():
-            columns = ", ".join(c.split()[0] for c in RAW_DDL[table].split(", "))
-            con.execute(f"create table raw.{table} ({RAW_DDL[table]})")
-            con.register("frame", frame)
-            con.execute(f"insert into raw.{table} select {columns} from frame")
-            con.unregister("frame")
+    write_raw_frames(path, frames)
     return len(frames["transactions"])
 
 

@@ -153,6 +153,22 @@ def write_raw(path: Path, transactions, events, customers) -> None:
             )
 
 
+def write_raw_frames(path: Path, frames: dict[str, pd.DataFrame]) -> None:
+    """Every raw table of ``RAW_DDL`` in a new DuckDB file, filled from the data frames given (empty otherwise).
+
+    The frames hold at least the table's columns; a frame insert, for inputs too large for ``write_raw``.
+    """
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema raw")
+        for table, ddl in RAW_DDL.items():
+            con.execute(f"create table raw.{table} ({ddl})")
+            if table in frames:
+                columns = ", ".join(c.split()[0] for c in ddl.split(", "))
+                con.register("frame", frames[table])
+                con.execute(f"insert into raw.{table} select {columns} from frame")
+                con.unregister("frame")
+
+
 class Warehouse:
     """One DuckDB file and one dbt target dir, rebuilt per scenario."""
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_point_in_time import RAW_DDL
+from test_point_in_time import write_raw_frames
 
 pytestmark = pytest.mark.integration
 
@@ -44,14 +44,7 @@ def warehouse(tmp_path_factory):
         pytest.skip(f"the UCI Online Retail log is not at {ONLINE_RETAIL.resolve()} (shared/data beside the checkout)")
     root = tmp_path_factory.mktemp("clv_rfm")
     path = root / "warehouse.duckdb"
-    transactions = load_online_retail(ONLINE_RETAIL)
-    with duckdb.connect(str(path)) as con:
-        con.execute("create schema raw")
-        for table in RAW_DDL:
-            con.execute(f"create table raw.{table} ({RAW_DDL[table]})")
-        columns = ", ".join(c.split()[0] for c in RAW_DDL["transactions"].split(", "))
-        con.register("uci", transactions)
-        con.execute(f"insert into raw.transactions select {columns} from uci")
+    write_raw_frames(path, {"transactions": load_online_retail(ONLINE_RETAIL)})
 
     from dbt.cli.main import dbtRunner
 

@@ -150,19 +150,20 @@ def incremental_state(con, lookback_days: int) -> dict:
     return {**boundaries, "history_fingerprint": history_fingerprint(con, boundaries)}
 
 
-def needs_full_refresh(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> str | None:
+def needs_full_refresh(context: dg.AssetExecutionContext, warehouse: DuckDBResource, definitions: str) -> str | None:
     """Why the daily aggregates must be rebuilt from scratch, or None when an incremental run is right.
 
     An incremental run rebuilds only the days from the boundaries recorded at the last build; that
     is correct only while the raw rows before them are the ones that build saw. A reload that
     rewrote history (another dataset, corrected old lines or events) changes their fingerprint; a
-    new version of the models (or of what they read and call) changes the definitions' fingerprint.
+    new version of the models (or of what they read and call) changes the definitions' fingerprint
+    (``definitions``: this build's, from :func:`definition_fingerprint`).
     """
     event = context.instance.get_latest_materialization_event(CUSTOMER_DAYS)
     metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
     if any(source.metadata_key not in metadata for source in _INCREMENTAL_SOURCES):
         return "no earlier build recorded its incremental boundaries"
-    if "definition_fingerprint" not in metadata or metadata["definition_fingerprint"].value != _definition_fingerprint():
+    if "definition_fingerprint" not in metadata or metadata["definition_fingerprint"].value != definitions:
         return "the definitions of the daily aggregates or of their inputs changed since the last build"
     boundaries = {source.metadata_key: metadata[source.metadata_key].value for source in _INCREMENTAL_SOURCES}
     with warehouse.get_connection() as con:
@@ -181,7 +182,8 @@ def needs_full_refresh(context: dg.AssetExecutionContext, warehouse: DuckDBResou
     return None
 
 
-def _definition_fingerprint() -> str:
+def definition_fingerprint() -> str:
+    """The fingerprint of the incremental models' definitions in this code's dbt manifest."""
     return incremental_definition_fingerprint(json.loads(dbt_project.manifest_path.read_text()))
 
 
@@ -190,7 +192,9 @@ def clv_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource, config: FeatureConfig
 ) -> Iterator:
     on_duckdb = dbt.target in (None, "duckdb")
-    reason = "asked for in the run config" if config.full_refresh else (needs_full_refresh(context, warehouse) if on_duckdb else None)
+    definitions = definition_fingerprint()  # read once: the manifest is several MB of JSON
+    reason = ("asked for in the run config" if config.full_refresh
+              else (needs_full_refresh(context, warehouse, definitions) if on_duckdb else None))
     context.log.info(f"full refresh of the daily aggregates: {reason}" if reason else "incremental run of the daily aggregates")
     args = ["build", "--vars", json.dumps(config.dbt_vars()), *(["--full-refresh"] if reason else [])]
 
@@ -207,7 +211,7 @@ def clv_dbt_models(
         extra = {}
         if key == CUSTOMER_DAYS:
             extra = {"full_refresh": bool(reason), "full_refresh_reason": reason or "",
-                     "definition_fingerprint": _definition_fingerprint()}
+                     "definition_fingerprint": definitions}
             if on_duckdb:
                 with warehouse.get_connection() as con:
                     extra |= incremental_state(con, config.incremental_lookback_days)
