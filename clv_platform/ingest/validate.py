@@ -388,9 +388,10 @@ def _parse(raw: pd.DataFrame, text: pd.DataFrame, mapping: dict[str, str], contr
         if "invoice_no" in text:
             out["invoice_no"] = text["invoice_no"]
         else:
-            # No invoice column: one order per customer and timestamp; returns get the UCI 'C' prefix.
+            # No invoice column: one order per customer and timestamp; returns get the UCI 'C' prefix. The '#'
+            # keeps a customer id that starts with C (c1, CUST-7) from reading as a cancellation.
             stamp = out[ts].dt.strftime("%Y%m%dT%H%M%S").fillna("NaT")
-            prefix = np.where(out["quantity"] < 0, "C", "")
+            prefix = np.where(out["quantity"] < 0, "C#", "#")
             out["invoice_no"] = pd.Series(prefix, index=out.index) + out["customer_id"].fillna("?") + "@" + stamp
         key = [c for c in mapping if c in text.columns]
         duplicated = text[key].assign(_bad=raw.get(BAD_LINE)).duplicated(keep="first")

@@ -267,8 +267,15 @@ CASES = [
     case("amount_log_return_and_bad_amounts",
          {"s.csv": "cust,day,total\nA1,2011-01-05,10.50\nA1,2011-01-06,-4.00\nA2,2011-01-07,abc\nA3,2011-01-07,\n"},
          Loads(accepted=[2, 3], quarantined={4: ("amount_numeric", "total", "abc"), 5: ("amount_numeric", "total", None)},
-               values={2: {"quantity": 1, "unit_price": 10.5, "invoice_no": "A1@20110105T000000"},
-                       3: {"quantity": -1, "unit_price": 4.0, "invoice_no": "CA1@20110106T000000"}}),
+               values={2: {"quantity": 1, "unit_price": 10.5, "invoice_no": "#A1@20110105T000000"},
+                       3: {"quantity": -1, "unit_price": 4.0, "invoice_no": "C#A1@20110106T000000"}}),
+         columns={"customer_id": "cust", "invoice_date": "day", "amount": "total"}),
+    # The made-up invoice number of a purchase must not start with C, the cancellation mark, whatever the customer id.
+    case("amount_log_customer_ids_starting_with_c",
+         {"s.csv": "cust,day,total\nc1,2011-01-05,10.50\nCUST-7,2011-01-06,-4.00\n"},
+         Loads(accepted=[2, 3],
+               values={2: {"quantity": 1, "invoice_no": "#c1@20110105T000000"},
+                       3: {"quantity": -1, "invoice_no": "C#CUST-7@20110106T000000"}}),
          columns={"customer_id": "cust", "invoice_date": "day", "amount": "total"}),
     # --- behavioural events ----------------------------------------------------------------------------------------
     case("events_unknown_type_and_duplicate_ids",
