@@ -252,13 +252,24 @@ EVENTS = Contract("behavioral_events", EVENT_FIELDS, "event_timestamp",
                   lambda mapping: ["customer_id", "event_timestamp", "event_type"], EVENT_RULES)
 
 
+def _require_mapped(name: str, mapping: dict[str, str], contract: Contract) -> None:
+    """Refuse a mapping that names no source column for a field the contract requires."""
+    missing = [c for c in contract.required(mapping) if c not in mapping]
+    if missing:
+        raise SourceError(name, "required_column", f"the column mapping names no source column for {', '.join(missing)}")
+
+
+def timestamp_column(spec: SourceSpec, contract: Contract) -> str:
+    """The source column holding the contract's timestamp; the one-line error of a load when the mapping lacks a field."""
+    mapping = spec.mapping(contract.fields)
+    where = spec.path or (f"s3://{spec.bucket}/{spec.prefix}" if spec.bucket else spec.table) or f"{spec.kind} source"
+    _require_mapped(where, mapping, contract)
+    return mapping[contract.timestamp]
+
+
 def _check_columns(source: SourceFrame, mapping: dict[str, str], contract: Contract, redact: bool) -> None:
     present = [c for c in source.frame.columns if c != BAD_LINE]
-    required = contract.required(mapping)
-    missing_required = [c for c in required if c not in mapping]
-    if missing_required:
-        raise SourceError(source.name, "required_column",
-                          f"the column mapping names no source column for {', '.join(missing_required)}")
+    _require_mapped(source.name, mapping, contract)
     for canonical, column in mapping.items():
         if column not in present:
             hint = ""
@@ -287,7 +298,7 @@ def check_columns(source: SourceFrame, spec: SourceSpec, contract: Contract, red
 
 def event_timestamps(source: SourceFrame, spec: SourceSpec, contract: Contract) -> pd.Series:
     """The timestamps of one source's records, parsed as a load parses them; unparseable ones dropped."""
-    column = spec.mapping(contract.fields)[contract.timestamp]
+    column = timestamp_column(spec, contract)
     if column not in source.frame.columns:
         return pd.Series(dtype="datetime64[ns]")
     values = source.frame[column]

@@ -107,7 +107,7 @@ def replace_window(con, writes: list[tuple[str, pd.DataFrame, str]], sources: li
 def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=None) -> tuple[date, date]:
     """First and last event day in the transaction source: the partitions a full load must cover."""
     from clv_platform.ingest.readers import iter_source
-    from clv_platform.ingest.validate import TRANSACTIONS, check_columns, event_day_range, event_timestamps
+    from clv_platform.ingest.validate import TRANSACTIONS, check_columns, event_day_range, event_timestamps, timestamp_column
 
     source = spec.transactions
     if source.kind == "generator":
@@ -115,7 +115,7 @@ def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=Non
 
         stamps = generated(generator_options or spec.generator).transactions["InvoiceDate"]
     else:
-        column = source.mapping(TRANSACTIONS.fields)[TRANSACTIONS.timestamp]
+        column = timestamp_column(source, TRANSACTIONS)
         parts = []
         for frame in iter_source(source, column, s3_client=s3_client):
             check_columns(frame, source, TRANSACTIONS, bool(spec.pii.columns))  # the one-line error a run would give

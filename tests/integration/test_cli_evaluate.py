@@ -62,3 +62,12 @@ def test_a_bad_mapping_is_refused_in_one_line(tmp_path):
     (tmp_path / "sales.csv").write_text("cust,day,total\n1,2025-01-01,5\n")
     done = _evaluate(tmp_path, "--file", "sales.csv", "--mapping", "customer_id", "--cutoff", "2025-09-01")
     assert done.returncode == 2 and "--mapping must be canonical=column pairs" in done.stderr
+
+
+def test_a_mapping_without_a_required_field_is_refused_in_one_line(tmp_path):
+    (tmp_path / "sales.csv").write_text("cust,day,total\n1,2025-01-01,5\n")
+    done = _evaluate(tmp_path, "--file", "sales.csv", "--mapping", "customer_id=cust", "--cutoff", "2025-09-01")
+    assert done.returncode == 2, done.stderr[-2000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "sales.csv" in line and "the column mapping names no source column for" in line
+    assert "invoice_date" in line and "(rule: required_column)" in line

@@ -73,7 +73,9 @@ def _frames(source: SourceSpec, contract, generated_table: pd.DataFrame | None, 
         import numpy as np
 
         return [SourceFrame("generator", generated_table, np.arange(1, len(generated_table) + 1))]
-    ts_column = source.mapping(contract.fields)[contract.timestamp]
+    from clv_platform.ingest.validate import timestamp_column
+
+    ts_column = timestamp_column(source, contract)
     client = s3.get_client() if source.kind == "s3" else None
     return list(iter_source(source, ts_column, start, end, s3_client=client))
 
