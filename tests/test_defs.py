@@ -23,7 +23,6 @@ EXPECTED_ASSETS = {
     ("staging", "stg_shop__behavioral_events"): "features",
     ("staging", "stg_shop__customers"): "features",
     ("intermediate", "int_customer_days"): "features",
-    ("intermediate", "int_customer_product_days"): "features",
     ("intermediate", "int_order_value_caps"): "features",
     ("marts", "customer_features"): "features",
     ("marts", "training_examples"): "features",

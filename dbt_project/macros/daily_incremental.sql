@@ -1,6 +1,6 @@
 {#
     The daily incremental models (int_transaction_lines, int_customer_days,
-    int_customer_product_days, int_customer_session_days) are incremental by day: a run rebuilds
+    int_customer_session_days) are incremental by day: a run rebuilds
     only the days from var('incremental_lookback_days') before the latest day already built
     onwards, and replaces those days whole. A --full-refresh rebuilds everything (needed when rows
     older than the lookback change). `date_column` names the model's day column.
@@ -37,16 +37,37 @@
     `invoiced_at >= date` through the view's CTEs but not `cast(invoiced_at as date) >= date`: pass
     the timestamp itself where there is one (the two keep the same rows). An empty table rebuilds
     every day.
+
+    `needed_from`, when given, is a query returning the first day the model must hold (one row, one
+    DATE column; NULL when there is nothing to build): older rows are left out of a full build, and
+    an incremental run also builds the days from it up to the first day the table holds when it
+    starts earlier than before (more or earlier cutoffs), so the table never lacks a day it is read
+    for. It is a scalar subquery on a full build: with no DISTINCT above the source, DuckDB filters
+    before aggregating all the same.
 #}
-{% macro daily_incremental_filter(source_date_expression, built_date_column='activity_date') -%}
+{% macro daily_incremental_filter(source_date_expression, built_date_column='activity_date', needed_from=none) -%}
     {%- if is_incremental() and execute -%}
-        {%- set first_day_query -%}
-            select cast(cast({{ dbt.dateadd('day', -non_negative_int_var('incremental_lookback_days'), 'max(' ~ built_date_column ~ ')') }} as date) as {{ dbt.type_string() }})
+        {%- set bounds_query -%}
+            select
+                cast(cast({{ dbt.dateadd('day', -non_negative_int_var('incremental_lookback_days'), 'max(' ~ built_date_column ~ ')') }} as date) as {{ dbt.type_string() }}),
+                cast(min({{ built_date_column }}) as {{ dbt.type_string() }}),
+                {% if needed_from is none -%} cast(null as {{ dbt.type_string() }}) {%- else -%} cast(({{ needed_from }}) as {{ dbt.type_string() }}) {%- endif %}
             from {{ this }}
         {%- endset -%}
-        {%- set first_day = run_query(first_day_query).columns[0].values()[0] -%}
-        {%- if first_day is not none %}
+        {%- set bounds = run_query(bounds_query).rows[0] -%}
+        {%- set first_day, first_built_day, first_needed_day = bounds[0], bounds[1], bounds[2] -%}
+        {%- if first_day is none -%}
+            {%- if needed_from is not none %}
+    where {{ source_date_expression }} >= ({{ needed_from }})
+            {%- endif -%}
+        {%- elif first_needed_day is not none and first_needed_day < first_built_day %}
+    where {{ source_date_expression }} >= cast('{{ first_day }}' as date)
+        or ({{ source_date_expression }} >= cast('{{ first_needed_day }}' as date)
+            and {{ source_date_expression }} < cast('{{ first_built_day }}' as date))
+        {%- else %}
     where {{ source_date_expression }} >= cast('{{ first_day }}' as date)
         {%- endif -%}
+    {%- elif needed_from is not none %}
+    where {{ source_date_expression }} >= ({{ needed_from }})
     {%- endif -%}
 {%- endmacro %}

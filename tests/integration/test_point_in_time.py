@@ -203,6 +203,7 @@ class Warehouse:
                     "intermediate.int_order_value_caps",
                     "staging.stg_shop__transactions",
                     "intermediate.int_customer_days",
+                    "intermediate.int_customer_session_days",
                     "marts.customer_features",
                     "marts.training_examples",
                 )
@@ -438,3 +439,35 @@ def test_incremental_run_rebuilds_only_the_recent_days(warehouse):
     refreshed = warehouse.materialize("run", transactions, base_events(), base_customers())
     days = refreshed["intermediate.int_customer_days"].set_index(["customer_id", "activity_date"]).gross_purchase_value
     assert days[(A, pd.Timestamp("2011-03-01"))] == 14.0
+
+
+def test_incremental_run_builds_the_session_days_earlier_cutoffs_read(warehouse):
+    """Session days start 90 days before the earliest cutoff; when cutoffs are added, a plain run fills the days before.
+
+    A scoring-only build keeps the events from SC - 90 days (2011-04-02) on: ev5, one second before,
+    has no row. A plain (incremental) run with the two training cutoffs then reads from TC2 - 90
+    days (2011-02-01): it builds 2011-02-01 .. 2011-04-01 as well, and every table equals a full build.
+    """
+    scoring_only = DBT_VARS.replace("training_cutoffs: 2", "training_cutoffs: 0")
+    first = warehouse.materialize("run", base_transactions(), base_events(), base_customers(), scoring_only)
+    assert first["intermediate.int_customer_session_days"].activity_date.min() == pd.Timestamp("2011-04-02")
+
+    incremental = warehouse.materialize(
+        "run", base_transactions(), base_events(), base_customers(), full_refresh=False
+    )
+    full = warehouse.materialize("run", base_transactions(), base_events(), base_customers())
+    session_days = incremental["intermediate.int_customer_session_days"]
+    assert pd.Timestamp("2011-04-01") in set(session_days.activity_date)  # ev5's day, filled in
+    keys = {
+        "intermediate.int_customer_session_days": ["customer_id", "session_id", "activity_date"],
+        "marts.customer_features": ["customer_id", "cutoff_date"],
+        "marts.training_examples": ["customer_id", "cutoff_date"],
+    }
+    for table, key in keys.items():
+        pd.testing.assert_frame_equal(
+            incremental[table].sort_values(key).reset_index(drop=True),
+            full[table].sort_values(key).reset_index(drop=True),
+            check_exact=True,
+            obj=table,
+        )
+    assert row(full["marts.training_examples"], A, TC2)["sessions_90d"] == 2  # s3 and s4 (ev4, ev5)

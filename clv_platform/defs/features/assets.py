@@ -61,7 +61,7 @@ class FeatureConfig(dg.Config):
         description="Order values (a customer's purchases of one day) above this quantile of the orders before each cutoff are capped, in features and labels; null disables capping.",
     )
     incremental_lookback_days: int = Field(
-        default=3, description="Days before the latest built day that an incremental run rebuilds (the daily models: int_transaction_lines, int_customer_days, int_customer_product_days, int_customer_session_days)."
+        default=3, description="Days before the latest built day that an incremental run rebuilds (the daily models: int_transaction_lines, int_customer_days, int_customer_session_days)."
     )
     full_refresh: bool = Field(
         default=False,

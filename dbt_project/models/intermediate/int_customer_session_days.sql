@@ -1,11 +1,17 @@
 {{ config(**daily_incremental_config()) }}
 
+{#- Only the days some cutoff's recent window reads: a scoring build reads 90 days of events, not
+    years of them (the costliest step of a full build at 50M events). -#}
+{%- set needed_from -%}
+    select cast({{ dbt.dateadd('day', -recent_window_days(), 'min(cutoff_date)') }} as date) from {{ ref('int_cutoffs') }}
+{%- endset %}
+
 with
 
 events as (
 
     select * from {{ ref('stg_shop__behavioral_events') }}
-    {{ daily_incremental_filter('occurred_at') }}
+    {{ daily_incremental_filter('occurred_at', needed_from=needed_from) }}
 
 ),
 
