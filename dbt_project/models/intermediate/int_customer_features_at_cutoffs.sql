@@ -30,20 +30,6 @@ transaction_lines as (
 
 ),
 
--- The same two tables once more, for their second readers: DuckDB materializes a CTE read twice
--- (a copy of its every row, 4M days and 9M lines at 10M lines) where it inlines a CTE read once.
-customer_days_for_carts as (
-
-    select * from {{ ref('int_customer_days') }}
-
-),
-
-transaction_lines_for_windows as (
-
-    select * from {{ ref('int_transaction_lines') }}
-
-),
-
 session_days as (
 
     select * from {{ ref('int_customer_session_days') }}
@@ -167,21 +153,20 @@ history_summary as (
 -- Read as lines: a customer rarely buys one product twice a day, so a daily customer x product
 -- aggregate would store nearly every line again (9.2M product days from 9.25M purchase lines at
 -- 10M lines) and only add a table to write.
-{%- for name, lines in [('product_lines', 'transaction_lines'), ('window_product_lines', 'transaction_lines_for_windows')] %}
-{{ name }} as (
+product_lines as (
 
     select
         customer_id,
         stock_code,
         invoice_date as activity_date
 
-    from {{ lines }}
+    from transaction_lines
     where
         is_purchase
         and stock_code is not null
 
 ),
-{% endfor %}
+
 -- The day each product was first bought: distinct_products at a cutoff counts the first days
 -- before it. Summed per customer day first, so each cutoff joins far fewer rows.
 product_first_days as (
@@ -230,20 +215,20 @@ product_totals as (
 product_window_days as (
 
     select
-        window_product_lines.customer_id,
+        product_lines.customer_id,
         cutoff_windows.cutoff_date,
-        window_product_lines.stock_code,
-        max(window_product_lines.activity_date) as last_purchase_date
+        product_lines.stock_code,
+        max(product_lines.activity_date) as last_purchase_date
 
     from cutoff_windows
-    inner join window_product_lines
+    inner join product_lines
         on
-            window_product_lines.activity_date >= cutoff_windows.window_{{ windows_days | max }}d_start_date
-            and window_product_lines.activity_date < cutoff_windows.cutoff_date
+            product_lines.activity_date >= cutoff_windows.window_{{ windows_days | max }}d_start_date
+            and product_lines.activity_date < cutoff_windows.cutoff_date
     group by
-        window_product_lines.customer_id,
+        product_lines.customer_id,
         cutoff_windows.cutoff_date,
-        window_product_lines.stock_code
+        product_lines.stock_code
 
 ),
 
@@ -365,7 +350,7 @@ cart_summary as (
         count(customer_days.activity_date) as purchased_cart_days
 
     from cart_days
-    left join customer_days_for_carts as customer_days
+    left join customer_days
         on
             customer_days.customer_id = cart_days.customer_id
             and customer_days.activity_date = cart_days.cart_date
