@@ -18,6 +18,9 @@ order_value_caps as (
 
 ),
 
+-- customer_days and transaction_lines are each read twice below. DuckDB materializes such a CTE, and
+-- a materialized CTE spills to disk: reading the table once per reader instead was 0.5 s faster at
+-- one cutoff but ran out of memory under the 3GB limit at 10M lines and 5 cutoffs.
 customer_days as (
 
     select * from {{ ref('int_customer_days') }}
