@@ -103,6 +103,15 @@ class SourceSpec(_Strict):
             raise ValueError("a 'postgres' source needs exactly one of 'table' or 'query'")
         return self
 
+    @property
+    def location(self) -> str:
+        """Where the rows come from, for messages: the path, s3://bucket/prefix, the table, or the kind."""
+        if self.kind == "files":
+            return self.path
+        if self.kind == "s3":
+            return f"s3://{self.bucket}/{self.prefix}"
+        return self.table or f"{self.kind} source"
+
     def mapping(self, fields: tuple[str, ...]) -> dict[str, str]:
         """canonical -> source column, the preset overlaid by ``columns``; identity when neither is given."""
         base = dict(PRESETS[self.preset]) if self.preset else {}

@@ -262,8 +262,7 @@ def _require_mapped(name: str, mapping: dict[str, str], contract: Contract) -> N
 def timestamp_column(spec: SourceSpec, contract: Contract) -> str:
     """The source column holding the contract's timestamp; the one-line error of a load when the mapping lacks a field."""
     mapping = spec.mapping(contract.fields)
-    where = spec.path or (f"s3://{spec.bucket}/{spec.prefix}" if spec.bucket else spec.table) or f"{spec.kind} source"
-    _require_mapped(where, mapping, contract)
+    _require_mapped(spec.location, mapping, contract)
     return mapping[contract.timestamp]
 
 

@@ -57,7 +57,7 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, raw_source: RawSour
     if source.kind not in ("files", "s3"):
         return dg.SkipReason(f"The transaction source is '{source.kind}': nothing lands there "
                              "(the sensor watches a 'files' or 's3' source).")
-    where = source.path if source.kind == "files" else f"s3://{source.bucket}/{source.prefix}"
+    where = source.location
     client = s3.get_client() if source.kind == "s3" else None
     try:
         listing = list_landed(source, client)
