@@ -46,6 +46,9 @@
     before aggregating all the same.
 #}
 {% macro daily_incremental_filter(source_date_expression, built_date_column='activity_date', needed_from=none) -%}
+    {#- first_day: the first day rebuilt (none on a full build or an empty table); first_built_day: the
+        first day the table holds; first_needed_day: the value of needed_from. -#}
+    {%- set first_day, first_built_day, first_needed_day = none, none, none -%}
     {%- if is_incremental() and execute -%}
         {%- set bounds_query -%}
             select
@@ -54,19 +57,14 @@
                 {% if needed_from is none -%} cast(null as {{ dbt.type_string() }}) {%- else -%} cast(({{ needed_from }}) as {{ dbt.type_string() }}) {%- endif %}
             from {{ this }}
         {%- endset -%}
-        {%- set bounds = run_query(bounds_query).rows[0] -%}
-        {%- set first_day, first_built_day, first_needed_day = bounds[0], bounds[1], bounds[2] -%}
-        {%- if first_day is none -%}
-            {%- if needed_from is not none %}
-    where {{ source_date_expression }} >= ({{ needed_from }})
-            {%- endif -%}
-        {%- elif first_needed_day is not none and first_needed_day < first_built_day %}
+        {%- set first_day, first_built_day, first_needed_day = run_query(bounds_query).rows[0] -%}
+    {%- endif -%}
+    {%- if first_day is not none and first_needed_day is not none and first_needed_day < first_built_day %}
     where {{ source_date_expression }} >= cast('{{ first_day }}' as date)
         or ({{ source_date_expression }} >= cast('{{ first_needed_day }}' as date)
             and {{ source_date_expression }} < cast('{{ first_built_day }}' as date))
-        {%- else %}
+    {%- elif first_day is not none %}
     where {{ source_date_expression }} >= cast('{{ first_day }}' as date)
-        {%- endif -%}
     {%- elif needed_from is not none %}
     where {{ source_date_expression }} >= ({{ needed_from }})
     {%- endif -%}
