@@ -140,28 +140,20 @@ RAW_DDL = {
 
 
 def write_raw(path: Path, transactions, events, customers) -> None:
-    with duckdb.connect(str(path)) as con:
-        con.execute("create schema if not exists raw")
-        tables = {"transactions": transactions, "behavioral_events": events, "customers": customers}
-        for table, rows in tables.items():
-            con.execute(f"create or replace table raw.{table} ({RAW_DDL[table]})")
-            columns = [c.split()[0] for c in RAW_DDL[table].split(", ")]
-            placeholders = ", ".join("?" for _ in columns)
-            con.executemany(
-                f"insert into raw.{table} values ({placeholders})",
-                [[row[c] for c in columns] for row in rows],
-            )
+    """The raw tables of ``path`` replaced by these rows (lists of dicts)."""
+    tables = {"transactions": transactions, "behavioral_events": events, "customers": customers}
+    write_raw_frames(path, {table: pd.DataFrame(rows) for table, rows in tables.items() if rows})
 
 
 def write_raw_frames(path: Path, frames: dict[str, pd.DataFrame]) -> None:
-    """Every raw table of ``RAW_DDL`` in a new DuckDB file, filled from the data frames given (empty otherwise).
+    """Every raw table of ``RAW_DDL`` in ``path`` (new or replaced), filled from the data frames given (empty otherwise).
 
-    The frames hold at least the table's columns; a frame insert, for inputs too large for ``write_raw``.
+    The frames hold at least the table's columns.
     """
     with duckdb.connect(str(path)) as con:
-        con.execute("create schema raw")
+        con.execute("create schema if not exists raw")
         for table, ddl in RAW_DDL.items():
-            con.execute(f"create table raw.{table} ({ddl})")
+            con.execute(f"create or replace table raw.{table} ({ddl})")
             if table in frames:
                 columns = ", ".join(c.split()[0] for c in ddl.split(", "))
                 con.register("frame", frames[table])
