@@ -19,8 +19,9 @@ order_value_caps as (
 ),
 
 -- customer_days and transaction_lines are each read twice below. DuckDB materializes such a CTE, and
--- a materialized CTE spills to disk: reading the table once per reader instead was 0.5 s faster at
--- one cutoff but ran out of memory under the 3GB limit at 10M lines and 5 cutoffs.
+-- a materialized CTE spills to disk: reading the table once per reader instead was 0.5-0.8 s faster at
+-- one cutoff but ran out of memory under the 3GB limit at 10M lines and 5 cutoffs (and so did reading
+-- the lines once, for customer_products only, with the product windows in a model of their own).
 customer_days as (
 
     select * from {{ ref('int_customer_days') }}
@@ -52,8 +53,9 @@ cutoff_windows as (
         cutoffs.cutoff_date,
         order_value_caps.cap_value,
         {%- for days in windows_days %}
-        cast({{ dbt.dateadd('day', -days, 'cutoffs.cutoff_date') }} as date) as window_{{ days }}d_start_date{{ ',' if not loop.last }}
+        cast({{ dbt.dateadd('day', -days, 'cutoffs.cutoff_date') }} as date) as window_{{ days }}d_start_date,
         {%- endfor %}
+        cutoffs.is_followed_by_data
 
     from cutoffs
     left join order_value_caps
@@ -170,51 +172,53 @@ product_lines as (
 
 ),
 
--- The day each product was first bought: distinct_products at a cutoff counts the first days
--- before it. Summed per customer day first, so each cutoff joins far fewer rows.
-product_first_days as (
+-- One row per product a customer ever bought, with the first and last day they bought it.
+customer_products as (
 
     select
         customer_id,
-        first_purchase_date as activity_date,
-        count(*) as new_products
+        stock_code,
+        min(activity_date) as first_purchase_date,
+        max(activity_date) as last_purchase_date
 
-    from (
-
-        select
-            customer_id,
-            stock_code,
-            min(activity_date) as first_purchase_date
-
-        from product_lines
-        group by
-            customer_id,
-            stock_code
-
-    ) as product_first_purchases
+    from product_lines
     group by
         customer_id,
-        first_purchase_date
+        stock_code
 
 ),
 
-product_totals as (
+-- The products bought before each cutoff, from one pass over the lines whatever the number of
+-- cutoffs. Where no data follows the cutoff (int_cutoffs.is_followed_by_data), nothing has been bought
+-- since, so a product's last purchase day decides the windows it counts in (distinct_products_<N>d);
+-- where data follows, product_windows counts them from the lines.
+product_summary as (
 
     select
-        product_first_days.customer_id,
+        customer_products.customer_id,
         cutoff_windows.cutoff_date,
-        sum(product_first_days.new_products) as distinct_products
+        count(*) as distinct_products,
+        {%- for days in windows_days %}
+        count(
+            case
+                when not cutoff_windows.is_followed_by_data
+                    and customer_products.last_purchase_date >= cutoff_windows.window_{{ days }}d_start_date
+                    then 1
+            end
+        ) as distinct_products_{{ days }}d{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from cutoff_windows
-    inner join product_first_days
-        on product_first_days.activity_date < cutoff_windows.cutoff_date
+    inner join customer_products
+        on customer_products.first_purchase_date < cutoff_windows.cutoff_date
     group by
-        product_first_days.customer_id,
+        customer_products.customer_id,
         cutoff_windows.cutoff_date
 
 ),
 
--- The last purchase day of each product in the longest window decides the windows it counts in.
+-- At a cutoff some data follows (a training cutoff, or scoring at a past date): the last purchase
+-- day of each product in the longest window before it decides the windows it counts in.
 product_window_days as (
 
     select
@@ -228,6 +232,7 @@ product_window_days as (
         on
             product_lines.activity_date >= cutoff_windows.window_{{ windows_days | max }}d_start_date
             and product_lines.activity_date < cutoff_windows.cutoff_date
+    where cutoff_windows.is_followed_by_data
     group by
         product_lines.customer_id,
         cutoff_windows.cutoff_date,
@@ -278,14 +283,17 @@ window_session_days as (
 
 ),
 
--- A session's duration counts only its events inside the window.
+-- A session's duration and events count only its session days inside the window.
 window_sessions as (
 
     select
         customer_id,
         cutoff_date,
         session_id,
-        cast({{ dbt.datediff('min(first_event_at)', 'max(last_event_at)', 'second') }} as bigint) as duration_seconds
+        cast({{ dbt.datediff('min(first_event_at)', 'max(last_event_at)', 'second') }} as bigint) as duration_seconds,
+        sum(page_views) as page_views,
+        sum(searches) as searches,
+        sum(add_to_cart) as add_to_cart
 
     from window_session_days
     group by
@@ -302,25 +310,12 @@ session_summary as (
         cutoff_date,
         count(*) as sessions,
         -- The mean from the exact integer sum: avg() of DOUBLEs depends on the summation order.
-        cast(sum(duration_seconds) as double) / count(duration_seconds) as session_seconds_mean
-
-    from window_sessions
-    group by
-        customer_id,
-        cutoff_date
-
-),
-
-event_summary as (
-
-    select
-        customer_id,
-        cutoff_date,
+        cast(sum(duration_seconds) as double) / count(duration_seconds) as session_seconds_mean,
         sum(page_views) as page_views,
         sum(searches) as searches,
         sum(add_to_cart) as add_to_cart
 
-    from window_session_days
+    from window_sessions
     group by
         customer_id,
         cutoff_date
@@ -433,7 +428,8 @@ final as (
         cast(purchasers.items_{{ days }}d as bigint) as items_{{ days }}d,
         {%- endfor %}
         {%- for days in windows_days %}
-        cast(coalesce(product_windows.distinct_products_{{ days }}d, 0) as bigint) as distinct_products_{{ days }}d,
+        -- From product_summary or product_windows, whichever counts at this cutoff (the other has 0 or no row).
+        cast(coalesce(product_summary.distinct_products_{{ days }}d, 0) + coalesce(product_windows.distinct_products_{{ days }}d, 0) as bigint) as distinct_products_{{ days }}d,
         {%- endfor %}
         {%- for measure in ['orders', 'spend'] %}
         cast(
@@ -460,17 +456,17 @@ final as (
         cast(coalesce(purchasers.purchase_gap_stddev_days, 0) as double) as purchase_gap_stddev_days,
         cast(purchasers.purchase_value / purchasers.orders as double) as basket_value_mean,
         cast(purchasers.items as double) / purchasers.orders as basket_items_mean,
-        cast(coalesce(product_totals.distinct_products, 0) as bigint) as distinct_products,
-        cast(coalesce(product_totals.distinct_products, 0) as double) / purchasers.purchase_lines as product_diversity,
+        cast(coalesce(product_summary.distinct_products, 0) as bigint) as distinct_products,
+        cast(coalesce(product_summary.distinct_products, 0) as double) / purchasers.purchase_lines as product_diversity,
         cast(abs(purchasers.cancelled_value) / purchasers.purchase_value as double) as return_rate,
         cast(purchasers.purchase_value_{{ recent_days }}d / purchasers.purchase_value as double) as spend_share_{{ recent_days }}d,
 
         ---------- web behaviour in [cutoff - {{ recent_days }} days, cutoff)
         cast(coalesce(session_summary.sessions, 0) as bigint) as sessions_{{ recent_days }}d,
         cast(coalesce(session_summary.session_seconds_mean, 0) as double) as session_seconds_mean_{{ recent_days }}d,
-        cast(coalesce(event_summary.page_views, 0) as bigint) as page_views_{{ recent_days }}d,
-        cast(coalesce(event_summary.searches, 0) as bigint) as searches_{{ recent_days }}d,
-        cast(coalesce(event_summary.add_to_cart, 0) as bigint) as add_to_cart_{{ recent_days }}d,
+        cast(coalesce(session_summary.page_views, 0) as bigint) as page_views_{{ recent_days }}d,
+        cast(coalesce(session_summary.searches, 0) as bigint) as searches_{{ recent_days }}d,
+        cast(coalesce(session_summary.add_to_cart, 0) as bigint) as add_to_cart_{{ recent_days }}d,
         cast(
             case
                 when cart_summary.cart_days > 0 then cast(cart_summary.purchased_cart_days as double) / cart_summary.cart_days
@@ -499,10 +495,10 @@ final as (
         on
             country_counts.cutoff_date = purchasers.cutoff_date
             and country_counts.country = purchasers.country
-    left join product_totals
+    left join product_summary
         on
-            product_totals.customer_id = purchasers.customer_id
-            and product_totals.cutoff_date = purchasers.cutoff_date
+            product_summary.customer_id = purchasers.customer_id
+            and product_summary.cutoff_date = purchasers.cutoff_date
     left join product_windows
         on
             product_windows.customer_id = purchasers.customer_id
@@ -511,10 +507,6 @@ final as (
         on
             session_summary.customer_id = purchasers.customer_id
             and session_summary.cutoff_date = purchasers.cutoff_date
-    left join event_summary
-        on
-            event_summary.customer_id = purchasers.customer_id
-            and event_summary.cutoff_date = purchasers.cutoff_date
     left join cart_summary
         on
             cart_summary.customer_id = purchasers.customer_id

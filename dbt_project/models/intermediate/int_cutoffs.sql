@@ -17,13 +17,22 @@ transactions as (
 
 ),
 
+latest_invoice as (
+
+    select
+        max(invoice_date) as latest_invoice_date
+
+    from transactions
+
+),
+
 scoring_cutoff as (
 
     {% if cutoff_date is none -%}
     -- No cutoff_date var: score as of the day after the latest invoice in the data.
     select
-        cast({{ dbt.dateadd('day', 1, 'max(invoice_date)') }} as date) as cutoff_date
-    from transactions
+        cast({{ dbt.dateadd('day', 1, 'latest_invoice_date') }} as date) as cutoff_date
+    from latest_invoice
     {%- else -%}
     select
         cast('{{ cutoff_date }}' as date) as cutoff_date
@@ -58,16 +67,20 @@ cutoffs as (
 final as (
 
     select
-        cutoff_date,
-        cast(cutoff_date as timestamp) as cutoff_at,
-        cutoff_kind,
-        cutoff_kind = 'training' as is_training,
-        cast(cutoff_index as integer) as cutoff_index,
+        cutoffs.cutoff_date,
+        cast(cutoffs.cutoff_date as timestamp) as cutoff_at,
+        cutoffs.cutoff_kind,
+        cutoffs.cutoff_kind = 'training' as is_training,
+        cast(cutoffs.cutoff_index as integer) as cutoff_index,
         cast({{ horizon_days }} as integer) as horizon_days,
-        cast({{ dbt.dateadd('day', horizon_days, 'cutoff_date') }} as date) as horizon_end_date
+        cast({{ dbt.dateadd('day', horizon_days, 'cutoffs.cutoff_date') }} as date) as horizon_end_date,
+        -- Whether any line is dated on or after the cutoff (a training cutoff, or scoring at a past
+        -- date): where none is, every purchase's last day is before the cutoff.
+        coalesce(cutoffs.cutoff_date <= latest_invoice.latest_invoice_date, false) as is_followed_by_data
 
     from cutoffs
-    where cutoff_date is not null
+    cross join latest_invoice
+    where cutoffs.cutoff_date is not null
 
 )
 
