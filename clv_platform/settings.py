@@ -64,6 +64,11 @@ def export_uri() -> str:
     return (os.environ.get(EXPORT_URI_ENV) or "").strip() or str(exports_dir())
 
 
+def dbt_target() -> str:
+    """The target of dbt_project/profiles.yml dbt runs against: CLV_DBT_TARGET, or the embedded DuckDB."""
+    return os.environ.get("CLV_DBT_TARGET") or "duckdb"
+
+
 def dbt_target_dir() -> Path:
     """dbt's target/ (manifest, run results), kept out of the checkout."""
     return state_dir() / "dbt" / "target"

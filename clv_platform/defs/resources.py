@@ -11,6 +11,7 @@ from dagster_aws.s3 import S3Resource
 from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
+from clv_platform import settings
 from clv_platform.lib.dbt import build_dbt_project
 from clv_platform.lib.ingestion import RawSource
 from clv_platform.lib.resources import DriftPolicy, MlflowResource
@@ -36,8 +37,6 @@ def s3_from_environment() -> S3Resource:
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    # A profile target of dbt_project/profiles.yml; only `duckdb` exists until the Spark target lands.
-    dbt_target = os.environ.get("CLV_DBT_TARGET") or "duckdb"
     key_features = os.environ.get("CLV_DRIFT_KEY_FEATURES")
     drift_policy = DriftPolicy(
         psi_threshold=float(os.environ.get("CLV_DRIFT_PSI_THRESHOLD", "0.25")),
@@ -49,7 +48,7 @@ def resources() -> dg.Definitions:
             # The source spec file; unset means the built-in generator.
             "raw_source": RawSource(),
             "dbt": DbtCliResource(
-                project_dir=build_dbt_project(), target=dbt_target, dbt_executable=_dbt_executable()
+                project_dir=build_dbt_project(), target=settings.dbt_target(), dbt_executable=_dbt_executable()
             ),
             "mlflow": MlflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
             "drift_policy": drift_policy,

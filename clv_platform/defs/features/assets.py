@@ -14,37 +14,6 @@ from clv_platform.ingest.profile import table_exists
 from clv_platform.lib.dbt import ClvDbtTranslator, build_dbt_project, ensure_manifest, incremental_definition_fingerprint
 from clv_platform.lib.warehouse import markdown_table
 
-dbt_project = build_dbt_project()
-ensure_manifest(dbt_project)
-
-CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
-CUSTOMER_DAYS = dg.AssetKey(["intermediate", "int_customer_days"])
-
-
-class _IncrementalSource(NamedTuple):
-    """A raw table read by daily incremental models, and the model whose latest day sets where they rebuild."""
-
-    raw_table: str
-    day: str  # the raw row's day
-    columns: str  # the raw columns the models read; provenance columns may change without the history changing
-    model: str  # the first incremental model on it: its latest day is the latest of all its readers
-    model_day: str
-    metadata_key: str
-
-
-_INCREMENTAL_SOURCES = (
-    _IncrementalSource(
-        "raw.transactions", "cast(invoice_date as date)",
-        "invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country",
-        "intermediate.int_transaction_lines", "invoice_date", "incremental_boundary_date",
-    ),
-    _IncrementalSource(
-        "raw.behavioral_events", "cast(event_timestamp as date)",
-        "event_id, session_id, customer_id, event_type, event_timestamp",
-        "intermediate.int_customer_session_days", "activity_date", "events_incremental_boundary_date",
-    ),
-)
-
 
 class FeatureConfig(dg.Config):
     """Point-in-time parameters passed to dbt as --vars."""
@@ -77,6 +46,39 @@ class FeatureConfig(dg.Config):
             "order_value_cap_quantile": self.order_value_cap_quantile,
             "incremental_lookback_days": self.incremental_lookback_days,
         }
+
+
+# Parsed with the run config's default vars: a run with them reuses the parse.
+dbt_project = build_dbt_project(parse_vars=FeatureConfig().dbt_vars())
+ensure_manifest(dbt_project)
+
+CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
+CUSTOMER_DAYS = dg.AssetKey(["intermediate", "int_customer_days"])
+
+
+class _IncrementalSource(NamedTuple):
+    """A raw table read by daily incremental models, and the model whose latest day sets where they rebuild."""
+
+    raw_table: str
+    day: str  # the raw row's day
+    columns: str  # the raw columns the models read; provenance columns may change without the history changing
+    model: str  # the first incremental model on it: its latest day is the latest of all its readers
+    model_day: str
+    metadata_key: str
+
+
+_INCREMENTAL_SOURCES = (
+    _IncrementalSource(
+        "raw.transactions", "cast(invoice_date as date)",
+        "invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country",
+        "intermediate.int_transaction_lines", "invoice_date", "incremental_boundary_date",
+    ),
+    _IncrementalSource(
+        "raw.behavioral_events", "cast(event_timestamp as date)",
+        "event_id, session_id, customer_id, event_type, event_timestamp",
+        "intermediate.int_customer_session_days", "activity_date", "events_incremental_boundary_date",
+    ),
+)
 
 
 def order_value_cap_metadata(warehouse: DuckDBResource) -> dict:
