@@ -17,6 +17,11 @@ from clv_platform import settings
 _LAYERS = ("staging", "intermediate", "marts")
 
 
+def vars_args(dbt_vars: Mapping[str, Any]) -> list[str]:
+    """``--vars`` for a dbt command: the parse and the runs write them alike, so dbt can match them."""
+    return ["--vars", json.dumps(dict(dbt_vars))]
+
+
 def build_dbt_project(parse_vars: Mapping[str, Any] | None = None) -> DbtProject:
     """The project, its manifest parsed with ``parse_vars`` as ``--vars``.
 
@@ -26,8 +31,7 @@ def build_dbt_project(parse_vars: Mapping[str, Any] | None = None) -> DbtProject
     """
     settings.configure_environment()
     # The runs' target too: dbt's parse checksum includes it.
-    parse_args = ["parse", "--quiet", "--target", settings.dbt_target(),
-                  *(["--vars", json.dumps(dict(parse_vars))] if parse_vars else [])]
+    parse_args = ["parse", "--quiet", "--target", settings.dbt_target(), *(vars_args(parse_vars) if parse_vars else [])]
     return DbtProject(
         project_dir=settings.DBT_PROJECT_DIR,
         target_path=settings.dbt_target_dir(),

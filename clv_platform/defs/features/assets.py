@@ -11,7 +11,13 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from clv_platform.ingest.profile import table_exists
-from clv_platform.lib.dbt import ClvDbtTranslator, build_dbt_project, ensure_manifest, incremental_definition_fingerprint
+from clv_platform.lib.dbt import (
+    ClvDbtTranslator,
+    build_dbt_project,
+    ensure_manifest,
+    incremental_definition_fingerprint,
+    vars_args,
+)
 from clv_platform.lib.warehouse import markdown_table
 
 
@@ -198,7 +204,7 @@ def clv_dbt_models(
     reason = ("asked for in the run config" if config.full_refresh
               else (needs_full_refresh(context, warehouse, definitions) if on_duckdb else None))
     context.log.info(f"full refresh of the daily aggregates: {reason}" if reason else "incremental run of the daily aggregates")
-    args = ["build", "--vars", json.dumps(config.dbt_vars()), *(["--full-refresh"] if reason else [])]
+    args = ["build", *vars_args(config.dbt_vars()), *(["--full-refresh"] if reason else [])]
 
     # Metadata read from the warehouse is added once dbt has exited (dbt-duckdb holds the file
     # while it runs), so the events are passed on when the build is over.
