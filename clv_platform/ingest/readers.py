@@ -227,17 +227,43 @@ def read_postgres(spec: SourceSpec, timestamp_column: str, start: datetime | Non
     where = sql.SQL(" where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL("")
     statement = sql.SQL("select * from {}{} order by {}").format(relation, where, ts)
     try:
-        with psycopg.connect(dsn, connect_timeout=10) as con, con.cursor() as cur:
-            cur.adapters.register_loader("numeric", FloatLoader)
-            # Naive bounds are compared with a timestamptz column in the session's zone.
-            cur.execute("set time zone 'UTC'")
-            cur.execute(statement)
-            columns = [d.name for d in cur.description]
-            frame = pd.DataFrame(cur.fetchall(), columns=columns)
+        with psycopg.connect(dsn, connect_timeout=10) as con:
+            # A source is read, never written: the server refuses any write in a read-only transaction,
+            # whatever the spec's query does (a data-modifying CTE, nextval(), a function that writes).
+            con.read_only = True
+            with con.cursor() as cur:
+                cur.adapters.register_loader("numeric", FloatLoader)
+                # Naive bounds are compared with a timestamptz column in the session's zone.
+                cur.execute("set time zone 'UTC'")
+                # Prepared (the extended protocol): the server refuses a string of more than one statement.
+                cur.execute(statement, prepare=True)
+                columns = [d.name for d in cur.description]
+                frame = pd.DataFrame(cur.fetchall(), columns=columns)
+            con.rollback()
     except psycopg.Error as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SourceError(name, "connection", message.replace(password, "***") if password else message) from None
+        message = message.replace(password, "***") if password else message
+        rule = _postgres_rule(error, message)
+        if rule == "read_only_query":
+            message = f"the query must be one statement that only reads ({message})"
+        raise SourceError(name, rule, message) from None
     return SourceFrame(name, frame, np.arange(1, len(frame) + 1, dtype=np.int64))
+
+
+def _postgres_rule(error, message: str) -> str:
+    """The rule a PostgreSQL error breaks, by its SQLSTATE: a missing table or column, a query that writes or is
+    not one statement, another error of the query, else the connection."""
+    state = getattr(error, "sqlstate", None) or ""
+    if state == "42P01":
+        return "source_table"
+    if state == "42703":
+        return "source_column"
+    # 25006: a write in the read-only transaction; the server's words for a second statement in a prepared one.
+    if state == "25006" or "multiple commands" in message:
+        return "read_only_query"
+    if state[:2] in ("42", "22", "0A", "2B", "55"):  # syntax, access, data, unsupported feature, object state
+        return "source_query"
+    return "connection"
 
 
 def iter_source(spec: SourceSpec, timestamp_column: str | None = None, start: datetime | None = None,
