@@ -9,6 +9,7 @@ instead of losing it. Whole-file failures raise :class:`SourceError`, a one-line
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
 import gzip
@@ -86,6 +87,7 @@ def _read_csv(data: bytes, name: str, delimiter: str, encoding: str) -> SourceFr
             data = gzip.decompress(data)
         except (EOFError, OSError, zlib.error) as error:
             raise SourceError(name, "readable_file", f"corrupt or truncated gzip stream ({error})") from None
+    encoding = text_encoding(name, data[:4096], encoding)
     # Undecodable bytes survive as surrogates; validation quarantines the rows that hold them.
     text = data.decode(encoding, errors="surrogateescape")
     text = text.removeprefix("\ufeff")
@@ -121,6 +123,54 @@ def _read_csv(data: bytes, name: str, delimiter: str, encoding: str) -> SourceFr
     frame[BAD_LINE] = pd.Series(bad, dtype=object)
     undecodable = not text.isascii() and re.search("[\udc80-\udcff]", text) is not None
     return SourceFrame(name, frame, np.asarray(rows, dtype=np.int64), undecodable=undecodable)
+
+
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xef\xbb\xbf", "utf-8-sig"),
+         (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+
+
+def sniff_encoding(head: bytes) -> str | None:
+    """The Unicode encoding a file's first bytes show: its byte-order mark, or the NUL bytes that mostly-ASCII
+    text has in UTF-16 or UTF-32 (every second or every 2nd-4th byte); None when they show neither.
+
+    >>> sniff_encoding("InvoiceNo,Quantity".encode("utf-16")), sniff_encoding("InvoiceNo".encode("utf-16-be"))
+    ('utf-16-le', 'utf-16-be')
+    """
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    head = head[: len(head) - len(head) % 4]
+    if len(head) < 8 or b"\x00" not in head:
+        return None
+    lanes = [head[i::4].count(0) / (len(head) // 4) for i in range(4)]  # share of NUL bytes at each offset mod 4
+    nul, text = (lambda *i: all(lanes[k] > 0.9 for k in i)), (lambda *i: all(lanes[k] < 0.1 for k in i))
+    if nul(1, 2, 3) and text(0):
+        return "utf-32-le"
+    if nul(0, 1, 2) and text(3):
+        return "utf-32-be"
+    if nul(1, 3) and text(0, 2):
+        return "utf-16-le"
+    if nul(0, 2) and text(1, 3):
+        return "utf-16-be"
+    return None
+
+
+def text_encoding(name: str, head: bytes, declared: str) -> str:
+    """The encoding to decode a text file with: the declared one, or the sniffed one for ``encoding: auto``.
+
+    Raises :class:`SourceError` when the file is UTF-16 or UTF-32 and the spec declares another encoding:
+    decoded as UTF-8 it would be NUL bytes between letters, and no header would match.
+    """
+    sniffed = sniff_encoding(head)
+    if declared == "auto":
+        return sniffed or "utf-8"
+    if sniffed is None or sniffed == "utf-8-sig" or codecs.lookup(declared).name.startswith(sniffed[:6]):
+        return declared
+    bom = head.startswith(tuple(b for b, _ in _BOMS))
+    suggested = sniffed[:6] if bom else sniffed  # without a byte-order mark the byte order must be named
+    how = "by its byte-order mark" if bom else "NUL bytes between its characters"
+    raise SourceError(name, "encoding", f"the file is {sniffed[:6].upper()} text ({how}), not {declared}: "
+                                        f"set encoding: {suggested} (or encoding: auto) in the source spec")
 
 
 def _read_parquet(data: bytes, name: str) -> SourceFrame:
