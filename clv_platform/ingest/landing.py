@@ -71,7 +71,7 @@ def landed_days(frame: SourceFrame, spec: IngestionSpec, now: datetime) -> tuple
     Raises the load's ``SourceError`` when the file lacks a mapped column (the load would fail on it).
     """
     source = spec.transactions
-    check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns))
+    frame = check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns))
     return event_day_range(event_timestamps(frame, source, TRANSACTIONS), spec.history_start, now)
 
 

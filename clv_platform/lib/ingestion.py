@@ -118,7 +118,7 @@ def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=Non
         column = timestamp_column(source, TRANSACTIONS)
         parts = []
         for frame in iter_source(source, column, s3_client=s3_client):
-            check_columns(frame, source, TRANSACTIONS, bool(spec.pii.columns))  # the one-line error a run would give
+            frame = check_columns(frame, source, TRANSACTIONS, bool(spec.pii.columns))  # the one-line error a run would give
             parts.append(event_timestamps(frame, source, TRANSACTIONS))
         stamps = pd.concat(parts) if parts else pd.Series(dtype="datetime64[ns]")
     days = event_day_range(stamps, spec.history_start, datetime.now())

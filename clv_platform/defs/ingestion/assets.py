@@ -248,11 +248,10 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
                 "quarantined_by_rule": meta["quarantined_by_rule"], "window_start": meta["window_start"], "window_end": meta["window_end"],
             }))
         if len(quarantine):
-            top = quarantine.iloc[0]
-            context.log.warning(
-                f"{len(quarantine):,} {contract.name} row(s) quarantined, e.g. {top['source']}: row {top['source_row']}: "
-                f"column '{top['column_name']}': {top['message']} (rule: {top['rule']}); see {table}_quarantine"
-            )
+            from clv_platform.ingest.validate import describe_quarantined
+
+            context.log.warning(f"{len(quarantine):,} {contract.name} row(s) quarantined, "
+                                f"e.g. {describe_quarantined(quarantine.iloc[0])}; see {table}_quarantine")
         yield dg.MaterializeResult(asset_key=asset_key, metadata=meta)
         yield _check(asset_key, schema_check, (True, "every source read with the mapped columns", {
             "sources": len(validated.rows_by_source), "extra_columns_ignored": str(validated.extra_columns) if validated.extra_columns else None}))
@@ -327,7 +326,7 @@ def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataF
     for frame in iter_source(source, mapping.get("signup_date", mapping["customer_id"])):
         if frame.frame.shape[1] == 0:
             continue
-        check_columns(frame, source, CUSTOMERS, bool(spec.pii.columns))
+        frame = check_columns(frame, source, CUSTOMERS, bool(spec.pii.columns))
         part = pd.DataFrame({name: parse_text(frame.frame[column]) for name, column in mapping.items()})
         if "signup_date" in mapping:
             part["signup_date"] = parse_timestamp(frame.frame[mapping["signup_date"]], part["signup_date"], source.timestamp_formats)
