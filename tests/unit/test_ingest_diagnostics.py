@@ -144,49 +144,27 @@ def test_whole_record_rules_name_no_column(tmp_path):
 
 # --- privacy: nothing of a dropped or hashed field in anything about a bad line ----------------------------------
 
-SENTINEL = "ZQXS"
-PII = PiiSpec(columns={"customer_id": "hmac", "description": "drop", "country": "drop"})
+PII_SPECS = {
+    "hmac_and_drop": {"customer_id": "hmac", "description": "drop", "country": "drop"},
+    "drop_only": {"description": "drop", "country": "drop"},
+    "hmac_only": {"customer_id": "hmac", "stock_code": "hmac"},
+}
 
 
-def bad_lines(sentinel: str = SENTINEL) -> tuple[list[bytes], int]:
-    """Lines of every kind a load quarantines, each with the sentinel in every PII column; and how many lines."""
-    def line(n: int, **changes: str) -> str:
-        fields = dict(zip(HEADER.split(","), LINE.split(",")))
-        fields.update({"InvoiceNo": str(536400 + n), "Description": f"{sentinel}-D{n} WHITE", "CustomerID": f"{sentinel}{n}",
-                       "Country": f"{sentinel}-C{n}", **changes})
-        return ",".join(fields.values())
-
-    text = [
-        line(0),  # accepted
-        line(1, Description=f"{sentinel}-D1 WHITE,{sentinel}-D1b HEART"),  # an unquoted comma: one field too many
-        line(2).replace("536402,", "", 1),  # the invoice number left out: every field shifted left
-        line(3, InvoiceDate="2010-13-45 08:26"),
-        line(4, UnitPrice="-2.55"),
-        line(5, Quantity="six"),
-        line(6, InvoiceDate="2031-01-01 08:00"),
-        line(7, InvoiceDate="2009-06-01 08:00"),
-        line(8, CustomerID=""),
-        line(9), line(9),  # a duplicate
-        line(10, Quantity="0"),
-    ]
-    data = [t.encode() for t in text]
-    data.append(line(11, Description=f"{sentinel}-D11 CAF\x00").encode().replace(b"\x00", b"\xc9"))  # not UTF-8
-    data.append(line(12, CustomerID=f"{sentinel}12\x00").encode().replace(b"\x00", b"\xe9"))  # an id not UTF-8
-    data.append(line(13, Description=f'"{sentinel}-D13 OPEN').encode())  # an unclosed quote swallows the rest
-    data.append(line(14).encode())
-    return data, len(data) - 1  # the last line is inside the unclosed quote's record
-
-
-def test_no_text_of_a_dropped_or_hashed_field_is_kept_for_any_kind_of_bad_line(tmp_path):
-    lines, records = bad_lines()
-    result = _load(tmp_path, HEADER.encode() + b"\n" + b"\n".join(lines) + b"\n", pii=PII, key=b"test-key")
-    assert result.rows_read == records == len(result.accepted) + len(result.quarantine)
-    assert {"field_count", "timestamp_parseable", "unit_price_non_negative", "quantity_integer", "timestamp_not_in_future",
-            "timestamp_in_history", "customer_id_present", "duplicate_line", "quantity_in_range",
-            "valid_encoding"} <= set(result.quarantine["rule"])
+@pytest.mark.parametrize("pii", PII_SPECS.values(), ids=PII_SPECS.keys())
+def test_no_text_of_a_dropped_or_hashed_field_is_kept_for_any_kind_of_bad_line(tmp_path, pii_bad_lines, pii):
+    bad = pii_bad_lines(pii)
+    path = tmp_path / "a.csv"
+    path.write_bytes(bad.content)
+    source = SourceSpec(kind="files", path=str(path), preset="online_retail")
+    key = b"test-key" if "hmac" in pii.values() else None
+    result = validate(list(iter_source(source)), TRANSACTIONS, source, RuleLimits(), PiiSpec(columns=pii), key,
+                      LOADED_AT, date(2010, 1, 1))
+    assert result.rows_read == bad.records == len(result.accepted) + len(result.quarantine)
+    assert set(bad.rules) <= set(result.quarantine["rule"])
     stored = result.accepted.astype(str).to_csv() + result.quarantine.astype(str).to_csv()
     stored += "".join(describe_quarantined(row) for row in result.quarantine.to_dict("records"))
-    assert SENTINEL not in stored and SENTINEL.encode() not in stored.encode("utf-8", "surrogateescape")
+    assert bad.sentinel not in stored and bad.sentinel.encode() not in stored.encode("utf-8", "surrogateescape")
     field_count = result.quarantine[result.quarantine["rule"] == "field_count"]
     assert field_count["value"].isna().all()
     assert set(field_count["message"]) == {
