@@ -170,3 +170,20 @@ def test_no_text_of_a_dropped_or_hashed_field_is_kept_for_any_kind_of_bad_line(t
     assert set(field_count["message"]) == {
         "record has the wrong number of fields (the line is not shown: the spec hashes or drops PII)"}
     assert all(set(json.loads(r).values()) == {None} for r in field_count["record"])
+
+
+def test_a_misaligned_customer_feed_line_keeps_no_raw_id_in_another_column(tmp_path):
+    import pandas as pd
+
+    from clv_platform.defs.ingestion.assets import _customer_feed
+
+    # The country left out: the hashed id's raw value would land under 'country'.
+    (tmp_path / "customers.csv").write_text("signup_date,country,customer_id,acquisition_channel\n"
+                                            "2011-01-01,France,C1,email\n2011-01-02,ZQXS-C2,email\n")
+    spec = IngestionSpec(transactions=SourceSpec(kind="files", path=str(tmp_path / "t.csv")),
+                         customers=SourceSpec(kind="files", path=str(tmp_path / "customers.csv")),
+                         pii=PiiSpec(columns={"customer_id": "hmac"}))
+    derived = pd.DataFrame(columns=["customer_id", "country", "acquisition_channel", "signup_date"])
+    customers, dropped = _customer_feed(spec, b"test-key", derived)
+    assert "ZQXS" not in customers.astype(str).to_csv()
+    assert len(customers) == 1 and dropped["without_customer_id"] == 1

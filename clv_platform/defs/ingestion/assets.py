@@ -316,7 +316,10 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
 
 def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """The customer feed mapped to the contract; gaps filled from the transactions (first purchase, country)."""
-    from clv_platform.ingest.validate import CUSTOMERS, apply_pii, check_columns, normalize_customer_ids, parse_text, parse_timestamp
+    from clv_platform.ingest.readers import BAD_LINE
+    from clv_platform.ingest.validate import (
+        CUSTOMERS, apply_pii, check_columns, normalize_customer_ids, parse_text, parse_timestamp, withhold_misaligned,
+    )
 
     source = spec.customers
     mapping = source.mapping(CUSTOMERS.fields)
@@ -328,6 +331,8 @@ def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataF
             continue
         frame = check_columns(frame, source, CUSTOMERS, bool(spec.pii.columns))
         part = pd.DataFrame({name: parse_text(frame.frame[column]) for name, column in mapping.items()})
+        if spec.pii.columns and BAD_LINE in frame.frame:  # shifted fields: a raw id may sit under 'country'
+            part = withhold_misaligned(part, frame.frame[BAD_LINE].notna())
         if "signup_date" in mapping:
             part["signup_date"] = parse_timestamp(frame.frame[mapping["signup_date"]], part["signup_date"], source.timestamp_formats)
         parts.append(part)
