@@ -386,6 +386,16 @@ def event_timestamps(source: SourceFrame, spec: SourceSpec, contract: Contract) 
     return parse_timestamp(values, parse_text(values), spec.timestamp_formats).dropna()
 
 
+def unparsed_timestamp_hint(source: SourceFrame, spec: SourceSpec, contract: Contract) -> str | None:
+    """What to set when most of a source's timestamps do not parse but fit a common format (:func:`timestamp_hint`)."""
+    column = timestamp_column(spec, contract)
+    if column not in source.frame.columns:
+        return None
+    values = source.frame[column]
+    text = parse_text(values)
+    return timestamp_hint(text, parse_timestamp(values, text, spec.timestamp_formats)).get("timestamp_parseable")
+
+
 def event_day_range(stamps: pd.Series, history_start: date, now: datetime) -> tuple[date, date] | None:
     """First and last day of the timestamps a load accepts by date (from ``history_start`` to ``now``); None if none."""
     stamps = stamps[(stamps >= pd.Timestamp(history_start)) & (stamps <= pd.Timestamp(now))].dropna()
