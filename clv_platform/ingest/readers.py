@@ -164,12 +164,16 @@ def text_encoding(name: str, head: bytes, declared: str) -> str:
     sniffed = sniff_encoding(head)
     if declared == "auto":
         return sniffed or "utf-8"
-    if sniffed is None or sniffed == "utf-8-sig" or codecs.lookup(declared).name.startswith(sniffed[:6]):
+    if sniffed is None or sniffed == "utf-8-sig":
         return declared
+    family = sniffed[:6]
+    if codecs.lookup(declared).name.startswith(family):
+        # 'utf-16' alone: the byte order the file shows (without a mark Python would assume the machine's).
+        return sniffed if codecs.lookup(declared).name == family else declared
     bom = head.startswith(tuple(b for b, _ in _BOMS))
-    suggested = sniffed[:6] if bom else sniffed  # without a byte-order mark the byte order must be named
+    suggested = family if bom else sniffed  # without a byte-order mark the byte order must be named
     how = "by its byte-order mark" if bom else "NUL bytes between its characters"
-    raise SourceError(name, "encoding", f"the file is {sniffed[:6].upper()} text ({how}), not {declared}: "
+    raise SourceError(name, "encoding", f"the file is {family.upper()} text ({how}), not {declared}: "
                                         f"set encoding: {suggested} (or encoding: auto) in the source spec")
 
 

@@ -77,7 +77,8 @@ def test_a_utf16_or_utf32_file_read_as_utf8_is_named_with_the_setting_to_use(tmp
     assert raised.value.rule == "encoding" and says in message and "binary" not in message and "\n" not in message
 
 
-@pytest.mark.parametrize(("codec", "declared"), [("utf-16", "utf-16"), ("utf-16", "auto"), ("utf-16-be", "auto"),
+@pytest.mark.parametrize(("codec", "declared"), [("utf-16", "utf-16"), ("utf-16-be", "utf-16"), ("utf-16", "auto"),
+                                                 ("utf-16-be", "auto"),
                                                  ("utf-32", "auto"), ("utf-8-sig", "auto"), ("utf-8", "auto")])
 def test_a_unicode_file_loads_with_its_encoding_declared_or_auto(tmp_path, codec, declared):
     result = _load(tmp_path, TEXT.encode(codec), encoding=declared)
