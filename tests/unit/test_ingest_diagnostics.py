@@ -56,7 +56,8 @@ def test_two_columns_matching_one_name_are_an_error_naming_both(tmp_path):
 
 def test_an_exact_name_wins_over_one_that_differs_in_case(tmp_path):
     result = _load(tmp_path, f"{HEADER},customerid\n{LINE},99999\n")
-    assert result.accepted["customer_id"].tolist() == ["17850"] and result.extra_columns[str(tmp_path / "a.csv")] == ["customerid"]
+    assert result.accepted["customer_id"].tolist() == ["17850"]
+    assert result.extra_columns == {str(tmp_path / "a.csv"): ["customerid"]}
 
 
 # --- encodings ---------------------------------------------------------------------------------------------------
