@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 # One directory for the whole run, made by the controller and inherited by the xdist workers (they start
 # after this file is imported): caches that are safe to share live there.
@@ -41,6 +44,7 @@ SLOWEST_FIRST = [  # seconds per module on a 2-worker CI run, 2026-12-07
     "integration/test_ingestion_backfills.py",  # 110
     "integration/test_landing_zone.py",  # 85
     "integration/test_ingestion_files.py",  # 70
+    "integration/test_privacy_everywhere.py",  # 120 (serial, one worker)
     "integration/test_dagster_dev.py",  # 40
     "integration/test_feature_determinism.py",  # 40
     "test_defs.py",  # 40
@@ -69,3 +73,65 @@ def pytest_unconfigure(config) -> None:
     # The controller (or a run without xdist) removes the run directory it made; workers have no say.
     if _CREATED_RUN_DIR and not hasattr(config, "workerinput"):
         shutil.rmtree(_RUN_DIR, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class BadLines:
+    """A UCI-shaped CSV with every kind of line a load quarantines, a sentinel in every PII column of each."""
+
+    content: bytes  # header and lines
+    records: int  # records a reader finds (an unclosed quote swallows the line after it)
+    sentinel: str  # in every PII column of every line: no stored or logged byte may hold it
+    control: str  # a bad timestamp in a line of its own, not PII: shown wherever quarantined values are
+    pii: dict[str, str]  # the spec's pii.columns
+    rules: tuple[str, ...]  # the rules the lines break, each at least once
+
+
+# The UCI column of each canonical column a test's spec may hash or drop.
+_UCI_COLUMNS = {"customer_id": "CustomerID", "description": "Description", "country": "Country", "stock_code": "StockCode"}
+
+
+def bad_lines(pii: dict[str, str]) -> BadLines:
+    """:class:`BadLines` with the sentinel in the columns ``pii`` hashes or drops (and only there)."""
+    sentinel, control = "ZQXS", "CTRLMARK7"
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+    good = "536365,85123A,WHITE HEART,6,2010-12-01 08:26,2.55,17850,United Kingdom"
+    private = {_UCI_COLUMNS[c] for c in pii}
+
+    def mark(column: str, n: int, text: str) -> str:
+        return f"{sentinel}{n}{text}" if column in private else f"{n}{text}"
+
+    def line(n: int, **changes: str) -> bytes:
+        fields = dict(zip(header.split(","), good.split(",")))
+        fields.update({"InvoiceNo": str(536400 + n), **{c: mark(c, n, f" {fields[c]}") for c in private}, **changes})
+        return ",".join(fields.values()).encode()
+
+    lines = [
+        line(0),  # accepted
+        line(1, Description=mark("Description", 1, " WHITE,") + mark("Description", 1, " HEART")),  # one field too many
+        line(2, InvoiceDate=control),
+        line(3).replace(b"536403,", b"", 1),  # the invoice number left out: every field shifted left
+        line(4, InvoiceDate="2010-13-45 08:26"),
+        line(5, UnitPrice="-2.55"),
+        line(6, Quantity="six"),
+        line(7, InvoiceDate="2031-01-01 08:00"),
+        line(8, InvoiceDate="2009-06-01 08:00"),
+        line(9, CustomerID=""),
+        line(10), line(10),  # a duplicate
+        line(11, Quantity="0"),
+        line(12, UnitPrice="999999"),
+        line(13, Description=mark("Description", 13, " CAF\x00")).replace(b"\x00", b"\xc9"),  # not UTF-8
+        line(14, CustomerID=mark("CustomerID", 14, "\x00")).replace(b"\x00", b"\xe9"),  # an id not UTF-8
+        line(15, Description='"' + mark("Description", 15, " OPEN")),  # an unclosed quote swallows the next line
+        line(16),
+    ]
+    rules = ("field_count", "valid_encoding", "customer_id_present", "timestamp_parseable", "timestamp_not_in_future",
+             "timestamp_in_history", "quantity_integer", "quantity_in_range", "unit_price_non_negative",
+             "unit_price_in_range", "duplicate_line")
+    return BadLines(header.encode() + b"\n" + b"\n".join(lines) + b"\n", len(lines) - 1, sentinel, control, pii, rules)
+
+
+@pytest.fixture(scope="session")
+def pii_bad_lines():
+    """``pii_bad_lines(pii)``: :class:`BadLines` for the spec's ``pii.columns``."""
+    return bad_lines

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from clv_platform.ingest.readers import SourceFrame, list_files, list_s3_objects, read_bytes, read_s3_object
 from clv_platform.ingest.spec import IngestionSpec, SourceSpec
-from clv_platform.ingest.validate import TRANSACTIONS, check_columns, event_day_range, event_timestamps
+from clv_platform.ingest.validate import TRANSACTIONS, check_columns, event_day_range, event_timestamps, unparsed_timestamp_hint
 
 CURSOR_VERSION = 1
 
@@ -71,8 +71,16 @@ def landed_days(frame: SourceFrame, spec: IngestionSpec, now: datetime) -> tuple
     Raises the load's ``SourceError`` when the file lacks a mapped column (the load would fail on it).
     """
     source = spec.transactions
-    check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns))
+    frame = check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns))
     return event_day_range(event_timestamps(frame, source, TRANSACTIONS), spec.history_start, now)
+
+
+def undated_note(file: LandedFile, frame: SourceFrame, spec: IngestionSpec) -> str:
+    """Why a landed file has no days to load, naming the timestamp format to set when most of its timestamps fit one."""
+    source = spec.transactions
+    frame = check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns))
+    hint = unparsed_timestamp_hint(frame, source, TRANSACTIONS) if len(frame) else None
+    return f"{file.uri}: no row with a valid timestamp, no days to load" + (f" ({hint})" if hint else "")
 
 
 @dataclass

@@ -9,6 +9,7 @@ instead of losing it. Whole-file failures raise :class:`SourceError`, a one-line
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
 import gzip
@@ -86,6 +87,7 @@ def _read_csv(data: bytes, name: str, delimiter: str, encoding: str) -> SourceFr
             data = gzip.decompress(data)
         except (EOFError, OSError, zlib.error) as error:
             raise SourceError(name, "readable_file", f"corrupt or truncated gzip stream ({error})") from None
+    encoding = text_encoding(name, data[:4096], encoding)
     # Undecodable bytes survive as surrogates; validation quarantines the rows that hold them.
     text = data.decode(encoding, errors="surrogateescape")
     text = text.removeprefix("\ufeff")
@@ -121,6 +123,58 @@ def _read_csv(data: bytes, name: str, delimiter: str, encoding: str) -> SourceFr
     frame[BAD_LINE] = pd.Series(bad, dtype=object)
     undecodable = not text.isascii() and re.search("[\udc80-\udcff]", text) is not None
     return SourceFrame(name, frame, np.asarray(rows, dtype=np.int64), undecodable=undecodable)
+
+
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xef\xbb\xbf", "utf-8-sig"),
+         (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+
+
+def sniff_encoding(head: bytes) -> str | None:
+    """The Unicode encoding a file's first bytes show: its byte-order mark, or the NUL bytes that mostly-ASCII
+    text has in UTF-16 or UTF-32 (every second or every 2nd-4th byte); None when they show neither.
+
+    >>> sniff_encoding("InvoiceNo,Quantity".encode("utf-16")), sniff_encoding("InvoiceNo".encode("utf-16-be"))
+    ('utf-16-le', 'utf-16-be')
+    """
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    head = head[: len(head) - len(head) % 4]
+    if len(head) < 8 or b"\x00" not in head:
+        return None
+    lanes = [head[i::4].count(0) / (len(head) // 4) for i in range(4)]  # share of NUL bytes at each offset mod 4
+    nul, text = (lambda *i: all(lanes[k] > 0.9 for k in i)), (lambda *i: all(lanes[k] < 0.1 for k in i))
+    if nul(1, 2, 3) and text(0):
+        return "utf-32-le"
+    if nul(0, 1, 2) and text(3):
+        return "utf-32-be"
+    if nul(1, 3) and text(0, 2):
+        return "utf-16-le"
+    if nul(0, 2) and text(1, 3):
+        return "utf-16-be"
+    return None
+
+
+def text_encoding(name: str, head: bytes, declared: str) -> str:
+    """The encoding to decode a text file with: the declared one, or the sniffed one for ``encoding: auto``.
+
+    Raises :class:`SourceError` when the file is UTF-16 or UTF-32 and the spec declares another encoding:
+    decoded as UTF-8 it would be NUL bytes between letters, and no header would match.
+    """
+    sniffed = sniff_encoding(head)
+    if declared == "auto":
+        return sniffed or "utf-8"
+    if sniffed is None or sniffed == "utf-8-sig":
+        return declared
+    family = sniffed[:6]
+    if codecs.lookup(declared).name.startswith(family):
+        # 'utf-16' alone: the byte order the file shows (without a mark Python would assume the machine's).
+        return sniffed if codecs.lookup(declared).name == family else declared
+    bom = head.startswith(tuple(b for b, _ in _BOMS))
+    suggested = family if bom else sniffed  # without a byte-order mark the byte order must be named
+    how = "by its byte-order mark" if bom else "NUL bytes between its characters"
+    raise SourceError(name, "encoding", f"the file is {family.upper()} text ({how}), not {declared}: "
+                                        f"set encoding: {suggested} (or encoding: auto) in the source spec")
 
 
 def _read_parquet(data: bytes, name: str) -> SourceFrame:
@@ -227,17 +281,43 @@ def read_postgres(spec: SourceSpec, timestamp_column: str, start: datetime | Non
     where = sql.SQL(" where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL("")
     statement = sql.SQL("select * from {}{} order by {}").format(relation, where, ts)
     try:
-        with psycopg.connect(dsn, connect_timeout=10) as con, con.cursor() as cur:
-            cur.adapters.register_loader("numeric", FloatLoader)
-            # Naive bounds are compared with a timestamptz column in the session's zone.
-            cur.execute("set time zone 'UTC'")
-            cur.execute(statement)
-            columns = [d.name for d in cur.description]
-            frame = pd.DataFrame(cur.fetchall(), columns=columns)
+        with psycopg.connect(dsn, connect_timeout=10) as con:
+            # A source is read, never written: the server refuses any write in a read-only transaction,
+            # whatever the spec's query does (a data-modifying CTE, nextval(), a function that writes).
+            con.read_only = True
+            with con.cursor() as cur:
+                cur.adapters.register_loader("numeric", FloatLoader)
+                # Naive bounds are compared with a timestamptz column in the session's zone.
+                cur.execute("set time zone 'UTC'")
+                # Prepared (the extended protocol): the server refuses a string of more than one statement.
+                cur.execute(statement, prepare=True)
+                columns = [d.name for d in cur.description]
+                frame = pd.DataFrame(cur.fetchall(), columns=columns)
+            con.rollback()
     except psycopg.Error as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SourceError(name, "connection", message.replace(password, "***") if password else message) from None
+        message = message.replace(password, "***") if password else message
+        rule = _postgres_rule(error, message)
+        if rule == "read_only_query":
+            message = f"the query must be one statement that only reads ({message})"
+        raise SourceError(name, rule, message) from None
     return SourceFrame(name, frame, np.arange(1, len(frame) + 1, dtype=np.int64))
+
+
+def _postgres_rule(error, message: str) -> str:
+    """The rule a PostgreSQL error breaks, by its SQLSTATE: a missing table or column, a query that writes or is
+    not one statement, another error of the query, else the connection."""
+    state = getattr(error, "sqlstate", None) or ""
+    if state == "42P01":
+        return "source_table"
+    if state == "42703":
+        return "source_column"
+    # 25006: a write in the read-only transaction; the server's words for a second statement in a prepared one.
+    if state == "25006" or "multiple commands" in message:
+        return "read_only_query"
+    if state[:2] in ("42", "22", "0A", "2B", "55"):  # syntax, access, data, unsupported feature, object state
+        return "source_query"
+    return "connection"
 
 
 def iter_source(spec: SourceSpec, timestamp_column: str | None = None, start: datetime | None = None,

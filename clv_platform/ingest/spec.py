@@ -22,6 +22,7 @@ customer, date and amount::
 
 from __future__ import annotations
 
+import codecs
 import os
 from datetime import date
 from pathlib import Path
@@ -90,11 +91,17 @@ class SourceSpec(_Strict):
     # Accepted timestamp formats, tried in order (strptime codes); empty means ISO 8601 only.
     timestamp_formats: list[str] = Field(default_factory=list)
     delimiter: str = ","
+    # A Python codec name, or auto: UTF-8, or UTF-16/32 when the file's byte-order mark or NUL bytes say so.
     encoding: str = "utf-8"
     sheet: str | int = 0
 
     @model_validator(mode="after")
     def _where(self) -> SourceSpec:
+        if self.encoding != "auto":
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(f"unknown encoding '{self.encoding}' (e.g. utf-8, cp1252, latin-1, utf-16, auto)") from None
         needs = {"files": ("path",), "s3": ("bucket",)}.get(self.kind, ())
         for field in needs:
             if not getattr(self, field):

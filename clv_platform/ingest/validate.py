@@ -13,7 +13,7 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 import numpy as np
@@ -87,6 +87,20 @@ def apply_pii(frame: pd.DataFrame, pii: PiiSpec, key: bytes | None) -> pd.DataFr
                 raise ValueError(f"PII column '{column}' is to be hashed but ${pii.key_env} (the HMAC key) is not set")
             out[column] = pseudonymize(out[column], key)
     return out
+
+
+def withhold_misaligned(text: pd.DataFrame, misaligned: pd.Series) -> pd.DataFrame:
+    """The fields of records with the wrong number of fields withheld, for a spec that hashes or drops PII.
+
+    Such a record's fields may sit under any column (a description with an unquoted delimiter pushes its
+    second half into the next one), so none can be trusted to be what its column says: none is kept,
+    and the record is quarantined by its row number alone.
+    """
+    if not misaligned.any():
+        return text
+    text = text.copy()
+    text.loc[misaligned.to_numpy(), :] = None
+    return text
 
 
 # --- parsing -------------------------------------------------------------------------------
@@ -167,6 +181,42 @@ def parse_timestamp(values: pd.Series, text: pd.Series, formats: Sequence[str]) 
                 break
             parsed[missing] = pd.to_datetime(text[missing], format=fmt, errors="coerce", utc=True)
     return parsed.dt.tz_localize(None).astype("datetime64[ns]")
+
+
+# Formats common in exports, tried on timestamps that fail: month first before day first, as spreadsheets in
+# the US write them ('12/1/2010 8:26' in the UCI log as Excel saves it).
+COMMON_TIMESTAMP_FORMATS = (
+    "%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%m/%d/%Y", "%d/%m/%Y",
+    "%m/%d/%y %H:%M", "%d/%m/%y %H:%M", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y", "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M", "%Y/%m/%d", "%d-%m-%Y %H:%M", "%d-%m-%Y", "%Y%m%d", "%d %b %Y %H:%M", "%d %b %Y",
+)
+
+
+def timestamp_hint(text: pd.Series, parsed: pd.Series, sample: int = 2_000) -> dict[str, str]:
+    """``{"timestamp_parseable": hint}`` when most timestamps fail and look like one common format; else ``{}``.
+
+    Parameters
+    ----------
+    text
+        The timestamp column through :func:`parse_text`.
+    parsed
+        The same column through :func:`parse_timestamp` with the spec's formats (NaT where it failed).
+    sample
+        Failed values tried against each format.
+    """
+    failed = text[text.notna() & parsed.isna().to_numpy()]
+    if failed.empty or len(failed) * 2 < int(text.notna().sum()):
+        return {}
+    values = failed.head(sample)
+    fits = {fmt: int(pd.to_datetime(values, format=fmt, errors="coerce").notna().sum()) for fmt in COMMON_TIMESTAMP_FORMATS}
+    best = max(fits, key=fits.get)  # the first of equals: month first wins a tie
+    if fits[best] < 0.9 * len(values):
+        return {}
+    tied = [fmt for fmt in COMMON_TIMESTAMP_FORMATS if fmt != best and fits[fmt] == fits[best]]
+    hint = f"most timestamps look like '{best}': add timestamp_formats: ['{best}'] to the source spec"
+    if tied:
+        hint += f" (or ['{tied[0]}'], which reads them as well)"
+    return {"timestamp_parseable": hint}
 
 
 _SURROGATE = "[\udc80-\udcff]"
@@ -266,6 +316,34 @@ def timestamp_column(spec: SourceSpec, contract: Contract) -> str:
     return mapping[contract.timestamp]
 
 
+def _header_key(name) -> str:
+    return "".join(str(name).split()).casefold()
+
+
+def align_columns(source: SourceFrame, mapping: dict[str, str], redact: bool = False) -> SourceFrame:
+    """The source with each mapped column that its header spells otherwise in case or spaces renamed to the mapping's name.
+
+    ``invoiceno`` or ``Invoice No`` match ``InvoiceNo`` when no column is named exactly that; two columns that
+    match one name are a :class:`SourceError` naming both (unless ``redact``: a file without a header shows
+    its first record there).
+    """
+    present = [c for c in source.frame.columns if c != BAD_LINE]
+    renames = {}
+    for wanted in dict.fromkeys(mapping.values()):
+        if wanted in present:
+            continue
+        matches = [c for c in present if _header_key(c) == _header_key(wanted)]
+        if len(matches) > 1:
+            found = f"{len(matches)} columns" if redact else " and ".join(repr(c) for c in matches)
+            raise SourceError(source.name, "ambiguous_column", f"{found} match it when case and spaces are ignored: "
+                              "rename one, or map the exact name in the source spec", row=1, column=wanted)
+        if matches and matches[0] not in renames:
+            renames[matches[0]] = wanted
+    if not renames:
+        return source
+    return replace(source, frame=source.frame.rename(columns=renames))
+
+
 def _check_columns(source: SourceFrame, mapping: dict[str, str], contract: Contract, redact: bool) -> None:
     present = [c for c in source.frame.columns if c != BAD_LINE]
     _require_mapped(source.name, mapping, contract)
@@ -289,10 +367,14 @@ def normalize_customer_ids(ids: pd.Series) -> pd.Series:
     return ids.str.replace(r"^(\d+)\.0+$", r"\1", regex=True).where(ids.notna(), None)
 
 
-def check_columns(source: SourceFrame, spec: SourceSpec, contract: Contract, redact: bool) -> None:
-    """Raise the :class:`SourceError` a load raises for a source that lacks a mapped column; empty sources pass."""
+def check_columns(source: SourceFrame, spec: SourceSpec, contract: Contract, redact: bool) -> SourceFrame:
+    """The source with its columns aligned to the mapping (:func:`align_columns`), or the :class:`SourceError` a
+    load raises for a source that lacks a mapped column; empty sources pass."""
     if source.frame.shape[1]:
-        _check_columns(source, spec.mapping(contract.fields), contract, redact)
+        mapping = spec.mapping(contract.fields)
+        source = align_columns(source, mapping, redact)
+        _check_columns(source, mapping, contract, redact)
+    return source
 
 
 def event_timestamps(source: SourceFrame, spec: SourceSpec, contract: Contract) -> pd.Series:
@@ -302,6 +384,16 @@ def event_timestamps(source: SourceFrame, spec: SourceSpec, contract: Contract) 
         return pd.Series(dtype="datetime64[ns]")
     values = source.frame[column]
     return parse_timestamp(values, parse_text(values), spec.timestamp_formats).dropna()
+
+
+def unparsed_timestamp_hint(source: SourceFrame, spec: SourceSpec, contract: Contract) -> str | None:
+    """What to set when most of a source's timestamps do not parse but fit a common format (:func:`timestamp_hint`)."""
+    column = timestamp_column(spec, contract)
+    if column not in source.frame.columns:
+        return None
+    values = source.frame[column]
+    text = parse_text(values)
+    return timestamp_hint(text, parse_timestamp(values, text, spec.timestamp_formats)).get("timestamp_parseable")
 
 
 def event_day_range(stamps: pd.Series, history_start: date, now: datetime) -> tuple[date, date] | None:
@@ -343,6 +435,7 @@ def validate(
             empty.append(source.name)
             if source.frame.shape[1] == 0:
                 continue
+        source = align_columns(source, mapping, redact=bool(pii.columns))
         _check_columns(source, mapping, contract, redact=bool(pii.columns))
         extra = sorted(set(source.frame.columns) - set(mapping.values()) - {BAD_LINE})
         if extra:
@@ -358,8 +451,13 @@ def validate(
     undecodable = _surrogate_cells(text) if any(source.undecodable for source in sources) else None
     text = apply_pii(text, pii, pii_key)
     bad_line = raw[BAD_LINE] if BAD_LINE in raw else pd.Series(None, index=raw.index, dtype=object)
-    if pii.columns and pii_key:
-        bad_line = bad_line.map(lambda v: None if v is None else "hmac:" + hmac.new(pii_key, v.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:32])
+    hints = {"valid_encoding": f"the file is read as {spec.encoding}; if it has another encoding, name it in the source spec, "
+                               "e.g. encoding: cp1252 or encoding: latin-1"}
+    shown_line = bad_line
+    if pii.columns:
+        text = withhold_misaligned(text, bad_line.notna())
+        shown_line = pd.Series(None, index=bad_line.index, dtype=object)
+        hints["field_count"] = "the line is not shown: the spec hashes or drops PII"
 
     parsed = _parse(raw, text, mapping, contract, spec)
     parsed["ok__field_count"] = bad_line.isna().to_numpy()
@@ -367,9 +465,17 @@ def validate(
     failures = _failures(parsed, contract, limits, loaded_at, history_start)
 
     accepted = _accepted_frame(parsed.drop(index=failures.index.unique()), contract, loaded_at)
-    quarantine = _quarantine_frame(failures, raw, text, undecodable, bad_line, parsed, mapping, contract, loaded_at)
+    hints.update(timestamp_hint(text[contract.timestamp], parsed[contract.timestamp]) if len(raw) else {})
+    quarantine = _quarantine_frame(failures, raw, text, undecodable, shown_line, parsed, mapping, contract, loaded_at, hints)
     by_rule = {str(k): int(v) for k, v in quarantine["rule"].value_counts().items()}
     return Validated(accepted, quarantine, rows_read, by_rule, rows_by_source, extras, empty)
+
+
+def describe_quarantined(row) -> str:
+    """One quarantine row as the one line a log shows: source, row, the column when the rule judges one, message, rule."""
+    column = row["column_name"]
+    where = f": column '{column}'" if isinstance(column, str) else ""
+    return f"{row['source']}: row {row['source_row']}{where}: {row['message']} (rule: {row['rule']})"
 
 
 def _synthetic_id(frame: pd.DataFrame, columns: Sequence[str], prefix: str = "") -> pd.Series:
@@ -503,7 +609,7 @@ def _accepted_frame(parsed: pd.DataFrame, contract: Contract, loaded_at: datetim
     return out.reset_index(drop=True)
 
 
-def _quarantine_frame(failures, raw, text, undecodable, bad_line, parsed, mapping, contract, loaded_at) -> pd.DataFrame:
+def _quarantine_frame(failures, raw, text, undecodable, bad_line, parsed, mapping, contract, loaded_at, hints) -> pd.DataFrame:
     if failures.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS}).astype(
             {"source_row": "int64", "partition_date": "datetime64[ns]", "loaded_at": "datetime64[ns]"})
@@ -534,6 +640,8 @@ def _quarantine_frame(failures, raw, text, undecodable, bad_line, parsed, mappin
     message = first.map(lambda r: rules[r].message)
     shown = value.notna() & first.ne("duplicate_line")
     message[shown] = message[shown] + ": " + value[shown].map(repr)
+    for rule_name, hint in hints.items():
+        message[first.eq(rule_name)] += f" ({hint})"
     index = first.index
     records_text = text.loc[index].copy()
     for name in records_text.columns:
@@ -547,11 +655,15 @@ def _quarantine_frame(failures, raw, text, undecodable, bad_line, parsed, mappin
         "source_row": raw.loc[index, "_source_row"].astype("int64").to_numpy(),
         "partition_date": pd.Series(ts.dt.normalize().to_numpy()).where(~undated),
         "rule": first.to_numpy(),
-        "column_name": column.map(lambda c: mapping.get(c, c), na_action="ignore").to_numpy(),
-        "value": value.to_numpy(),
+        # None, not NaN: a whole-record rule names no column, and a frame would read NaN as the text 'nan'.
+        "column_name": column.map(lambda c: mapping.get(c, c), na_action="ignore").astype(object).to_numpy(),
+        "value": value.astype(object).to_numpy(),
         "message": message.to_numpy(),
         "rules": every.to_numpy(),
         "record": records,
         "loaded_at": pd.Timestamp(loaded_at).as_unit("ns"),
     })
-    return out.sort_values(["source", "source_row"]).reset_index(drop=True)
+    out = out.sort_values(["source", "source_row"]).reset_index(drop=True)
+    for name in ("column_name", "value"):
+        out[name] = out[name].astype(object).where(out[name].notna(), None)
+    return out

@@ -107,7 +107,9 @@ def replace_window(con, writes: list[tuple[str, pd.DataFrame, str]], sources: li
 def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=None) -> tuple[date, date]:
     """First and last event day in the transaction source: the partitions a full load must cover."""
     from clv_platform.ingest.readers import iter_source
-    from clv_platform.ingest.validate import TRANSACTIONS, check_columns, event_day_range, event_timestamps, timestamp_column
+    from clv_platform.ingest.validate import (
+        TRANSACTIONS, check_columns, event_day_range, event_timestamps, timestamp_column, unparsed_timestamp_hint,
+    )
 
     source = spec.transactions
     if source.kind == "generator":
@@ -116,12 +118,14 @@ def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=Non
         stamps = generated(generator_options or spec.generator).transactions["InvoiceDate"]
     else:
         column = timestamp_column(source, TRANSACTIONS)
-        parts = []
+        parts, hint = [], None
         for frame in iter_source(source, column, s3_client=s3_client):
-            check_columns(frame, source, TRANSACTIONS, bool(spec.pii.columns))  # the one-line error a run would give
+            frame = check_columns(frame, source, TRANSACTIONS, bool(spec.pii.columns))  # the one-line error a run would give
             parts.append(event_timestamps(frame, source, TRANSACTIONS))
+            if hint is None and len(parts[-1]) * 2 < len(frame):  # most timestamps did not parse: say what might
+                hint = unparsed_timestamp_hint(frame, source, TRANSACTIONS)
         stamps = pd.concat(parts) if parts else pd.Series(dtype="datetime64[ns]")
     days = event_day_range(stamps, spec.history_start, datetime.now())
     if days is None:
-        raise ValueError("the transaction source holds no rows with a valid timestamp")
+        raise ValueError("the transaction source holds no rows with a valid timestamp" + (f": {hint}" if hint else ""))
     return days

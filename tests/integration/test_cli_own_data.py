@@ -57,3 +57,13 @@ def test_customer_date_amount_log_runs_the_whole_graph(tmp_path, environment_for
         assert features[0] == features[1] > 500
         scored, versions = con.execute("select count(*), count(distinct model_version) from scoring.clv_scores").fetchone()
         assert scored > 0 and versions == 1
+
+
+def test_a_log_of_us_style_dates_stops_with_one_line_naming_the_format(tmp_path, environment_for):
+    (tmp_path / "sales.csv").write_text("cust,day,total\n12346,12/1/2010 8:26,5\n12347,12/13/2010 17:05,7.5\n")
+    done = _run_cli(tmp_path, environment_for)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: the transaction source holds no rows with a valid timestamp: most timestamps look like '%m/%d/%Y %H:%M': "
+        "add timestamp_formats: ['%m/%d/%Y %H:%M'] to the source spec"
+    ]

@@ -184,6 +184,14 @@ def test_a_file_without_a_valid_date_is_judged_without_a_run(tmp_path, landing):
     assert sensor.tick().run_requests == []
 
 
+def test_a_file_of_us_style_dates_is_judged_naming_the_format_to_set(tmp_path, landing):
+    us = _write(landing / "us.csv", "customer,day,total\nc1,12/1/2010 8:26,5\nc2,12/13/2010 17:05,7\n")
+    result = Sensor(_files_spec(tmp_path, str(landing))).tick()
+    assert result.run_requests == []
+    assert result.skip_message == (f"{us}: no row with a valid timestamp, no days to load (most timestamps look like "
+                                   "'%m/%d/%Y %H:%M': add timestamp_formats: ['%m/%d/%Y %H:%M'] to the source spec)")
+
+
 def test_a_backlog_is_read_over_several_ticks_within_the_read_budget(tmp_path, landing, monkeypatch):
     monkeypatch.setattr(sensors, "READ_BUDGET_SECONDS", 0.0)  # one file per tick
     a = _write(landing / "a.csv", FILE_A)

@@ -144,7 +144,7 @@ def test_missing_table_names_source_and_relation(dsn_env, shop_dsn):
     message = str(caught.value)
     assert message.startswith("postgresql:shop.refunds: ")
     assert 'relation "shop.refunds" does not exist' in message and "\n" not in message
-    assert caught.value.rule == "connection"
+    assert caught.value.rule == "source_table" and message.endswith("(rule: source_table)")
     assert psycopg.conninfo.conninfo_to_dict(shop_dsn)["password"] not in message
 
 
@@ -153,3 +153,69 @@ def test_missing_environment_variable(monkeypatch):
     with pytest.raises(SourceError, match=f"environment variable {DSN_ENV} is not set") as caught:
         read_postgres(SourceSpec(kind="postgres", table="shop.orders", dsn_env=DSN_ENV), "ordered_at")
     assert caught.value.rule == "connection"
+
+
+def test_missing_timestamp_column_is_a_source_column_error(dsn_env):
+    with pytest.raises(SourceError) as caught:
+        read_postgres(SourceSpec(kind="postgres", table="shop.orders", dsn_env=dsn_env), "placed_at")
+    message = str(caught.value)
+    assert caught.value.rule == "source_column" and 'column "placed_at" does not exist' in message and "\n" not in message
+
+
+# --- a source is read, never written --------------------------------------------------------------
+
+@pytest.fixture
+def victim(shop_dsn) -> Iterator[str]:
+    """``shop.victim`` (3 rows), a sequence and a function that deletes from it, made afresh for each test."""
+    with psycopg.connect(shop_dsn, autocommit=True) as con:
+        con.execute("drop table if exists shop.victim; drop sequence if exists shop.ids; "
+                    "drop function if exists shop.purge()")
+        con.execute("create table shop.victim as select g as id, timestamp '2024-03-01' + g * interval '1 hour' as ordered_at "
+                    "from generate_series(1, 3) as g")
+        con.execute("create sequence shop.ids")
+        con.execute("create function shop.purge() returns timestamp language sql volatile as "
+                    "$$ delete from shop.victim; select timestamp '2024-03-01' $$")
+    yield shop_dsn
+    with psycopg.connect(shop_dsn, autocommit=True) as con:
+        assert con.execute("select count(*) from shop.victim").fetchone() == (3,)
+        assert con.execute("select last_value, is_called from shop.ids").fetchone() == (1, False)
+
+
+WRITES = {
+    # The subquery closed, a second statement appended, a third opened so that the whole string parses.
+    "appended_statement": "select * from shop.victim) as x; drop table shop.victim; select * from (select now() as ordered_at",
+    "appended_then_comment": "select * from shop.victim) as x; drop table shop.victim; --",
+    "data_modifying_cte": "select * from shop.victim) as x; with gone as (delete from shop.victim returning *) "
+                          "select * from gone; select * from (select now() as ordered_at",
+    "sequence": "select nextval('shop.ids') as id, timestamp '2024-03-01' as ordered_at",
+    "writing_function": "select shop.purge() as ordered_at",
+    "select_into": "select * into shop.copy from shop.victim",
+}
+
+
+@pytest.mark.parametrize("query", WRITES.values(), ids=WRITES.keys())
+def test_a_query_that_writes_leaves_the_database_as_it_was_and_is_one_line(victim, monkeypatch, query):
+    monkeypatch.setenv(DSN_ENV, victim)
+    with pytest.raises(SourceError) as caught:
+        read_postgres(SourceSpec(kind="postgres", query=query, dsn_env=DSN_ENV), "ordered_at")
+    message = str(caught.value)
+    assert message.startswith("postgresql:query: ") and "\n" not in message
+    assert caught.value.rule in ("read_only_query", "source_query"), message
+    with psycopg.connect(victim) as con:
+        assert con.execute("select to_regclass('shop.copy')").fetchone() == (None,)
+
+
+def test_a_second_statement_is_refused_by_name(victim, monkeypatch):
+    monkeypatch.setenv(DSN_ENV, victim)
+    with pytest.raises(SourceError) as caught:
+        read_postgres(SourceSpec(kind="postgres", query=WRITES["appended_statement"], dsn_env=DSN_ENV), "ordered_at")
+    assert caught.value.rule == "read_only_query"
+    assert "one statement that only reads" in str(caught.value) and "multiple commands" in str(caught.value)
+
+
+@pytest.mark.parametrize("query", [WRITES["sequence"], WRITES["writing_function"]], ids=["sequence", "writing_function"])
+def test_a_single_statement_that_writes_is_refused_by_the_read_only_transaction(victim, monkeypatch, query):
+    monkeypatch.setenv(DSN_ENV, victim)
+    with pytest.raises(SourceError) as caught:
+        read_postgres(SourceSpec(kind="postgres", query=query, dsn_env=DSN_ENV), "ordered_at")
+    assert caught.value.rule == "read_only_query" and "read-only transaction" in str(caught.value)

@@ -372,7 +372,9 @@ def test_a_hashed_customer_id_appears_raw_neither_in_accepted_nor_in_quarantine(
     assert result.rows_read == len(result.accepted) + len(result.quarantine)
     stored = result.accepted.astype(str).to_csv() + result.quarantine.astype(str).to_csv()
     assert RAW_ID not in stored
-    assert all(re.fullmatch("[0-9a-f]{32}", json.loads(record)["customer_id"]) for record in result.quarantine.record)
+    ids = [json.loads(record)["customer_id"] for record in result.quarantine.record]
+    # A record with the wrong number of fields keeps no field: any of them may be the id, shifted.
+    assert [i if i is None else bool(re.fullmatch("[0-9a-f]{32}", i)) for i in ids] == [True, None, True]
 
 
 def test_a_file_without_header_does_not_show_its_first_record_when_ids_are_hashed(tmp_path):

@@ -248,11 +248,10 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
                 "quarantined_by_rule": meta["quarantined_by_rule"], "window_start": meta["window_start"], "window_end": meta["window_end"],
             }))
         if len(quarantine):
-            top = quarantine.iloc[0]
-            context.log.warning(
-                f"{len(quarantine):,} {contract.name} row(s) quarantined, e.g. {top['source']}: row {top['source_row']}: "
-                f"column '{top['column_name']}': {top['message']} (rule: {top['rule']}); see {table}_quarantine"
-            )
+            from clv_platform.ingest.validate import describe_quarantined
+
+            context.log.warning(f"{len(quarantine):,} {contract.name} row(s) quarantined, "
+                                f"e.g. {describe_quarantined(quarantine.iloc[0])}; see {table}_quarantine")
         yield dg.MaterializeResult(asset_key=asset_key, metadata=meta)
         yield _check(asset_key, schema_check, (True, "every source read with the mapped columns", {
             "sources": len(validated.rows_by_source), "extra_columns_ignored": str(validated.extra_columns) if validated.extra_columns else None}))
@@ -317,7 +316,10 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
 
 def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """The customer feed mapped to the contract; gaps filled from the transactions (first purchase, country)."""
-    from clv_platform.ingest.validate import CUSTOMERS, apply_pii, check_columns, normalize_customer_ids, parse_text, parse_timestamp
+    from clv_platform.ingest.readers import BAD_LINE
+    from clv_platform.ingest.validate import (
+        CUSTOMERS, apply_pii, check_columns, normalize_customer_ids, parse_text, parse_timestamp, withhold_misaligned,
+    )
 
     source = spec.customers
     mapping = source.mapping(CUSTOMERS.fields)
@@ -327,8 +329,10 @@ def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataF
     for frame in iter_source(source, mapping.get("signup_date", mapping["customer_id"])):
         if frame.frame.shape[1] == 0:
             continue
-        check_columns(frame, source, CUSTOMERS, bool(spec.pii.columns))
+        frame = check_columns(frame, source, CUSTOMERS, bool(spec.pii.columns))
         part = pd.DataFrame({name: parse_text(frame.frame[column]) for name, column in mapping.items()})
+        if spec.pii.columns and BAD_LINE in frame.frame:  # shifted fields: a raw id may sit under 'country'
+            part = withhold_misaligned(part, frame.frame[BAD_LINE].notna())
         if "signup_date" in mapping:
             part["signup_date"] = parse_timestamp(frame.frame[mapping["signup_date"]], part["signup_date"], source.timestamp_formats)
         parts.append(part)

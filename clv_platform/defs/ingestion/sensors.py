@@ -50,7 +50,7 @@ def _files_tag(uris: list[str]) -> str:
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, raw_source: RawSource, s3: S3Resource):
     # In the body: the row rules import pandera, which probes for pyspark (definitions load fast without).
-    from clv_platform.ingest.landing import LandingCursor, landed_days, list_landed, read_landed
+    from clv_platform.ingest.landing import LandingCursor, landed_days, list_landed, read_landed, undated_note
 
     spec = raw_source.spec()
     source = spec.transactions
@@ -74,7 +74,8 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, raw_source: RawSour
             deferred += 1
             continue
         try:
-            days = landed_days(read_landed(file, source, client), spec, now)
+            frame = read_landed(file, source, client)
+            days = landed_days(frame, spec, now)
         except SourceError as error:
             # Judged: not read again until the file changes. The runs of other files read the whole
             # source, so they fail on it too until it is fixed or removed.
@@ -88,7 +89,7 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, raw_source: RawSour
             continue
         cursor.judged(file)
         if days is None:
-            notes.append(f"{file.uri}: no row with a valid timestamp, no days to load")
+            notes.append(undated_note(file, frame, spec))
             continue
         landed.append((file, days))
     if deferred:
