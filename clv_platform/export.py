@@ -49,6 +49,7 @@ REQUIRED_COLUMNS = ("customer_id", "cutoff_date", "predicted_clv", "value_tier",
 
 # OWASP's list of the first characters that make a spreadsheet read a cell as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = r"^[=+@\-\t\r]"  # the same characters, as a regex for Arrow (RE2)
 INERT_PREFIX = "'"  # a leading apostrophe: the cell is text, shown without it
 # Text that is only a number ("-12.5", "+3e4") is read as that number, never run: left as it is.
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -90,6 +91,23 @@ def is_formula(value: object) -> bool:
     return isinstance(value, str) and value.startswith(FORMULA_PREFIXES) and _PLAIN_NUMBER.fullmatch(value) is None
 
 
+def _formula_mask(values: pd.Series):
+    """Which values are formulas: a regex over the column in Arrow, then :func:`is_formula` on the few it finds."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    cells = np.asarray(values, dtype=object)
+    try:
+        text = pa.array(cells, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers or other objects among the strings
+        return np.fromiter((is_formula(value) for value in cells), dtype=bool, count=len(cells))
+    starts = pc.match_substring_regex(text, _FORMULA_START).fill_null(False).to_numpy(zero_copy_only=False)
+    mask = np.zeros(len(cells), dtype=bool)
+    for index in np.flatnonzero(starts):
+        mask[index] = is_formula(cells[index])
+    return mask
+
+
 def neutralize_formulas(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """``frame`` with every text cell a spreadsheet would run as a formula prefixed with ``'``, and the counts.
 
@@ -109,15 +127,13 @@ def neutralize_formulas(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, in
     >>> safe["customer_id"].tolist(), safe["bias"].tolist(), counts
     (["'=cmd|' /C calc'!A0", 'c2'], [-0.25, 0.1], {'customer_id': 1})
     """
-    import numpy as np
-
     result, counts = frame, {}
     for column in frame.columns:
         values = frame[column]
         if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
                 or isinstance(values.dtype, pd.CategoricalDtype)):
             continue
-        formulas = np.fromiter((is_formula(value) for value in values), dtype=bool, count=len(values))
+        formulas = _formula_mask(values)
         if not formulas.any():
             continue
         if result is frame:
