@@ -223,10 +223,16 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def write_evaluation(metadata: dict, out: Path, *, source: str, seconds: float) -> None:
-    """``metrics.csv`` (one row per model) and ``metrics.md`` (the table with its window and the decision)."""
+    """``metrics.csv`` (one row per model) and ``metrics.md`` (the table with its window and the decision).
+
+    ``metrics.csv`` is opened in spreadsheets: text cells that would run as formulas are prefixed with ``'``
+    (:func:`clv_platform.export.neutralize_formulas`).
+    """
     import pandas as pd
 
-    table = pd.DataFrame(metadata["metrics_table"])
+    from clv_platform.export import neutralize_formulas
+
+    table, _ = neutralize_formulas(pd.DataFrame(metadata["metrics_table"]))
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "metrics.csv", index=False)
     decision = metadata["champion_decision"]

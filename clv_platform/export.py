@@ -15,6 +15,11 @@ neither the manifest nor a half-written temporary file is read as data.
 A cutoff is exported in place, so exporting it again replaces it. Writers remove the old manifest,
 write the Parquet file, then write the manifest: a reader that finds a manifest finds the complete file
 it describes (its ``sha256`` says which bytes).
+
+Analysts open these files in spreadsheets (Excel and Power Query read Parquet; a frame read from it is
+often saved as CSV), and a text cell such as ``=cmd|' /C calc'!A0`` from a source's customer id would run
+as a formula there. Every export a spreadsheet may open goes through :func:`neutralize_formulas`; the
+manifest counts the cells it changed (``neutralized_cells``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,13 @@ PARQUET_NAME = "clv_scores.parquet"
 MANIFEST_NAME = "_manifest.json"
 REQUIRED_COLUMNS = ("customer_id", "cutoff_date", "predicted_clv", "value_tier", "model_name", "model_version")
 
+# OWASP's list of the first characters that make a spreadsheet read a cell as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = r"^[=+@\-\t\r]"  # the same characters, as a regex for Arrow (RE2)
+INERT_PREFIX = "'"  # a leading apostrophe: the cell is text, shown without it
+# Text that is only a number ("-12.5", "+3e4") is read as that number, never run: left as it is.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _CREDENTIAL_ERRORS = {
     "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
@@ -68,6 +80,69 @@ class ExportLocation:
         if self.scheme == "s3":
             return f"s3://{self.bucket}/{self.object_key(key)}"
         return str(self.folder / key)
+
+
+def is_formula(value: object) -> bool:
+    """Whether a spreadsheet opening ``value`` as a cell would read it as a formula.
+
+    >>> [is_formula(v) for v in ("=cmd|' /C calc'!A0", "+SUM(1,2)", "@SUM(A1)", "-2+3", "-12.5", "High", -3.0)]
+    [True, True, True, True, False, False, False]
+    """
+    return isinstance(value, str) and value.startswith(FORMULA_PREFIXES) and _PLAIN_NUMBER.fullmatch(value) is None
+
+
+def _formula_mask(values: pd.Series):
+    """Which values are formulas: a regex over the column in Arrow, then :func:`is_formula` on the few it finds."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    cells = np.asarray(values, dtype=object)
+    try:
+        text = pa.array(cells, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers or other objects among the strings
+        return np.fromiter((is_formula(value) for value in cells), dtype=bool, count=len(cells))
+    starts = pc.match_substring_regex(text, _FORMULA_START).fill_null(False).to_numpy(zero_copy_only=False)
+    mask = np.zeros(len(cells), dtype=bool)
+    for index in np.flatnonzero(starts):
+        mask[index] = is_formula(cells[index])
+    return mask
+
+
+def neutralize_formulas(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``frame`` with every text cell a spreadsheet would run as a formula prefixed with ``'``, and the counts.
+
+    Every column is checked by what it holds, not by its name: each string value of an object, string or
+    categorical column that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return becomes
+    ``'`` + the value, which spreadsheets show as text. Numbers stay numbers (a negative amount is not
+    text), and text that is only a number (``"-12.5"``) is left as it is: a spreadsheet reads it as that
+    number and runs nothing. The input frame is not changed.
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, dict[str, int]]
+        The frame to write, and the number of cells changed per column (columns with none left out).
+
+    >>> frame = pd.DataFrame({"customer_id": ["=cmd|' /C calc'!A0", "c2"], "bias": [-0.25, 0.1]})
+    >>> safe, counts = neutralize_formulas(frame)
+    >>> safe["customer_id"].tolist(), safe["bias"].tolist(), counts
+    (["'=cmd|' /C calc'!A0", 'c2'], [-0.25, 0.1], {'customer_id': 1})
+    """
+    result, counts = frame, {}
+    for column in frame.columns:
+        values = frame[column]
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
+                or isinstance(values.dtype, pd.CategoricalDtype)):
+            continue
+        formulas = _formula_mask(values)
+        if not formulas.any():
+            continue
+        if result is frame:
+            result = frame.copy()
+        changed = values.astype(object) if isinstance(values.dtype, pd.CategoricalDtype) else values.copy()
+        changed[formulas] = [INERT_PREFIX + value for value in values[formulas]]
+        result[column] = changed
+        counts[str(column)] = int(formulas.sum())
+    return result, counts
 
 
 def parse_export_uri(uri: str) -> ExportLocation:
@@ -155,8 +230,10 @@ def build_export(scores: pd.DataFrame, exported_at: datetime) -> ExportFiles:
     -------
     ExportFiles
         Parquet bytes (every column but ``cutoff_date``, which lives in the path; rows sorted by
-        ``customer_id``, so the same scores give the same bytes) and a manifest with ``dataset,
-        cutoff_date, file, row_count, columns, model_name, model_version, bytes, sha256, exported_at``.
+        ``customer_id``, so the same scores give the same bytes; text cells that would run as spreadsheet
+        formulas prefixed with ``'``, see :func:`neutralize_formulas`) and a manifest with ``dataset,
+        cutoff_date, file, row_count, columns, model_name, model_version, bytes, sha256, exported_at,
+        neutralized_cells`` (cells prefixed, per column).
 
     Raises
     ------
@@ -179,6 +256,10 @@ def build_export(scores: pd.DataFrame, exported_at: datetime) -> ExportFiles:
 
     data = scores.drop(columns=[PARTITION_COLUMN]).sort_values("customer_id", kind="stable").reset_index(drop=True)
     data["model_version"] = data["model_version"].astype(str)
+    data, neutralized = neutralize_formulas(data)
+    if data["customer_id"].duplicated().any():  # "=x" made "'=x" beside a customer already named "'=x"
+        repeated = sorted(data.loc[data["customer_id"].duplicated(), "customer_id"].astype(str))[:5]
+        raise ValueError(f"column 'customer_id' repeats {', '.join(repeated)} once formulas are made inert")
     # No pandas schema metadata: the file reads the same everywhere and its bytes do not move with pandas.
     table = pa.Table.from_pandas(data, preserve_index=False).replace_schema_metadata(None)
     sink = pa.BufferOutputStream()
@@ -196,6 +277,7 @@ def build_export(scores: pd.DataFrame, exported_at: datetime) -> ExportFiles:
         "bytes": len(parquet),
         "sha256": hashlib.sha256(parquet).hexdigest(),
         "exported_at": exported_at.isoformat(timespec="seconds"),
+        "neutralized_cells": neutralized,
     }
     return ExportFiles(cutoff_date=cutoff, parquet=parquet, manifest=manifest)
 

@@ -31,6 +31,11 @@ class LandedFile:
     def identity(self) -> str:
         return f"{self.uri}@{self.version}"
 
+    @property
+    def size(self) -> int:
+        """Bytes, as listed (the version starts with them)."""
+        return int(self.version.split("-", 1)[0])
+
 
 def list_landed(spec: SourceSpec, s3_client=None) -> list[LandedFile]:
     """The data files of a ``files`` source or the data objects under an ``s3`` prefix, sorted by name.
@@ -81,6 +86,44 @@ def undated_note(file: LandedFile, frame: SourceFrame, spec: IngestionSpec) -> s
     frame = check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns))
     hint = unparsed_timestamp_hint(frame, source, TRANSACTIONS) if len(frame) else None
     return f"{file.uri}: no row with a valid timestamp, no days to load" + (f" ({hint})" if hint else "")
+
+
+@dataclass
+class ReadBudget:
+    """Which landed files one sensor tick reads, so that the tick ends within ``seconds`` on a loaded machine too.
+
+    The daemon fails a sensor evaluation that runs past its time limit (60 s by default) and keeps nothing of
+    it, so a tick that always overruns would read the same files again on every tick. The clock starts with
+    the evaluation (imports and listing count); the first file of a tick is always read, so every tick makes
+    progress; a later file only when, at this tick's seconds per byte so far, its read would end within
+    ``seconds``. A slower machine reads fewer files per tick, instead of spending more time per tick.
+
+    >>> budget = ReadBudget(seconds=20.0, started=0.0)
+    >>> budget.allows(size=10_000_000, now=25.0)  # the first file: read whatever the clock says
+    True
+    >>> budget.record(size=1_000, seconds=2.0)  # 2 ms per byte: imports took the other 3 s
+    >>> budget.allows(size=6_000, now=5.0), budget.allows(size=8_000, now=5.0)  # ends at 17 s / at 21 s
+    (True, False)
+    """
+
+    seconds: float
+    started: float  # time.monotonic() when the evaluation began
+    read_bytes: int = 0
+    read_seconds: float = 0.0
+    files_read: int = 0
+
+    def allows(self, size: int, now: float) -> bool:
+        """Whether to read a file of ``size`` bytes at ``now`` (a ``time.monotonic()`` reading)."""
+        if self.files_read == 0:
+            return True
+        expected = size * self.read_seconds / max(self.read_bytes, 1)
+        return now - self.started + expected <= self.seconds
+
+    def record(self, size: int, seconds: float) -> None:
+        """Count one file read (or tried) in this tick: its bytes and how long it took."""
+        self.files_read += 1
+        self.read_bytes += size
+        self.read_seconds += seconds
 
 
 @dataclass

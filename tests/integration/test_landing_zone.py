@@ -202,6 +202,23 @@ def test_a_backlog_is_read_over_several_ticks_within_the_read_budget(tmp_path, l
     assert sensor.tick().run_requests == []
 
 
+def test_a_file_whose_read_would_overrun_the_tick_is_left_for_the_next_tick(tmp_path, landing, monkeypatch):
+    """The budget predicts each read at the tick's rate so far: a big file after a small one waits, then goes first."""
+    monkeypatch.setattr(sensors, "READ_BUDGET_SECONDS", 30.0)
+    small = _write(landing / "a.csv", FILE_A)
+    # 5.7 MB: at the small file's rate (a few ms for 153 bytes) its read is predicted at minutes, not seconds.
+    big = _write(landing / "b.csv", "customer,day,total\n" + "c7,2024-03-15,1.00\n" * 300_000)
+    sensor = Sensor(_files_spec(tmp_path, str(landing)))
+
+    first = sensor.tick()
+    assert _requested(first) == [("2024-03-01", "2024-03-03", [str(small)])]
+    assert set(sensor.state["files"]) == {str(small)}  # what the tick read is recorded; the big file is not
+    second = sensor.tick()
+    assert _requested(second) == [("2024-03-15", "2024-03-15", [str(big)])]
+    assert set(sensor.state["files"]) == {str(small), str(big)}
+    assert sensor.tick().run_requests == []
+
+
 def test_a_glob_source_is_watched_too(tmp_path, landing):
     a = _write(landing / "2024-03-a.csv", FILE_A)
     _write(landing / "2024-04-b.csv", FILE_B)
@@ -270,6 +287,8 @@ def test_objects_under_an_s3_prefix_are_requested_once_per_etag(tmp_path, s3_cli
 
 # A real daemon, restarted. Slow: two loads of the code location (the session's dbt manifest copied in, not parsed)
 # and the 30 s sensor interval; 2-2.5 min on a busy 2-core machine. Deselect with -m "not slow".
+# Each wait on the daemon: generous, as a load average of 10 on 2 cores makes every step several times slower.
+DAEMON_TIMEOUT = 600
 
 
 def _daemon(env: dict, log: Path) -> subprocess.Popen:
@@ -307,26 +326,49 @@ def _landing_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return sorted(runs, key=lambda run: run.tags[RANGE_START])
 
 
-def _wait_for_runs(instance, count: int, process: subprocess.Popen, log: Path, timeout: float) -> list[dg.DagsterRun]:
-    """The sensor's runs once ``count`` of them are queued (a run is created, then submitted to the queue)."""
+def _wait_until(read, done, failure, process: subprocess.Popen, log: Path, timeout: float):
+    """``read()`` once ``done`` says yes to it; an AssertionError (``failure`` of the last value, the daemon's log)
+    after ``timeout`` seconds or as soon as the daemon exits."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = _landing_runs(instance)
-        if len(runs) >= count and all(run.status != dg.DagsterRunStatus.NOT_STARTED for run in runs):
-            return runs
+    while True:
+        value = read()
+        if done(value):
+            return value
         if process.poll() is not None:
             raise AssertionError(f"dagster-daemon exited {process.returncode}:\n{log.read_text()[-3000:]}")
-        time.sleep(1)
-    raise AssertionError(f"{len(_landing_runs(instance))} landing run(s) after {timeout:.0f} s, expected {count}:\n"
-                         f"{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{failure(value)} after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
 
 
-def _sensor_cursor(instance: dg.DagsterInstance) -> dict:
+def _wait_for_runs(instance, count: int, process: subprocess.Popen, log: Path, timeout: float) -> list[dg.DagsterRun]:
+    """The sensor's runs once ``count`` of them are queued (a run is created, then submitted to the queue)."""
+    return _wait_until(
+        lambda: _landing_runs(instance),
+        lambda runs: len(runs) >= count and all(run.status != dg.DagsterRunStatus.NOT_STARTED for run in runs),
+        lambda runs: f"{len(runs)} landing run(s), expected {count},", process, log, timeout)
+
+
+def _sensor_cursor(instance: dg.DagsterInstance) -> dict | None:
+    """The cursor the daemon stored for the sensor, or None before its first tick ends."""
     from dagster._core.scheduler.instigation import InstigatorType
 
     (state,) = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
                 if s.name == "landing_zone_sensor"]
-    return json.loads(state.instigator_data.cursor)
+    cursor = state.instigator_data.cursor if state.instigator_data else None
+    return json.loads(cursor) if cursor else None
+
+
+def _wait_for_cursor(instance, files: set[str], process: subprocess.Popen, log: Path, timeout: float) -> dict:
+    """The stored cursor once it records exactly ``files``.
+
+    The daemon stores a tick's cursor when the tick ends, after it has queued the tick's runs (seconds later
+    on a loaded machine): a queued run is no sign that the cursor holds its files yet.
+    """
+    return _wait_until(
+        lambda: _sensor_cursor(instance),
+        lambda cursor: cursor is not None and set(cursor["files"]) == files,
+        lambda cursor: f"the sensor's cursor {cursor}, expected the files {sorted(files)},", process, log, timeout)
 
 
 @pytest.mark.slow
@@ -363,7 +405,9 @@ def test_a_daemon_restart_neither_loses_nor_repeats_a_file(tmp_path, environment
                 [str(dagster), "sensor", "start", "landing_zone_sensor", "-w", str(PROJECT_ROOT / "workspace.yaml")],
                 cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
             assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
-            (run_a,) = _wait_for_runs(instance, 1, processes[-1], log, timeout=240)
+            # A handled: its tick has ended, so the cursor records it (it is stored after the run is queued).
+            _wait_for_cursor(instance, {str(a)}, processes[-1], log, timeout=DAEMON_TIMEOUT)
+            (run_a,) = _wait_for_runs(instance, 1, processes[-1], log, timeout=DAEMON_TIMEOUT)
             assert json.loads(run_a.tags[LANDED_FILES_TAG]) == [str(a)]
             assert (run_a.tags[RANGE_START], run_a.tags[RANGE_END], run_a.job_name) == ("2024-03-01", "2024-03-03", "ingest_and_features")
             assert run_a.status == dg.DagsterRunStatus.QUEUED
@@ -371,11 +415,11 @@ def test_a_daemon_restart_neither_loses_nor_repeats_a_file(tmp_path, environment
             assert _stop(processes[-1]) is not None, "dagster-daemon did not stop on SIGTERM within 60 s"
             processes.append(_daemon(env, log))
             b = _write(landing / "b.csv", FILE_B)
-            runs = _wait_for_runs(instance, 2, processes[-1], log, timeout=240)
+            _wait_for_cursor(instance, {str(a), str(b)}, processes[-1], log, timeout=DAEMON_TIMEOUT)
             # The tick after the restart saw A and B and requested B alone.
+            runs = _wait_for_runs(instance, 2, processes[-1], log, timeout=DAEMON_TIMEOUT)
             assert [json.loads(run.tags[LANDED_FILES_TAG]) for run in runs] == [[str(a)], [str(b)]]
             assert (runs[1].tags[RANGE_START], runs[1].tags[RANGE_END]) == ("2024-03-10", "2024-03-12")
-            assert set(_sensor_cursor(instance)["files"]) == {str(a), str(b)}
     finally:
         for process in processes:
             _stop(process)

@@ -169,3 +169,55 @@ def test_scoring_another_cutoff_keeps_the_earlier_one(models):
         assert counts["n"].iloc[1] == earlier, table
     # Tiers and explanations were made for the cutoff just scored, which is not the latest one stored.
     assert metadata["scoring/value_tiers"]["cutoff_date"] == CUTOFFS[-2]
+
+
+# What a source's text fields can carry, and what a spreadsheet opening the export would run.
+FORMULAS = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "@SUM(A1)", "-2+3"]
+
+
+def test_formulas_in_a_source_reach_the_export_as_inert_text(models, tmp_path, materialize_raw):
+    import json
+
+    from clv_platform import settings
+
+    examples, _, versions = models
+    # A real file through ingestion: the formulas are stored as they are, in every text field.
+    log = pd.DataFrame({
+        "InvoiceNo": ["536365", "536366", "536367", "536368", "536369"],
+        "StockCode": ["85123A"] * 5,
+        "Description": [*FORMULAS, "WHITE HANGING HEART"],
+        "Quantity": [6, 2, 1, 3, 4],
+        "InvoiceDate": ["2024-09-02 08:26"] * 5,
+        "UnitPrice": [2.55, 3.39, 1.0, 7.65, 4.25],
+        "CustomerID": [*FORMULAS, "c000001"],
+        "Country": [*reversed(FORMULAS), "France"],
+    })
+    log.to_csv(tmp_path / "sales.csv", index=False)
+    spec = tmp_path / "source.yaml"
+    spec.write_text("transactions: {kind: files, path: sales.csv, preset: online_retail}\n")
+    warehouse = os.environ["CLV_WAREHOUSE_PATH"]
+    materialize_raw(spec, warehouse, pd.Timestamp("2024-09-02").date(), pd.Timestamp("2024-09-02").date())
+    raw = _frame("select customer_id, description, country from raw.transactions order by invoice_no")
+    assert raw.values.tolist() == log[["CustomerID", "Description", "Country"]].values.tolist()
+
+    # Those customers scored by the real champion and exported: the cells are inert text, the numbers numbers.
+    features = examples[pd.to_datetime(examples["cutoff_date"]) == pd.Timestamp(CUTOFFS[-1])].reset_index(drop=True)
+    active = features.index[features["T"] - features["recency"] <= 365][: len(FORMULAS)]  # scored customers
+    features.loc[active, "customer_id"] = FORMULAS
+    with duckdb.connect(warehouse) as con:
+        con.execute("create schema if not exists marts")
+        con.register("_features", features.drop(columns=[LABEL_COLUMN]))
+        con.execute("create or replace table marts.customer_features as select * from _features")
+    metadata = _score(versions["xgboost"])
+
+    partition = settings.exports_dir() / f"clv_scores/cutoff_date={CUTOFFS[-1]}"
+    export = duckdb.sql(f"select * from read_parquet('{partition}/clv_scores.parquet')").df()
+    scores = _frame("select customer_id, predicted_clv from scoring.clv_scores where cutoff_date = ?", CUTOFFS[-1])
+    expected = dict(zip(scores["customer_id"].map(lambda c: "'" + c if c in FORMULAS else c), scores["predicted_clv"]))
+    assert dict(zip(export["customer_id"], export["predicted_clv"])) == expected
+    assert {"'" + formula for formula in FORMULAS} <= set(export["customer_id"])
+    assert not export["customer_id"].isin(FORMULAS).any()
+    assert str(export["predicted_clv"].dtype) == "float64" and set(export["value_tier"]) <= {"Low", "Medium", "High"}
+    manifest = json.loads((partition / "_manifest.json").read_text())
+    assert manifest["neutralized_cells"] == {"customer_id": len(FORMULAS)}
+    assert metadata["scoring/clv_scores_export"]["neutralized_cells"] == {"customer_id": len(FORMULAS)}

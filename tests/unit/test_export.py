@@ -54,6 +54,7 @@ def test_manifest_describes_the_bytes():
         "bytes": len(files.parquet),
         "sha256": hashlib.sha256(files.parquet).hexdigest(),
         "exported_at": "2011-12-06T04:30:00+00:00",
+        "neutralized_cells": {},
     }
     assert json.loads(files.manifest_bytes) == files.manifest
 
@@ -150,3 +151,49 @@ def test_unknown_errors_are_not_described():
 
 def test_docstring_examples():
     assert doctest.testmod(export).failed == 0
+
+
+# What an attacker can put in a source's text fields, and what the spreadsheet would run.
+FORMULAS = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "@SUM(A1)", "-2+3", "\t=1+1", "\r=1+1", "=HYPERLINK(\"http://x\")"]
+
+
+def test_every_text_cell_a_spreadsheet_would_run_is_made_inert_whatever_the_column_or_dtype():
+    n = len(FORMULAS)
+    frame = pd.DataFrame({
+        "customer_id": FORMULAS + ["c1", "-12", "+3.5e2"],  # object; text that is only a number stays
+        "description": pd.array(["WHITE MUG", "- 50% off", *FORMULAS, None], dtype="string"),
+        "country": pd.Categorical(["@SUM(A1)", *["France"] * (n + 1), "=1"]),
+        "mixed": [-5, None, 2.5, "=1+1", *["ok"] * (n - 1)],  # object holding numbers too
+        "net_amount": [-2.5, -0.0, 3.0, *[1.0] * n],
+        "orders": [-1, 0, 2, *[1] * n],
+    })
+    before = frame.copy()
+    safe, counts = export.neutralize_formulas(frame)
+
+    assert safe["customer_id"].tolist() == ["'" + f for f in FORMULAS] + ["c1", "-12", "+3.5e2"]
+    assert safe["description"].tolist()[:2] == ["WHITE MUG", "'- 50% off"]
+    assert safe["description"].tolist()[2:-1] == ["'" + f for f in FORMULAS]
+    assert pd.isna(safe["description"].iloc[-1])
+    assert safe["country"].tolist() == ["'@SUM(A1)", *["France"] * (n + 1), "'=1"]
+    assert safe["mixed"].tolist()[:4] == [-5, None, 2.5, "'=1+1"]
+    # Numbers stay numbers: same values, same dtypes.
+    assert safe["net_amount"].tolist() == frame["net_amount"].tolist() and safe["net_amount"].dtype == "float64"
+    assert safe["orders"].tolist() == frame["orders"].tolist() and safe["orders"].dtype == "int64"
+    assert counts == {"customer_id": n, "description": n + 1, "country": 2, "mixed": 1}
+    pd.testing.assert_frame_equal(frame, before)  # the input is not changed
+    assert export.neutralize_formulas(frame.iloc[1:2][["net_amount"]])[1] == {}
+
+
+def test_an_export_of_customers_named_as_formulas_holds_inert_text_and_counts_it():
+    rows = scores(customers=("c1", "=cmd|' /C calc'!A0", "+SUM(1,2)", "@SUM(A1)", "-2+3"))
+    rows["predicted_clv"] = [-1.5, 2.0, 3.0, 4.0, 5.0]  # a negative prediction is a number, not a formula
+    files = build_export(rows, EXPORTED_AT)
+    back = pq.read_table(io.BytesIO(files.parquet)).to_pandas()
+    by_id = dict(zip(back["customer_id"], back["predicted_clv"]))
+    assert by_id == {"'+SUM(1,2)": 3.0, "'-2+3": 5.0, "'=cmd|' /C calc'!A0": 2.0, "'@SUM(A1)": 4.0, "c1": -1.5}
+    assert str(back["predicted_clv"].dtype) == "float64"
+    assert files.manifest["neutralized_cells"] == {"customer_id": 4}
+
+    # Made inert, "=x" would repeat a customer already named "'=x": refused rather than exported twice.
+    with pytest.raises(ValueError, match="repeats '=x once formulas are made inert"):
+        build_export(scores(customers=("=x", "'=x", "c3")), EXPORTED_AT)

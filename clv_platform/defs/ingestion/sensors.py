@@ -27,8 +27,9 @@ from clv_platform.lib.ingestion import RawSource, partition_range_tags
 LANDED_FILES_TAG = "clv/landed_files"  # JSON list of the files a run was requested for
 LANDED_COUNT_TAG = "clv/landed_file_count"
 _TAG_LIMIT = 4000  # characters of the file list kept in the tag; the count tag always holds the total
-# Reading stops after this long in one tick (at least one file is read); the rest wait for the next tick,
-# so that a backlog of large files cannot run into the daemon's time limit for one evaluation.
+# Seconds of one tick, from the start of its evaluation: files whose reads would end later wait for the next
+# tick (the first file is always read), so that a backlog cannot run into the daemon's time limit for one
+# evaluation (60 s by default) however loaded the machine (clv_platform.ingest.landing.ReadBudget).
 READ_BUDGET_SECONDS = 20.0
 
 
@@ -49,8 +50,9 @@ def _files_tag(uris: list[str]) -> str:
                 "the days of the files new or changed since the last tick: each file version once.",
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, raw_source: RawSource, s3: S3Resource):
+    started = time.monotonic()
     # In the body: the row rules import pandera, which probes for pyspark (definitions load fast without).
-    from clv_platform.ingest.landing import LandingCursor, landed_days, list_landed, read_landed, undated_note
+    from clv_platform.ingest.landing import LandingCursor, ReadBudget, landed_days, list_landed, read_landed, undated_note
 
     spec = raw_source.spec()
     source = spec.transactions
@@ -67,33 +69,39 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, raw_source: RawSour
     cursor = LandingCursor.parse(context.cursor)
     cursor.forget_missing(listing)
     pending = cursor.pending(listing)
-    now, started = datetime.now(), time.monotonic()
+    now, budget = datetime.now(), ReadBudget(seconds=READ_BUDGET_SECONDS, started=started)
     landed, notes, deferred = [], [], 0
     for file in pending:
-        if time.monotonic() - started > READ_BUDGET_SECONDS and (landed or notes):
-            deferred += 1
+        if deferred or not budget.allows(file.size, time.monotonic()):
+            deferred += 1  # in listing order: the next tick starts where this one stopped
             continue
+        read_started = time.monotonic()
         try:
             frame = read_landed(file, source, client)
             days = landed_days(frame, spec, now)
         except SourceError as error:
             # Judged: not read again until the file changes. The runs of other files read the whole
             # source, so they fail on it too until it is fixed or removed.
+            budget.record(file.size, time.monotonic() - read_started)
             context.log.warning(f"{error}; not ingested until it changes")
             cursor.judged(file, error=str(error))
             notes.append(str(error))
             continue
         except (OSError, BotoCoreError, ClientError) as error:  # not judged: tried again next tick
+            # Not counted as a read: a file that fails first on every tick must not hold back the rest.
             context.log.warning(f"{file.uri}: cannot be read now, trying again next tick: {error}")
             notes.append(f"{file.uri}: cannot be read now ({type(error).__name__})")
             continue
+        budget.record(file.size, time.monotonic() - read_started)
         cursor.judged(file)
         if days is None:
             notes.append(undated_note(file, frame, spec))
             continue
         landed.append((file, days))
     if deferred:
-        context.log.info(f"{deferred} new file(s) left for the next tick (read budget {READ_BUDGET_SECONDS:g} s spent)")
+        context.log.info(f"{deferred} new file(s) left for the next tick: their reads would end past the tick's "
+                         f"budget of {READ_BUDGET_SECONDS:g} s ({budget.files_read} read in "
+                         f"{time.monotonic() - started:.1f} s)")
 
     if not landed:
         if not pending:

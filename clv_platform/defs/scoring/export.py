@@ -78,6 +78,9 @@ def clv_scores_export(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     manifest = files.manifest
     parquet_uri = location.join(files.parquet_key)
     context.log.info(f"Exported {manifest['row_count']} scores of cutoff {manifest['cutoff_date']} to {parquet_uri}")
+    if manifest["neutralized_cells"]:
+        context.log.warning(f"Text cells that a spreadsheet would run as formulas, prefixed with ': "
+                            f"{manifest['neutralized_cells']}")
     return dg.MaterializeResult(
         metadata={
             "uri": dg.MetadataValue.path(parquet_uri),
@@ -90,6 +93,7 @@ def clv_scores_export(context: dg.AssetExecutionContext, warehouse: DuckDBResour
             "bytes": manifest["bytes"],
             "sha256": manifest["sha256"],
             "exported_at": manifest["exported_at"],
+            "neutralized_cells": dg.MetadataValue.json(manifest["neutralized_cells"]),
         },
         data_version=dg.DataVersion(manifest["sha256"]),
     )
