@@ -216,7 +216,8 @@ def test_killed_write_leaves_old_state_and_rerun_completes(tmp_path, materialize
         wal = database.with_name(database.name + ".wal")
         assert not wal.exists()
         run.go()
-        run.wait_for(lambda: wal.exists() or run.mark("done"), "the write-ahead log")
+        # Staging writes to the log before the swap: wait for the swap's commit to be issued.
+        run.wait_for(lambda: (run.mark("commit") and wal.exists()) or run.mark("done"), "the commit in the write-ahead log")
         assert run.kill() in (-signal.SIGKILL, 0)
         state = _state(database)
         assert state == old or _is_new(state, new_expected), "the warehouse holds a mix of the old and the new load"

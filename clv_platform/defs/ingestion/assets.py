@@ -2,12 +2,14 @@
 
 The source (generator, files, S3, PostgreSQL) comes from the spec in ``CLV_SOURCE_CONFIG``. A run
 covers a range of daily partitions: it reads the source, applies privacy and the row rules,
-and replaces exactly those days (plus the quarantine rows of those days and of the sources it
-read) in one DuckDB transaction. Table rules are blocking checks.
+stages the new version in ``raw_staging``, and judges it there with the table rules (blocking
+checks). Only if every one passes does it replace exactly those days (plus the quarantine rows of
+those days and of the sources it read) in one DuckDB transaction; otherwise the published days
+stay as they were and the run fails saying so.
 """
 
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -16,10 +18,17 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from clv_platform.ingest import table_rules
-from clv_platform.ingest.profile import table_exists
 from clv_platform.ingest.readers import SourceError, SourceFrame, iter_source
 from clv_platform.ingest.spec import GeneratorOptions, IngestionSpec, SourceSpec
-from clv_platform.lib.ingestion import DAILY_PARTITIONS, RawSource, replace_window, window_of
+from clv_platform.lib.ingestion import (
+    DAILY_PARTITIONS,
+    RawSource,
+    publish_table,
+    replace_window,
+    stage,
+    staged_name,
+    window_of,
+)
 from clv_platform.lib.warehouse import connect, markdown_table, replace_table
 
 TRANSACTIONS_KEY = dg.AssetKey(["raw", "transactions"])
@@ -115,42 +124,6 @@ def _counts_metadata(validated, accepted: pd.DataFrame, quarantine: pd.DataFrame
     }
 
 
-def _table_checks(con, accepted: pd.DataFrame, quarantine: pd.DataFrame, start: datetime, end: datetime, spec: IngestionSpec) -> dict:
-    """Volume, order value, countries and quarantine share, against what the warehouse held before this run."""
-    limits = spec.limits
-    days = max((end - start).days, 1)
-    prev_start, prev_end = table_rules.previous_window(start, end)
-    previous_rows, previous_aov, known = None, None, set()
-    if table_exists(con, "raw.transactions"):
-        previous_rows, previous_aov = con.execute(
-            """
-            with lines as (select * from raw.transactions where invoice_date >= ? and invoice_date < ?),
-            orders as (select invoice_no, sum(quantity * unit_price) as value from lines
-                       where quantity > 0 and unit_price > 0 group by invoice_no)
-            select (select count(*) from lines), (select avg(value) from orders)
-            """,
-            [prev_start, prev_end],
-        ).fetchone()
-        known = {r[0] for r in con.execute(
-            "select distinct country from raw.transactions where (invoice_date < ? or invoice_date >= ?) and country is not null",
-            [start, end],
-        ).fetchall()}
-    positive = accepted[(accepted["quantity"] > 0) & (accepted["unit_price"] > 0)]
-    order_values = (positive["quantity"] * positive["unit_price"]).groupby(positive["invoice_no"]).sum()
-    current_aov = float(order_values.mean()) if len(order_values) else None
-    countries = accepted["country"].dropna().value_counts().to_dict()
-    return {
-        "quarantine_share_within_limit": table_rules.quarantine_share(
-            len(accepted) + len(quarantine), len(quarantine), limits.max_quarantine_share),
-        "volume_change_within_limit": table_rules.ratio_change(
-            "mean daily lines", len(accepted) / days if len(accepted) else 0.0,
-            (previous_rows / days) if previous_rows else None, limits.max_volume_ratio, "lines_per_day"),
-        "mean_order_value_stable": table_rules.ratio_change(
-            "mean order value", current_aov, previous_aov, limits.max_order_value_ratio, "order_value"),
-        "countries_stable": table_rules.new_categories("country", countries, known, limits.max_new_category_share),
-    }
-
-
 def _check(key: dg.AssetKey, name: str, verdict: tuple[bool, str, dict]) -> dg.AssetCheckResult:
     passed, description, metadata = verdict
     return dg.AssetCheckResult(
@@ -158,6 +131,18 @@ def _check(key: dg.AssetKey, name: str, verdict: tuple[bool, str, dict]) -> dg.A
         severity=dg.AssetCheckSeverity.ERROR, description=description,
         metadata={"summary": description, **{k: v for k, v in metadata.items() if v is not None}},
     )
+
+
+def _days(start: datetime, end: datetime) -> str:
+    last = (end - timedelta(days=1)).date()
+    return f"{start:%Y-%m-%d}" if last <= start.date() else f"{start:%Y-%m-%d} .. {last}"
+
+
+def _kept_previous(what: str, failed: dict, staged: list[str]) -> str:
+    """The one line a load rejected by its blocking checks ends with."""
+    reasons = "; ".join(verdict[1] for verdict in failed.values())
+    return (f"{what}: the new version was not published, the previous one is kept: {reasons}; "
+            f"rejected rows in {' and '.join(staged)} (rule: {', '.join(failed)})")
 
 
 def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceError):
@@ -204,6 +189,7 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
         plans.append((EVENTS, EVENTS_KEY, EV_QUARANTINE_KEY, spec.behavioral_events,
                       data.behavioral_events if data is not None else None))
 
+    rejected = []
     for contract, asset_key, quarantine_key, source, generated_table in plans:
         checks = TX_CHECKS if contract is TRANSACTIONS else EV_CHECKS
         schema_check = next(iter(checks))
@@ -227,15 +213,29 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
             empty = ", ".join(validated.empty_sources) or source.kind
             yield _check(asset_key, "input_not_empty", (False, f"the source delivered no rows ({empty})", {}))
             raise dg.Failure(description=f"{empty}: the source delivered no rows (rule: input_not_empty)", allow_retries=False)
+        sources = sorted(validated.rows_by_source)
+        window = f"{ts} >= TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' and {ts} < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
+        q_window = (f"(partition_date >= TIMESTAMP '{start:%Y-%m-%d}' and partition_date < TIMESTAMP '{end:%Y-%m-%d}')"
+                    " or (partition_date is null and list_contains($sources, source))")
+        # Write-audit-publish: the new version is staged, judged against the published history, and
+        # swapped in only if every blocking check passes; otherwise the published days stay as they were.
         with connect(warehouse) as con:
-            verdicts = _table_checks(con, accepted, quarantine, start, end, spec) if contract is TRANSACTIONS else {
-                "events_quarantine_share_within_limit": table_rules.quarantine_share(
-                    len(accepted) + len(quarantine), len(quarantine), spec.limits.max_quarantine_share)}
-            sources = sorted(validated.rows_by_source)
-            window = f"{ts} >= TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' and {ts} < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
-            q_window = (f"(partition_date >= TIMESTAMP '{start:%Y-%m-%d}' and partition_date < TIMESTAMP '{end:%Y-%m-%d}')"
-                        " or (partition_date is null and list_contains($sources, source))")
-            replace_window(con, [(table, accepted, window), (f"{table}_quarantine", quarantine, q_window)], sources)
+            staged, staged_q = stage(con, table, accepted), stage(con, f"{table}_quarantine", quarantine)
+            verdicts = (table_rules.staged_transaction_verdicts(con, staged, staged_q, table, start, end, spec.limits)
+                        if contract is TRANSACTIONS else table_rules.staged_event_verdicts(con, staged, staged_q, spec.limits))
+            failed = {name: verdict for name, verdict in verdicts.items() if not verdict[0]}
+            if not failed:
+                replace_window(con, [(table, staged, window), (f"{table}_quarantine", staged_q, q_window)], sources)
+        if failed:
+            message = _kept_previous(f"{table} {_days(start, end)}", failed, [staged, staged_q])
+            context.log.error(message)
+            yield _check(asset_key, schema_check, (True, "every source read with the mapped columns", {}))
+            if contract is TRANSACTIONS:
+                yield _check(asset_key, "input_not_empty", (True, f"{validated.rows_read:,} rows read from the source", {}))
+            for name, verdict in verdicts.items():
+                yield _check(asset_key, name, verdict)
+            rejected.append(message)
+            continue
         meta = _counts_metadata(validated, accepted, quarantine, outside)
         meta.update({"source": source.kind if source else "none", "window_start": str(start.date()), "window_end": str(end.date())})
         if contract is TRANSACTIONS:
@@ -260,6 +260,8 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
             yield _check(asset_key, "input_not_empty", (True, f"{validated.rows_read:,} rows read from the source", {}))
         for name, verdict in verdicts.items():
             yield _check(asset_key, name, verdict)
+    if rejected:
+        raise dg.Failure(description="; ".join(rejected), allow_retries=False)
 
 
 @dg.asset(
@@ -303,16 +305,21 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
             customers, origin = derived, "derived from raw.transactions"
         customers["country"] = customers["country"].fillna("Unknown")
     customers = schemas.customers_schema.validate(customers)
-    with connect(warehouse) as con:
-        known = ({r[0] for r in con.execute("select distinct acquisition_channel from raw.customers").fetchall()}
-                 if table_exists(con, "raw.customers") else set())
-        count = replace_table(con, "raw.customers", customers)
     counts = customers["acquisition_channel"].value_counts().to_dict()
+    with connect(warehouse) as con:
+        staged = staged_name("raw.customers")
+        replace_table(con, staged, customers)
+        verdict = table_rules.staged_channel_verdict(con, staged, "raw.customers", spec.limits)
+        count = publish_table(con, "raw.customers", staged) if verdict[0] else None
+    if count is None:
+        message = _kept_previous("raw.customers", {"acquisition_channels_stable": verdict}, [staged])
+        context.log.error(message)
+        yield _check(CUSTOMERS_KEY, "acquisition_channels_stable", verdict)
+        raise dg.Failure(description=message, allow_retries=False)
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": count, "origin": origin, "customers_by_channel": dg.MetadataValue.json(counts), **extra,
     })
-    yield _check(CUSTOMERS_KEY, "acquisition_channels_stable",
-                 table_rules.new_categories("acquisition channel", counts, known, spec.limits.max_new_category_share))
+    yield _check(CUSTOMERS_KEY, "acquisition_channels_stable", verdict)
 
 
 def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
