@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 
-from clv_platform.ingest.readers import SourceFrame, list_files, list_s3_objects, read_bytes, read_s3_object
+from clv_platform.ingest.readers import SourceFrame, concat_frames, list_files, list_s3_objects, read_s3_object, read_stream
 from clv_platform.ingest.spec import IngestionSpec, SourceSpec
 from clv_platform.ingest.validate import TRANSACTIONS, check_columns, event_day_range, event_timestamps
 
@@ -54,15 +53,16 @@ def list_landed(spec: SourceSpec, s3_client=None) -> list[LandedFile]:
     raise ValueError(f"a '{spec.kind}' source has no landing zone (only files and s3 sources do)")
 
 
-def read_landed(file: LandedFile, spec: SourceSpec, s3_client=None) -> SourceFrame:
+def read_landed(file: LandedFile, spec: SourceSpec, s3_client=None, max_file_bytes: int | None = None) -> SourceFrame:
     """Read one landed file as a load reads it.
 
     Raises ``SourceError`` for content that cannot be read (it stays unreadable until it changes), and
     lets ``OSError`` or botocore's errors through (a missing permission or a network error may pass).
     """
     if spec.kind == "s3":
-        return read_s3_object(s3_client, spec.bucket, file.uri.removeprefix(f"s3://{spec.bucket}/"), spec)
-    return read_bytes(Path(file.uri).read_bytes(), file.uri, spec)
+        return read_s3_object(s3_client, spec.bucket, file.uri.removeprefix(f"s3://{spec.bucket}/"), spec, max_file_bytes)
+    with open(file.uri, "rb") as stream:
+        return concat_frames(file.uri, read_stream(stream, file.uri, spec, max_file_bytes, chunk_rows=None))
 
 
 def landed_days(frame: SourceFrame, spec: IngestionSpec, now: datetime) -> tuple[date, date] | None:

@@ -151,6 +151,9 @@ class RuleLimits(_Strict):
     max_volume_ratio: float = Field(default=10.0, description="Largest daily-volume change vs the previous window, either way.")
     max_order_value_ratio: float = Field(default=3.0, description="Largest mean order value change vs the previous window.")
     max_new_category_share: float = Field(default=0.05, description="Largest share of rows with a country/channel never seen before.")
+    max_file_bytes: int = Field(
+        default=4 << 30, gt=0,
+        description="Largest size of one source file once decompressed (bytes); a larger file is refused, never half-read.")
 
 
 class IngestionSpec(_Strict):

@@ -338,7 +338,7 @@ def validate(
     mapping = spec.mapping(contract.fields)
     frames, rows_by_source, extras, empty = [], {}, {}, []
     for source in sources:
-        rows_by_source[source.name] = len(source)
+        rows_by_source[source.name] = rows_by_source.get(source.name, 0) + len(source)  # a file may come in chunks
         if source.frame.shape[1] == 0 or len(source) == 0:
             empty.append(source.name)
             if source.frame.shape[1] == 0:

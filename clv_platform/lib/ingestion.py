@@ -159,7 +159,7 @@ def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=Non
     else:
         column = timestamp_column(source, TRANSACTIONS)
         parts = []
-        for frame in iter_source(source, column, s3_client=s3_client):
+        for frame in iter_source(source, column, s3_client=s3_client, max_file_bytes=spec.limits.max_file_bytes):
             check_columns(frame, source, TRANSACTIONS, bool(spec.pii.columns))  # the one-line error a run would give
             parts.append(event_timestamps(frame, source, TRANSACTIONS))
         stamps = pd.concat(parts) if parts else pd.Series(dtype="datetime64[ns]")

@@ -77,7 +77,7 @@ def generated(options: GeneratorOptions):
 
 # pandera (with its optional pyspark probing) is imported in function bodies: definitions load fast.
 def _frames(source: SourceSpec, contract, generated_table: pd.DataFrame | None, s3: S3Resource,
-            start: datetime, end: datetime) -> list[SourceFrame]:
+            start: datetime, end: datetime, max_file_bytes: int) -> list[SourceFrame]:
     if source.kind == "generator":
         import numpy as np
 
@@ -86,7 +86,7 @@ def _frames(source: SourceSpec, contract, generated_table: pd.DataFrame | None, 
 
     ts_column = timestamp_column(source, contract)
     client = s3.get_client() if source.kind == "s3" else None
-    return list(iter_source(source, ts_column, start, end, s3_client=client))
+    return list(iter_source(source, ts_column, start, end, s3_client=client, max_file_bytes=max_file_bytes))
 
 
 def _generator_spec(contract) -> SourceSpec:
@@ -198,7 +198,7 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
         else:
             source_spec = _generator_spec(contract) if source.kind == "generator" else source
             try:
-                frames = _frames(source, contract, generated_table, s3, start, end)
+                frames = _frames(source, contract, generated_table, s3, start, end, spec.limits.max_file_bytes)
                 validated = validate(frames, contract, source_spec, spec.limits, spec.pii, key, loaded_at, spec.history_start)
             except SourceError as error:
                 context.log.error(str(error))
@@ -331,7 +331,7 @@ def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataF
     if "customer_id" not in mapping:
         raise SourceError(source.path or source.kind, "required_column", "the customer feed's mapping names no customer_id column")
     parts = []
-    for frame in iter_source(source, mapping.get("signup_date", mapping["customer_id"])):
+    for frame in iter_source(source, mapping.get("signup_date", mapping["customer_id"]), max_file_bytes=spec.limits.max_file_bytes):
         if frame.frame.shape[1] == 0:
             continue
         check_columns(frame, source, CUSTOMERS, bool(spec.pii.columns))

@@ -74,7 +74,7 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, raw_source: RawSour
             deferred += 1
             continue
         try:
-            days = landed_days(read_landed(file, source, client), spec, now)
+            days = landed_days(read_landed(file, source, client, spec.limits.max_file_bytes), spec, now)
         except SourceError as error:
             # Judged: not read again until the file changes. The runs of other files read the whole
             # source, so they fail on it too until it is fixed or removed.
