@@ -12,6 +12,8 @@
     pii:
       key_env: CLV_PII_KEY             # the HMAC key is read from this variable, never from the file
       columns: {customer_id: hmac, description: drop}
+    limits:                            # thresholds of the row and table rules (RuleLimits), e.g.
+      max_file_bytes: 8589934592       # refuse a file past 8 GiB once decompressed (default 4 GiB)
 
 Any other log loads through ``columns`` (canonical name -> the log's column), e.g. a log of only
 customer, date and amount::
