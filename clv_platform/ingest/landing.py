@@ -62,7 +62,7 @@ def read_landed(file: LandedFile, spec: SourceSpec, s3_client=None, max_file_byt
     if spec.kind == "s3":
         return read_s3_object(s3_client, spec.bucket, file.uri.removeprefix(f"s3://{spec.bucket}/"), spec, max_file_bytes)
     with open(file.uri, "rb") as stream:
-        return concat_frames(file.uri, read_stream(stream, file.uri, spec, max_file_bytes, chunk_rows=None))
+        return concat_frames(file.uri, read_stream(stream, file.uri, spec, max_file_bytes, chunk_rows=0))
 
 
 def landed_days(frame: SourceFrame, spec: IngestionSpec, now: datetime) -> tuple[date, date] | None:

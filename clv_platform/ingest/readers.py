@@ -86,13 +86,16 @@ def concat_frames(name: str, frames: Iterable[SourceFrame]) -> SourceFrame:
 
 
 def read_stream(file: BinaryIO, name: str, spec: SourceSpec, max_file_bytes: int | None = None,
-                chunk_rows: int | None = CHUNK_ROWS) -> Iterator[SourceFrame]:
-    """Parse one file from a seekable binary stream, in frames of at most ``chunk_rows`` records (None: one frame).
+                chunk_rows: int | None = None) -> Iterator[SourceFrame]:
+    """Parse one file from a seekable binary stream, in frames of at most ``chunk_rows`` records.
+
+    ``chunk_rows`` None is :data:`CHUNK_ROWS`; 0 reads the file as one frame.
 
     Never holds the whole decompressed file: text is decoded and parsed as it is read, Parquet row group
     by row group. A file larger than ``max_file_bytes`` once decompressed is refused with a ``SourceError``.
     """
     limit = RuleLimits().max_file_bytes if max_file_bytes is None else max_file_bytes
+    chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
     fmt = _format_of(name, spec.format)
     if fmt == "parquet":
         return _read_parquet(file, name, limit, chunk_rows)
@@ -176,7 +179,7 @@ class _Lines:
 
 
 def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: int,
-              chunk_rows: int | None) -> Iterator[SourceFrame]:
+              chunk_rows: int) -> Iterator[SourceFrame]:
     buffered = file if hasattr(file, "peek") else io.BufferedReader(file)
     gzipped = buffered.peek(2)[:2] == b"\x1f\x8b"
     if not gzipped and buffered.seekable() and buffered.seek(0, io.SEEK_END) > limit:
@@ -234,7 +237,7 @@ def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: i
         raise SourceError(name, "readable_file", f"corrupt or truncated gzip stream ({error})") from None
 
 
-def _read_parquet(file: BinaryIO, name: str, limit: int, chunk_rows: int | None) -> Iterator[SourceFrame]:
+def _read_parquet(file: BinaryIO, name: str, limit: int, chunk_rows: int) -> Iterator[SourceFrame]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -317,11 +320,11 @@ def list_s3_objects(s3_client, bucket: str, prefix: str) -> list[dict]:
 def read_s3_object(s3_client, bucket: str, key: str, spec: SourceSpec, max_file_bytes: int | None = None) -> SourceFrame:
     """One object as one frame (the landing sensor's read)."""
     name = f"s3://{bucket}/{key}"
-    return concat_frames(name, iter_s3_object(s3_client, bucket, key, spec, max_file_bytes, chunk_rows=None))
+    return concat_frames(name, iter_s3_object(s3_client, bucket, key, spec, max_file_bytes, chunk_rows=0))
 
 
 def iter_s3_object(s3_client, bucket: str, key: str, spec: SourceSpec, max_file_bytes: int | None = None,
-                   chunk_rows: int | None = CHUNK_ROWS) -> Iterator[SourceFrame]:
+                   chunk_rows: int | None = None) -> Iterator[SourceFrame]:
     """One object in frames of at most ``chunk_rows`` records, its body streamed to a local spool file first."""
     import shutil
     import tempfile
@@ -390,7 +393,7 @@ def read_postgres(spec: SourceSpec, timestamp_column: str, start: datetime | Non
 
 def iter_source(spec: SourceSpec, timestamp_column: str | None = None, start: datetime | None = None,
                 end: datetime | None = None, s3_client=None, max_file_bytes: int | None = None,
-                chunk_rows: int | None = CHUNK_ROWS) -> Iterator[SourceFrame]:
+                chunk_rows: int | None = None) -> Iterator[SourceFrame]:
     """Every frame of a files, s3 or postgres source (the generator is read by its own asset).
 
     Files and objects come in frames of at most ``chunk_rows`` records (several per file, each with the

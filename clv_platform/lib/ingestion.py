@@ -121,6 +121,12 @@ def stage(con, table: str, frame: pd.DataFrame, append: bool = False) -> str:
     return staged
 
 
+def discard_staged(con, tables: list[str]) -> None:
+    """Drop the staging tables of ``tables`` (a load that could not be read has nothing to inspect)."""
+    for table in tables:
+        con.execute(f"drop table if exists {staged_name(table)}")
+
+
 def replace_window(con, writes: list[tuple[str, str, str]], sources: list[str]) -> None:
     """Publish staged rows: for every (table, staged table, SQL predicate selecting the old rows) of ``writes``,
     delete the old rows and insert the staged ones, all in one transaction; the staged tables are dropped with it.

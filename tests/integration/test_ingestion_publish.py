@@ -173,3 +173,57 @@ def test_new_acquisition_channels_keep_the_published_customers(tmp_path):
     message = _refused(result, "acquisition_channels_stable")
     assert message.startswith("raw.customers: ") and "tiktok" in message
     assert _query(database, "select count(*), min(acquisition_channel) from raw_staging.customers") == [(40, "tiktok")]
+
+
+def test_a_source_read_in_chunks_stages_the_same_tables(tmp_path, monkeypatch):
+    """raw_daily stages chunk by chunk: the tables and counts are those of one pass, duplicates across chunks included."""
+    from clv_platform.ingest import readers
+
+    lines = _day_lines(WEEK_BEFORE, n=30) + _day_lines(DAY, n=30)
+    repeated = lines.splitlines(keepends=True)[3]  # a line of the first chunk, again in later ones
+    lines += repeated + "x,sku,no customer,1,2010-12-01 09:00:00,2.0,,United Kingdom\n" + "short,line\n" + repeated
+    spec = _write(tmp_path / "source", lines)
+
+    def load(database: Path, chunk_rows: int) -> tuple[dict, dict]:
+        monkeypatch.setattr(readers, "CHUNK_ROWS", chunk_rows)
+        result = _run(spec, database, WEEK_BEFORE, DAY, [TRANSACTIONS])
+        assert result.success
+        # One materialization per day of the range, each with the run's metadata.
+        event = next(e for e in result.get_asset_materialization_events() if e.asset_key == TRANSACTIONS)
+        meta = {k: v.value for k, v in event.materialization.metadata.items()}
+        [schema] = [e for e in result.get_asset_check_evaluations() if e.check_name == "schema_matches_contract"]
+        with duckdb.connect(str(database), read_only=True) as con:
+            tables = {t: con.execute(f"select * exclude ({stamp}) from raw.{t} order by all").fetchall()
+                      for t, stamp in (("transactions", "_loaded_at"), ("transactions_quarantine", "loaded_at"))}
+        return tables, {**{k: meta[k] for k in ("rows_read_from_source", "rows_accepted", "rows_quarantined", "counts_add_up",
+                                                 "quarantined_by_rule")}, "chunks": schema.metadata["chunks"].value}
+
+    whole, whole_counts = load(tmp_path / "whole.duckdb", 1_000_000)
+    chunked, chunked_counts = load(tmp_path / "chunked.duckdb", 7)
+    assert whole_counts.pop("chunks") == 1 and chunked_counts.pop("chunks") == 10
+    assert chunked == whole and chunked_counts == whole_counts
+    assert whole_counts["rows_read_from_source"] == 64 and whole_counts["counts_add_up"] is True
+    rules = sorted(row[3] for row in whole["transactions_quarantine"])
+    assert rules == ["customer_id_present", "duplicate_line", "duplicate_line", "field_count"]
+
+
+def test_a_file_that_breaks_off_after_some_chunks_keeps_the_published_day(tmp_path, monkeypatch):
+    import gzip
+
+    from clv_platform.ingest import readers
+
+    monkeypatch.setattr(readers, "CHUNK_ROWS", 20)
+    database = tmp_path / "warehouse.duckdb"
+    assert _run(_write(tmp_path / "v1", _day_lines(DAY)), database, DAY, DAY, [TRANSACTIONS]).success
+    before = _published(database)
+
+    folder = tmp_path / "v2"
+    folder.mkdir()
+    (folder / "orders.csv.gz").write_bytes(gzip.compress((HEADER + _day_lines(DAY, price=3.0)).encode())[:-200])
+    (folder / "source.yaml").write_text("transactions: {kind: files, path: orders.csv.gz, preset: canonical}\n")
+    result = _run(folder / "source.yaml", database, DAY, DAY, [TRANSACTIONS])
+    assert not result.success and _published(database) == before
+    failure = next(e for e in result.all_events if e.is_step_failure).event_specific_data.user_failure_data.description
+    assert failure.startswith(f"{folder / 'orders.csv.gz'}: corrupt or truncated gzip stream") and "\n" not in failure
+    assert "schema_matches_contract" in {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert _query(database, "select count(*) from information_schema.tables where table_schema = 'raw_staging'") == [(0,)]

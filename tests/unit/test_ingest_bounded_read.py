@@ -15,7 +15,7 @@ import pytest
 
 from clv_platform.ingest.readers import SourceError, iter_source
 from clv_platform.ingest.spec import PiiSpec, RuleLimits, SourceSpec
-from clv_platform.ingest.validate import EVENTS, TRANSACTIONS, validate
+from clv_platform.ingest.validate import EVENTS, TRANSACTIONS, SeenRows, validate
 
 HEADER = b"invoice_no,stock_code,description,quantity,invoice_date,unit_price,customer_id,country\n"
 LINE = b"536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
@@ -24,6 +24,15 @@ LINE = b"536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850,Unit
 def _load(spec: SourceSpec, contract=TRANSACTIONS, **read):
     return validate(list(iter_source(spec, **read)), contract, spec, RuleLimits(), PiiSpec(), None,
                     datetime(2026, 1, 1), date(2000, 1, 1))
+
+
+def _load_chunk_by_chunk(spec: SourceSpec, contract=TRANSACTIONS, chunk_rows: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each chunk validated on its own, as raw_daily stages them, the cross-row rules remembered across chunks."""
+    seen = SeenRows()
+    parts = [validate([chunk], contract, spec, RuleLimits(), PiiSpec(), None, datetime(2026, 1, 1), date(2000, 1, 1), seen)
+             for chunk in iter_source(spec, chunk_rows=chunk_rows)]
+    return (pd.concat([p.accepted for p in parts], ignore_index=True),
+            pd.concat([p.quarantine for p in parts], ignore_index=True))
 
 
 def test_gzip_bomb_is_refused_past_the_limit_without_expanding_it(tmp_path, gzip_bomb):
@@ -87,7 +96,7 @@ def test_chunks_name_the_files_real_rows_and_load_the_same_as_one_frame(tmp_path
     assert [len(c) for c in chunks] == [2, 2, 2, 2] and {c.name for c in chunks} == {str(path)}
     assert [row for c in chunks for row in c.rows] == [2, 3, 5, 7, 8, 9, 10, 12]
 
-    whole, chunked = _load(spec, chunk_rows=None), _load(spec, chunk_rows=2)
+    whole, chunked = _load(spec, chunk_rows=0), _load(spec, chunk_rows=2)
     pd.testing.assert_frame_equal(chunked.accepted, whole.accepted)
     pd.testing.assert_frame_equal(chunked.quarantine, whole.quarantine)
     assert chunked.rows_by_source == whole.rows_by_source == {str(path): 8}
@@ -96,16 +105,24 @@ def test_chunks_name_the_files_real_rows_and_load_the_same_as_one_frame(tmp_path
         3: "duplicate_line", 7: "field_count", 8: "customer_id_present", 9: "valid_encoding", 10: "duplicate_line"}
     assert sorted(chunked.accepted["_source_row"]) == [2, 5, 12]
 
+    accepted, quarantine = _load_chunk_by_chunk(spec)
+    pd.testing.assert_frame_equal(accepted, whole.accepted)
+    pd.testing.assert_frame_equal(quarantine, whole.quarantine)
+
 
 def test_event_ids_are_unique_across_chunks(tmp_path):
     path = tmp_path / "events.csv"
     path.write_text("event_id,session_id,customer_id,event_type,event_timestamp\n"
                     + "".join(f"e{i},s1,c1,page_view,2024-03-01 10:{i:02d}:00\n" for i in range(5))
-                    + "e1,s2,c2,search,2024-03-01 11:00:00\n")
+                    + "e1,s2,c2,search,2024-03-01 11:00:00\n"  # row 7: an id of chunk 1 again
+                    + "e0,s1,c1,page_view,2024-03-01 10:00:00\n")  # row 8: a line of chunk 1 again
     spec = SourceSpec(kind="files", path=str(path))
     loaded = _load(spec, EVENTS, chunk_rows=2)
-    assert loaded.quarantine[["source_row", "rule"]].values.tolist() == [[7, "event_id_unique"]]
+    assert loaded.quarantine[["source_row", "rule"]].values.tolist() == [[7, "event_id_unique"], [8, "duplicate_line"]]
     assert len(loaded.accepted) == 5
+    accepted, quarantine = _load_chunk_by_chunk(spec, EVENTS)
+    pd.testing.assert_frame_equal(accepted, loaded.accepted)
+    pd.testing.assert_frame_equal(quarantine, loaded.quarantine)
 
 
 def test_a_truncated_gzip_is_one_line(tmp_path):
