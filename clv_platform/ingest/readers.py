@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -74,15 +74,6 @@ def _format_of(name: str, declared: str) -> str:
     if lowered.endswith(".xlsx"):
         return "xlsx"
     return "csv"
-
-
-def concat_frames(name: str, frames: Iterable[SourceFrame]) -> SourceFrame:
-    """The chunks of one file as one frame."""
-    frames = list(frames)
-    if len(frames) == 1:
-        return frames[0]
-    return SourceFrame(name, pd.concat([f.frame for f in frames], ignore_index=True),
-                       np.concatenate([f.rows for f in frames]), undecodable=any(f.undecodable for f in frames))
 
 
 def read_stream(file: BinaryIO, name: str, spec: SourceSpec, max_file_bytes: int | None = None,
@@ -315,12 +306,6 @@ def list_s3_objects(s3_client, bucket: str, prefix: str) -> list[dict]:
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         objects += [o for o in page.get("Contents", []) if _is_data_file(o["Key"])]
     return sorted(objects, key=lambda o: o["Key"])
-
-
-def read_s3_object(s3_client, bucket: str, key: str, spec: SourceSpec, max_file_bytes: int | None = None) -> SourceFrame:
-    """One object as one frame (the landing sensor's read)."""
-    name = f"s3://{bucket}/{key}"
-    return concat_frames(name, iter_s3_object(s3_client, bucket, key, spec, max_file_bytes, chunk_rows=0))
 
 
 def iter_s3_object(s3_client, bucket: str, key: str, spec: SourceSpec, max_file_bytes: int | None = None,
