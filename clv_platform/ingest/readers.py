@@ -97,8 +97,9 @@ def read_stream(file: BinaryIO, name: str, spec: SourceSpec, max_file_bytes: int
 
 
 def _too_large(name: str, limit: int, what: str = "once decompressed") -> SourceError:
-    return SourceError(name, "file_size_within_limit", f"larger than {_size(limit)}{' ' + what if what else ''}, the limit set by "
-                       "limits.max_file_bytes in the source config: raise it to read this file, or split the file")
+    size = f"{_size(limit)} {what}" if what else _size(limit)
+    return SourceError(name, "file_size_within_limit", f"larger than {size}, the limit set by limits.max_file_bytes "
+                       "in the source config: raise it to read this file, or split the file")
 
 
 def _size(n: float) -> str:

@@ -2,8 +2,9 @@
 
 Each returns ``(passed, description, metadata)``; the Dagster layer turns that into a blocking
 asset check. A load's new rows are judged while staged, against the published history, before
-they replace anything (write-audit-publish): ``staged_*_verdicts`` run those queries. Windows are compared with the equally long window just before them, shifted by whole
-weeks so that a Saturday is compared with a Saturday (retail volume has a weekly cycle).
+they replace anything (write-audit-publish): ``staged_*_verdicts`` run those queries. Windows
+are compared with the equally long window just before them, shifted by whole weeks so that a
+Saturday is compared with a Saturday (retail volume has a weekly cycle).
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def staged_transaction_verdicts(con, staged: str, staged_quarantine: str, publis
 def staged_event_verdicts(con, staged: str, staged_quarantine: str, limits: RuleLimits) -> dict[str, Verdict]:
     """The quarantine share of the staged events."""
     accepted, quarantined = _staged_counts(con, staged, staged_quarantine)
-    return {"events_quarantine_share_within_limit": quarantine_share(accepted + quarantined, quarantined, limits.max_quarantine_share)}
+    share = quarantine_share(accepted + quarantined, quarantined, limits.max_quarantine_share)
+    return {"events_quarantine_share_within_limit": share}
 
 
 def staged_channel_verdict(con, staged: str, published: str, limits: RuleLimits) -> Verdict:

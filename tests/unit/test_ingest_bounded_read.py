@@ -8,7 +8,6 @@ import io
 import tracemalloc
 import zipfile
 from datetime import date, datetime
-from pathlib import Path
 
 import pandas as pd
 import pytest

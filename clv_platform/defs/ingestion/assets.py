@@ -135,7 +135,8 @@ class _Staged:
         self.empty_sources += [s for s in validated.empty_sources if s not in self.empty_sources]
         self.by_rule.update(quarantine["rule"].tolist())
         if len(quarantine) and (self.examples is None or len(self.examples) < 10):
-            self.examples = pd.concat([self.examples, quarantine.head(10)]).head(10) if self.examples is not None else quarantine.head(10)
+            first = quarantine.head(10)
+            self.examples = pd.concat([self.examples, first]).head(10) if self.examples is not None else first
         if cleaning is not None:
             if self.cleaning is None:
                 self.cleaning = cleaning
@@ -176,7 +177,8 @@ def _stage_chunks(con, chunks: Iterable[SourceFrame], contract, source_spec: Sou
 
 def _counts_metadata(staged: _Staged) -> dict:
     in_scope = staged.accepted + staged.quarantined
-    by_rule = pd.DataFrame(sorted(staged.by_rule.items(), key=lambda kv: -kv[1]), columns=["rule", "rows"]) if staged.by_rule else None
+    by_rule = (pd.DataFrame(sorted(staged.by_rule.items(), key=lambda kv: -kv[1]), columns=["rule", "rows"])
+               if staged.by_rule else None)
     examples = staged.examples[["source", "source_row", "rule", "column_name", "value"]] if staged.examples is not None else None
     return {
         "dagster/row_count": staged.accepted,
@@ -279,12 +281,14 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
                 unreadable = error
                 discard_staged(con, [table, f"{table}_quarantine"])
             if unreadable is None and not (contract is TRANSACTIONS and source is not None and staged.rows_read == 0):
-                verdicts = (table_rules.staged_transaction_verdicts(con, staged_t, staged_q, table, start, end, spec.limits)
-                            if contract is TRANSACTIONS else table_rules.staged_event_verdicts(con, staged_t, staged_q, spec.limits))
+                verdicts = (
+                    table_rules.staged_transaction_verdicts(con, staged_t, staged_q, table, start, end, spec.limits)
+                    if contract is TRANSACTIONS else table_rules.staged_event_verdicts(con, staged_t, staged_q, spec.limits))
                 failed = {name: verdict for name, verdict in verdicts.items() if not verdict[0]}
                 if not failed:
                     window = f"{ts} >= TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' and {ts} < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
-                    q_window = (f"(partition_date >= TIMESTAMP '{start:%Y-%m-%d}' and partition_date < TIMESTAMP '{end:%Y-%m-%d}')"
+                    q_window = (f"(partition_date >= TIMESTAMP '{start:%Y-%m-%d}' and "
+                                f"partition_date < TIMESTAMP '{end:%Y-%m-%d}')"
                                 " or (partition_date is null and list_contains($sources, source))")
                     replace_window(con, [(table, staged_t, window), (f"{table}_quarantine", staged_q, q_window)],
                                    sorted(staged.rows_by_source))
@@ -401,7 +405,8 @@ def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataF
     if "customer_id" not in mapping:
         raise SourceError(source.path or source.kind, "required_column", "the customer feed's mapping names no customer_id column")
     parts = []
-    for frame in iter_source(source, mapping.get("signup_date", mapping["customer_id"]), max_file_bytes=spec.limits.max_file_bytes):
+    timestamps = mapping.get("signup_date", mapping["customer_id"])
+    for frame in iter_source(source, timestamps, max_file_bytes=spec.limits.max_file_bytes):
         if frame.frame.shape[1] == 0:
             continue
         check_columns(frame, source, CUSTOMERS, bool(spec.pii.columns))
