@@ -135,3 +135,26 @@ def bad_lines(pii: dict[str, str]) -> BadLines:
 def pii_bad_lines():
     """``pii_bad_lines(pii)``: :class:`BadLines` for the spec's ``pii.columns``."""
     return bad_lines
+
+
+ORDER_HEADER = b"invoice_no,stock_code,description,quantity,invoice_date,unit_price,customer_id,country\n"
+ORDER_LINE = b"536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+
+
+def _gzip_bomb(path: Path, expands_to: int, block: int = 4 << 20) -> Path:
+    import gzip
+
+    data = ORDER_LINE * (block // len(ORDER_LINE))
+    member = gzip.compress(data, 9)
+    with open(path, "wb") as out:
+        out.write(gzip.compress(ORDER_HEADER))
+        for _ in range(expands_to // len(data) + 1):
+            out.write(member)
+    return path
+
+
+@pytest.fixture(scope="session")
+def gzip_bomb():
+    """``gzip_bomb(path, expands_to, block=4 MiB)``: a CSV of order lines (canonical columns) gzipped to a few KB per
+    block, as identical gzip members one after another: ``expands_to`` bytes of text in about 1/300 of that."""
+    return _gzip_bomb

@@ -9,11 +9,11 @@ so a changed file is judged again and an unchanged one never is.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 
-from clv_platform.ingest.readers import SourceFrame, list_files, list_s3_objects, read_bytes, read_s3_object
+from clv_platform.ingest.readers import SourceFrame, iter_s3_object, list_files, list_s3_objects, read_stream
 from clv_platform.ingest.spec import IngestionSpec, SourceSpec
 from clv_platform.ingest.validate import TRANSACTIONS, check_columns, event_day_range, event_timestamps, unparsed_timestamp_hint
 
@@ -59,32 +59,42 @@ def list_landed(spec: SourceSpec, s3_client=None) -> list[LandedFile]:
     raise ValueError(f"a '{spec.kind}' source has no landing zone (only files and s3 sources do)")
 
 
-def read_landed(file: LandedFile, spec: SourceSpec, s3_client=None) -> SourceFrame:
-    """Read one landed file as a load reads it.
+def read_landed(file: LandedFile, spec: SourceSpec, s3_client=None, max_file_bytes: int | None = None) -> Iterator[SourceFrame]:
+    """Read one landed file as a load reads it, in chunks.
 
     Raises ``SourceError`` for content that cannot be read (it stays unreadable until it changes), and
     lets ``OSError`` or botocore's errors through (a missing permission or a network error may pass).
     """
     if spec.kind == "s3":
-        return read_s3_object(s3_client, spec.bucket, file.uri.removeprefix(f"s3://{spec.bucket}/"), spec)
-    return read_bytes(Path(file.uri).read_bytes(), file.uri, spec)
+        yield from iter_s3_object(s3_client, spec.bucket, file.uri.removeprefix(f"s3://{spec.bucket}/"), spec, max_file_bytes)
+        return
+    with open(file.uri, "rb") as stream:
+        yield from read_stream(stream, file.uri, spec, max_file_bytes)
 
 
-def landed_days(frame: SourceFrame, spec: IngestionSpec, now: datetime) -> tuple[date, date] | None:
+def landed_days(frames: Iterable[SourceFrame], spec: IngestionSpec, now: datetime) -> tuple[date, date] | None:
     """First and last event day of one file's transactions, as a load would date them; None when no row has a valid date.
 
     Raises the load's ``SourceError`` when the file lacks a mapped column (the load would fail on it).
     """
-    source = spec.transactions
-    frame = check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns))
-    return event_day_range(event_timestamps(frame, source, TRANSACTIONS), spec.history_start, now)
+    source, first, last = spec.transactions, None, None
+    for frame in frames:
+        frame = check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns))
+        days = event_day_range(event_timestamps(frame, source, TRANSACTIONS), spec.history_start, now)
+        if days is not None:
+            first, last = min(first or days[0], days[0]), max(last or days[1], days[1])
+    return (first, last) if first is not None else None
 
 
-def undated_note(file: LandedFile, frame: SourceFrame, spec: IngestionSpec) -> str:
-    """Why a landed file has no days to load, naming the timestamp format to set when most of its timestamps fit one."""
+def undated_note(file: LandedFile, frames: Iterable[SourceFrame], spec: IngestionSpec) -> str:
+    """Why a landed file has no days to load, naming the timestamp format to set when most of its first chunk's
+    timestamps fit one."""
     source = spec.transactions
-    frame = check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns))
-    hint = unparsed_timestamp_hint(frame, source, TRANSACTIONS) if len(frame) else None
+    frame = next((f for f in frames if len(f)), None)
+    hint = None
+    if frame is not None:
+        hint = unparsed_timestamp_hint(check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns)),
+                                       source, TRANSACTIONS)
     return f"{file.uri}: no row with a valid timestamp, no days to load" + (f" ({hint})" if hint else "")
 
 

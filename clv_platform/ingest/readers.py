@@ -22,17 +22,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 import numpy as np
 import pandas as pd
 
-from clv_platform.ingest.spec import SourceSpec
+from clv_platform.ingest.spec import RuleLimits, SourceSpec
 
 BAD_LINE = "_bad_line"
 # What a folder or an S3 prefix holds as data. Not .txt: a README.txt or notes.txt beside the data
 # is common and would fail every load as a CSV without the mapped columns; name a .txt log by its
 # path or a glob instead.
 SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq", ".xlsx")
+
+# Records per frame a file is read in: bounds the memory of parsing whatever the file's size.
+CHUNK_ROWS = 250_000
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 csv.field_size_limit(sys.maxsize)
 
@@ -71,40 +76,135 @@ def _format_of(name: str, declared: str) -> str:
     return "csv"
 
 
-def read_bytes(data: bytes, name: str, spec: SourceSpec) -> SourceFrame:
-    """Parse one file's bytes by its format (``spec.format`` or the name's suffix)."""
+def read_stream(file: BinaryIO, name: str, spec: SourceSpec, max_file_bytes: int | None = None,
+                chunk_rows: int | None = None) -> Iterator[SourceFrame]:
+    """Parse one file from a seekable binary stream, in frames of at most ``chunk_rows`` records.
+
+    ``chunk_rows`` None is :data:`CHUNK_ROWS`; 0 reads the file as one frame.
+
+    Never holds the whole decompressed file: text is decoded and parsed as it is read, Parquet row group
+    by row group. A file larger than ``max_file_bytes`` once decompressed is refused with a ``SourceError``.
+    """
+    limit = RuleLimits().max_file_bytes if max_file_bytes is None else max_file_bytes
+    chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
     fmt = _format_of(name, spec.format)
     if fmt == "parquet":
-        return _read_parquet(data, name)
+        return _read_parquet(file, name, limit, chunk_rows)
     if fmt == "xlsx":
-        return _read_xlsx(data, name, spec.sheet)
-    return _read_csv(data, name, spec.delimiter if not name.lower().endswith((".tsv", ".tsv.gz")) else "\t", spec.encoding)
+        return _read_xlsx(file, name, spec.sheet, limit)
+    delimiter = spec.delimiter if not name.lower().endswith((".tsv", ".tsv.gz")) else "\t"
+    return _read_csv(file, name, delimiter, spec.encoding, limit, chunk_rows)
 
 
-def _read_csv(data: bytes, name: str, delimiter: str, encoding: str) -> SourceFrame:
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as error:
-            raise SourceError(name, "readable_file", f"corrupt or truncated gzip stream ({error})") from None
-    encoding = text_encoding(name, data[:4096], encoding)
+def _too_large(name: str, limit: int, what: str = "once decompressed") -> SourceError:
+    size = f"{_size(limit)} {what}" if what else _size(limit)
+    return SourceError(name, "file_size_within_limit", f"larger than {size}, the limit set by limits.max_file_bytes "
+                       "in the source config: raise it to read this file, or split the file")
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TiB"
+
+
+class _Limited(io.RawIOBase):
+    """The bytes of ``inner`` (a file, or its gzip stream), refused past ``limit`` of them.
+
+    Given an ASCII-compatible ``encoding``, it also refuses binary content (NUL bytes) and notes bytes
+    invalid in the encoding as they pass, block by block, so that the text itself need not be searched.
+    """
+
+    def __init__(self, inner: BinaryIO, name: str, limit: int, encoding: str | None = None):
+        self._inner, self._name, self._limit, self.count = inner, name, limit, 0
+        self._decoder = codecs.getincrementaldecoder(encoding)() if encoding else None
+        self.undecodable = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._inner.readinto(buffer)
+        self.count += n
+        if self.count > self._limit:
+            raise _too_large(self._name, self._limit)
+        if self._decoder is not None and n:
+            block = bytes(buffer[:n])
+            if b"\x00" in block:
+                raise _binary(self._name)
+            if not self.undecodable and (not block.isascii() or self._decoder.getstate()[0]):
+                try:
+                    self._decoder.decode(block)
+                except UnicodeDecodeError:
+                    self.undecodable = True
+        return n
+
+
+def _binary(name: str) -> SourceError:
+    return SourceError(name, "readable_file", "binary content (NUL bytes): not a text file")
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether ASCII text (and NUL) is the same bytes in ``encoding`` (UTF-8, Latin-1, cp1252; not UTF-16)."""
+    try:
+        return "a,\n\x00".encode(encoding) == b"a,\n\x00"
+    except (LookupError, UnicodeError):
+        return False
+
+
+class _Lines:
+    """Decoded lines for the csv reader, for encodings whose bytes cannot be checked as read (UTF-16, UTF-32)."""
+
+    def __init__(self, text: TextIO, name: str):
+        self._text, self._name = text, name
+        self.undecodable = False
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._text:
+            if "\x00" in line:
+                raise _binary(self._name)
+            if not self.undecodable and not line.isascii() and _SURROGATE.search(line):
+                self.undecodable = True
+            yield line
+
+
+def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: int,
+              chunk_rows: int) -> Iterator[SourceFrame]:
+    buffered = file if hasattr(file, "peek") else io.BufferedReader(file)
+    gzipped = buffered.peek(2)[:2] == b"\x1f\x8b"
+    if not gzipped and buffered.seekable() and buffered.seek(0, io.SEEK_END) > limit:
+        raise _too_large(name, limit, "")
+    if buffered.seekable():
+        buffered.seek(0)
+    inner = gzip.GzipFile(fileobj=buffered, mode="rb") if gzipped else buffered
+    encoding = text_encoding(name, inner.peek(4096)[:4096], encoding)
+    checked = _Limited(inner, name, limit, encoding if _ascii_compatible(encoding) else None)
     # Undecodable bytes survive as surrogates; validation quarantines the rows that hold them.
-    text = data.decode(encoding, errors="surrogateescape")
-    text = text.removeprefix("\ufeff")
-    if "\x00" in text:
-        raise SourceError(name, "readable_file", "binary content (NUL bytes): not a text file")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    text = io.TextIOWrapper(io.BufferedReader(checked, buffer_size=1 << 20),
+                            encoding=encoding, errors="surrogateescape", newline="")
+    lines = text if checked._decoder is not None else _Lines(text, name)
+    reader = csv.reader(lines, delimiter=delimiter, strict=False)
+    previous_end, chunks = 0, 0
     try:
         header = next(reader, None)
-    except csv.Error as error:
-        raise SourceError(name, "readable_file", str(error), row=1) from None
-    if header is None:
-        return SourceFrame(name, pd.DataFrame(), np.array([], dtype=np.int64))
-    header = [h.strip() for h in header]
-    _check_unique(name, header)
-    records, rows, bad = [], [], []
-    width, previous_end = len(header), reader.line_num
-    try:
+        if header is None:
+            yield SourceFrame(name, pd.DataFrame(), np.array([], dtype=np.int64))
+            return
+        header = [h.strip() for h in header]
+        if header:  # a byte order mark is not part of the first name
+            header[0] = header[0].removeprefix("\ufeff").strip()
+        _check_unique(name, header)
+        records, rows, bad = [], [], []
+        width, previous_end = len(header), reader.line_num
+
+        def chunk() -> SourceFrame:
+            frame = pd.DataFrame(records, columns=header, dtype=object)
+            frame[BAD_LINE] = pd.Series(bad, dtype=object)
+            return SourceFrame(name, frame, np.asarray(rows, dtype=np.int64), undecodable=lines.undecodable
+                               if isinstance(lines, _Lines) else checked.undecodable)
+
         for record in reader:
             start = previous_end + 1
             previous_end = reader.line_num
@@ -117,12 +217,17 @@ def _read_csv(data: bytes, name: str, delimiter: str, encoding: str) -> SourceFr
                 bad.append(None)
             records.append(record)
             rows.append(start)
+            if chunk_rows and len(records) >= chunk_rows:
+                yield chunk()
+                records, rows, bad, chunks = [], [], [], chunks + 1
+        if records or not chunks:
+            yield chunk()
     except csv.Error as error:
         raise SourceError(name, "readable_file", str(error), row=previous_end + 1) from None
-    frame = pd.DataFrame(records, columns=header, dtype=object)
-    frame[BAD_LINE] = pd.Series(bad, dtype=object)
-    undecodable = not text.isascii() and re.search("[\udc80-\udcff]", text) is not None
-    return SourceFrame(name, frame, np.asarray(rows, dtype=np.int64), undecodable=undecodable)
+    except (EOFError, OSError, zlib.error) as error:
+        if not gzipped:
+            raise
+        raise SourceError(name, "readable_file", f"corrupt or truncated gzip stream ({error})") from None
 
 
 _BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xef\xbb\xbf", "utf-8-sig"),
@@ -177,18 +282,26 @@ def text_encoding(name: str, head: bytes, declared: str) -> str:
                                         f"set encoding: {suggested} (or encoding: auto) in the source spec")
 
 
-def _read_parquet(data: bytes, name: str) -> SourceFrame:
+def _read_parquet(file: BinaryIO, name: str, limit: int, chunk_rows: int) -> Iterator[SourceFrame]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        file = pq.ParquetFile(pa.BufferReader(data))
-        _check_unique(name, file.schema_arrow.names, row=None)
-        table = file.read()
+        parquet = pq.ParquetFile(file)
+        _check_unique(name, parquet.schema_arrow.names, row=None)
+        meta = parquet.metadata
+        if sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) > limit:
+            raise _too_large(name, limit, "uncompressed")
+        batches = parquet.iter_batches(batch_size=chunk_rows or max(meta.num_rows, 1))
+        first = 1
+        for batch in batches:
+            frame = batch.to_pandas()
+            yield SourceFrame(name, frame, np.arange(first, first + len(frame), dtype=np.int64))
+            first += len(frame)
+        if first == 1:
+            yield SourceFrame(name, parquet.schema_arrow.empty_table().to_pandas(), np.array([], dtype=np.int64))
     except (pa.ArrowInvalid, OSError) as error:
         raise SourceError(name, "readable_file", f"not a readable Parquet file ({error})") from None
-    frame = table.to_pandas()
-    return SourceFrame(name, frame, np.arange(1, len(frame) + 1, dtype=np.int64))
 
 
 def _check_unique(name: str, header: list[str], row: int | None = 1) -> None:
@@ -198,20 +311,30 @@ def _check_unique(name: str, header: list[str], row: int | None = 1) -> None:
                           row=row, column=", ".join(dupes))
 
 
-def _read_xlsx(data: bytes, name: str, sheet: str | int) -> SourceFrame:
+def _read_xlsx(file: BinaryIO, name: str, sheet: str | int, limit: int) -> Iterator[SourceFrame]:
+    import zipfile
+
+    try:
+        # A workbook is a zip: its members' sizes say what it expands to before anything is expanded.
+        if sum(member.file_size for member in zipfile.ZipFile(file).infolist()) > limit:
+            raise _too_large(name, limit, "once unzipped")
+    except zipfile.BadZipFile as error:
+        raise SourceError(name, "readable_file", f"not a readable XLSX workbook (BadZipFile: {error})") from None
+    file.seek(0)
     try:
         # header=None: pandas would rename a repeated header ('Quantity.1') instead of letting us reject it.
-        cells = pd.read_excel(io.BytesIO(data), sheet_name=sheet, header=None, dtype=object, engine="openpyxl")
+        cells = pd.read_excel(file, sheet_name=sheet, header=None, dtype=object, engine="openpyxl")
     except Exception as error:  # openpyxl raises many types for a broken workbook
         raise SourceError(name, "readable_file", f"not a readable XLSX workbook ({type(error).__name__}: {error})") from None
     if cells.empty:
-        return SourceFrame(name, pd.DataFrame(), np.array([], dtype=np.int64))
+        yield SourceFrame(name, pd.DataFrame(), np.array([], dtype=np.int64))
+        return
     header = [f"Unnamed: {i}" if pd.isna(c) else str(c).strip() for i, c in enumerate(cells.iloc[0])]
     _check_unique(name, header)
     frame = cells.iloc[1:].set_axis(header, axis=1)
     rows = np.arange(2, len(frame) + 2, dtype=np.int64)
     filled = frame.notna().any(axis=1).to_numpy()  # blank rows are skipped, as blank lines in a CSV
-    return SourceFrame(name, frame[filled].reset_index(drop=True), rows[filled])
+    yield SourceFrame(name, frame[filled].reset_index(drop=True), rows[filled])
 
 
 def _is_data_file(name: str) -> bool:
@@ -239,9 +362,22 @@ def list_s3_objects(s3_client, bucket: str, prefix: str) -> list[dict]:
     return sorted(objects, key=lambda o: o["Key"])
 
 
-def read_s3_object(s3_client, bucket: str, key: str, spec: SourceSpec) -> SourceFrame:
-    body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return read_bytes(body, f"s3://{bucket}/{key}", spec)
+def iter_s3_object(s3_client, bucket: str, key: str, spec: SourceSpec, max_file_bytes: int | None = None,
+                   chunk_rows: int | None = None) -> Iterator[SourceFrame]:
+    """One object in frames of at most ``chunk_rows`` records, its body streamed to a local spool file first."""
+    import shutil
+    import tempfile
+
+    name = f"s3://{bucket}/{key}"
+    limit = RuleLimits().max_file_bytes if max_file_bytes is None else max_file_bytes
+    obj = s3_client.get_object(Bucket=bucket, Key=key)
+    if obj.get("ContentLength", 0) > limit:  # stored bytes never exceed what they expand to
+        raise _too_large(name, limit, "as stored")
+    # Parquet and XLSX need to seek; the spool keeps small objects in memory and puts large ones on disk.
+    with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
+        shutil.copyfileobj(obj["Body"], spool, 1 << 20)
+        spool.seek(0)
+        yield from read_stream(spool, name, spec, limit, chunk_rows)
 
 
 def read_postgres(spec: SourceSpec, timestamp_column: str, start: datetime | None = None, end: datetime | None = None) -> SourceFrame:
@@ -321,20 +457,27 @@ def _postgres_rule(error, message: str) -> str:
 
 
 def iter_source(spec: SourceSpec, timestamp_column: str | None = None, start: datetime | None = None,
-                end: datetime | None = None, s3_client=None) -> Iterator[SourceFrame]:
-    """Every frame of a files, s3 or postgres source (the generator is read by its own asset)."""
+                end: datetime | None = None, s3_client=None, max_file_bytes: int | None = None,
+                chunk_rows: int | None = None) -> Iterator[SourceFrame]:
+    """Every frame of a files, s3 or postgres source (the generator is read by its own asset).
+
+    Files and objects come in frames of at most ``chunk_rows`` records (several per file, each with the
+    file's name and its real row numbers); one larger than ``max_file_bytes`` decompressed is refused.
+    """
+    limit = RuleLimits().max_file_bytes if max_file_bytes is None else max_file_bytes
     if spec.kind == "files":
         for path in list_files(spec.path):
             try:
-                data = path.read_bytes()
+                file = open(path, "rb")  # noqa: SIM115 - closed below, after the last chunk
             except OSError as error:
                 raise SourceError(str(path), "readable_file", error.strerror or str(error)) from None
-            yield read_bytes(data, str(path), spec)
+            with file:
+                yield from read_stream(file, str(path), spec, limit, chunk_rows)
     elif spec.kind == "s3":
         if s3_client is None:
             raise ValueError("an s3 source needs an S3 client")
         for obj in list_s3_objects(s3_client, spec.bucket, spec.prefix):
-            yield read_s3_object(s3_client, spec.bucket, obj["Key"], spec)
+            yield from iter_s3_object(s3_client, spec.bucket, obj["Key"], spec, limit, chunk_rows)
     elif spec.kind == "postgres":
         yield read_postgres(spec, timestamp_column, start, end)
     else:

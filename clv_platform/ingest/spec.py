@@ -12,6 +12,8 @@
     pii:
       key_env: CLV_PII_KEY             # the HMAC key is read from this variable, never from the file
       columns: {customer_id: hmac, description: drop}
+    limits:                            # thresholds of the row and table rules (RuleLimits), e.g.
+      max_file_bytes: 8589934592       # refuse a file past 8 GiB once decompressed (default 4 GiB)
 
 Any other log loads through ``columns`` (canonical name -> the log's column), e.g. a log of only
 customer, date and amount::
@@ -158,6 +160,9 @@ class RuleLimits(_Strict):
     max_volume_ratio: float = Field(default=10.0, description="Largest daily-volume change vs the previous window, either way.")
     max_order_value_ratio: float = Field(default=3.0, description="Largest mean order value change vs the previous window.")
     max_new_category_share: float = Field(default=0.05, description="Largest share of rows with a country/channel never seen before.")
+    max_file_bytes: int = Field(
+        default=4 << 30, gt=0,
+        description="Largest size of one source file once decompressed (bytes); a larger file is refused, never half-read.")
 
 
 class IngestionSpec(_Strict):

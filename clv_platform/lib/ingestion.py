@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from datetime import date, datetime
 
 import dagster as dg
@@ -80,28 +81,75 @@ def ensure_table(con, table: str) -> None:
             con.execute(f"alter table {table} add column {column} {kind}")
 
 
-def replace_window(con, writes: list[tuple[str, pd.DataFrame, str]], sources: list[str]) -> None:
-    """Atomically replace rows in every table of ``writes``: (table, new rows, SQL predicate selecting the old ones).
+STAGING_SCHEMA = "raw_staging"
 
-    One DuckDB transaction: a run killed half-way leaves the previous state, a rerun completes it.
+
+@contextmanager
+def transaction(con):
+    """One DuckDB transaction: committed when the body ends, rolled back if it raises."""
+    con.execute("begin transaction")
+    try:
+        yield
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def staged_name(table: str) -> str:
+    """Where a load's new version of ``table`` waits for its checks: ``raw.transactions`` -> ``raw_staging.transactions``."""
+    return f"{STAGING_SCHEMA}.{table.split('.')[-1]}"
+
+
+def stage(con, table: str, frame: pd.DataFrame, append: bool = False) -> str:
+    """Write ``frame`` to the staging table of ``table`` (typed as ``table``), replacing or appending; its name.
+
+    Staged rows are outside the published tables: checks judge them there, and a version that fails
+    a check stays there for inspection while the published one is untouched.
+    """
+    staged = staged_name(table)
+    columns = RAW_TABLES[table]
+    con.execute(f"create schema if not exists {STAGING_SCHEMA}")
+    if not append:
+        con.execute(f"create or replace table {staged} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+    con.register("_rows_to_stage", frame)
+    try:
+        casts = ", ".join(f"cast({c} as {t}) as {c}" for c, t in columns.items())
+        con.execute(f"insert into {staged} by name select {casts} from _rows_to_stage")
+    finally:
+        con.unregister("_rows_to_stage")
+    return staged
+
+
+def discard_staged(con, tables: list[str]) -> None:
+    """Drop the staging tables of ``tables`` (a load that could not be read has nothing to inspect)."""
+    for table in tables:
+        con.execute(f"drop table if exists {staged_name(table)}")
+
+
+def replace_window(con, writes: list[tuple[str, str, str]], sources: list[str]) -> None:
+    """Publish staged rows: for every (table, staged table, SQL predicate selecting the old rows) of ``writes``,
+    delete the old rows and insert the staged ones, all in one transaction; the staged tables are dropped with it.
+
+    A run killed half-way leaves the previous state, a rerun completes it.
     ``sources`` is bound as ``$sources`` for predicates that select quarantine rows by source.
     """
     for table, _, _ in writes:
         ensure_table(con, table)
-    con.execute("begin transaction")
-    try:
-        for i, (table, frame, predicate) in enumerate(writes):
+    with transaction(con):
+        for table, staged, predicate in writes:
             params = {"sources": sources} if "$sources" in predicate else {}
             con.execute(f"delete from {table} where {predicate}", params)
-            view = f"_rows_{i}"
-            con.register(view, frame)
-            casts = ", ".join(f"cast({c} as {t}) as {c}" for c, t in RAW_TABLES[table].items())
-            con.execute(f"insert into {table} by name select {casts} from {view}")
-            con.unregister(view)
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
+            con.execute(f"insert into {table} by name select * from {staged}")
+            con.execute(f"drop table {staged}")
+
+
+def publish_table(con, table: str, staged: str) -> int:
+    """Replace ``table`` by the staged table ``staged`` in one transaction (which drops it); the rows published."""
+    with transaction(con):
+        con.execute(f"create or replace table {table} as select * from {staged}")
+        con.execute(f"drop table {staged}")
+    return con.execute(f"select count(*) from {table}").fetchone()[0]
 
 
 def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=None) -> tuple[date, date]:
@@ -119,7 +167,7 @@ def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=Non
     else:
         column = timestamp_column(source, TRANSACTIONS)
         parts, hint = [], None
-        for frame in iter_source(source, column, s3_client=s3_client):
+        for frame in iter_source(source, column, s3_client=s3_client, max_file_bytes=spec.limits.max_file_bytes):
             frame = check_columns(frame, source, TRANSACTIONS, bool(spec.pii.columns))  # the one-line error a run would give
             parts.append(event_timestamps(frame, source, TRANSACTIONS))
             if hint is None and len(parts[-1]) * 2 < len(frame):  # most timestamps did not parse: say what might

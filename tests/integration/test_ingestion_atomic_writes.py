@@ -31,7 +31,7 @@ CSV_TYPES = {"invoice_no": "varchar", "stock_code": "varchar", "description": "v
 CANONICAL = ", ".join(CSV_TYPES)
 
 # The run in a process of its own. Test scaffolding only, the product code runs unchanged: the
-# warehouse connection is opened once the file has been read and validated and the test says go,
+# warehouse connection is opened when the test says go (the run then reads and stages the file),
 # and replace_window's statements leave marks ('deleted' once the old rows are gone inside the
 # open transaction, 'commit' just before the commit) so the test knows where the write is.
 RUN = textwrap.dedent('''
@@ -167,7 +167,7 @@ class Run:
         return (self.marks / name).exists()
 
     def go(self) -> None:
-        self.wait_for(lambda: self.mark("ready"), "'ready' (source read and validated)")
+        self.wait_for(lambda: self.mark("ready"), "'ready' (the run asks for the warehouse)")
         (self.marks / "go").touch()
 
     def kill(self) -> int:
@@ -191,7 +191,7 @@ def test_killed_write_leaves_old_state_and_rerun_completes(tmp_path, materialize
     database = tmp_path / "warehouse.duckdb"
     script = tmp_path / "run.py"
     script.write_text(RUN)
-    # Three runs of the changed file, started now so that they read and validate it while the old one loads.
+    # Three runs of the changed file, started now so that they load their code while the old one loads.
     runs = {name: Run(new_spec, database, tmp_path / name, script) for name in ("killed_mid_write", "killed_at_commit", "rerun")}
     try:
         assert materialize_raw(old_spec, database, FIRST, LAST).success
@@ -216,7 +216,8 @@ def test_killed_write_leaves_old_state_and_rerun_completes(tmp_path, materialize
         wal = database.with_name(database.name + ".wal")
         assert not wal.exists()
         run.go()
-        run.wait_for(lambda: wal.exists() or run.mark("done"), "the write-ahead log")
+        # Staging writes to the log before the swap: wait for the swap's commit to be issued.
+        run.wait_for(lambda: (run.mark("commit") and wal.exists()) or run.mark("done"), "the commit in the write-ahead log")
         assert run.kill() in (-signal.SIGKILL, 0)
         state = _state(database)
         assert state == old or _is_new(state, new_expected), "the warehouse holds a mix of the old and the new load"

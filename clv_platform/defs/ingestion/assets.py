@@ -2,12 +2,17 @@
 
 The source (generator, files, S3, PostgreSQL) comes from the spec in ``CLV_SOURCE_CONFIG``. A run
 covers a range of daily partitions: it reads the source, applies privacy and the row rules,
-and replaces exactly those days (plus the quarantine rows of those days and of the sources it
-read) in one DuckDB transaction. Table rules are blocking checks.
+stages the new version in ``raw_staging``, and judges it there with the table rules (blocking
+checks). Only if every one passes does it replace exactly those days (plus the quarantine rows of
+those days and of the sources it read) in one DuckDB transaction; otherwise the published days
+stay as they were and the run fails saying so.
 """
 
 
-from datetime import datetime
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -16,10 +21,18 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from clv_platform.ingest import table_rules
-from clv_platform.ingest.profile import table_exists
 from clv_platform.ingest.readers import SourceError, SourceFrame, iter_source
 from clv_platform.ingest.spec import GeneratorOptions, IngestionSpec, SourceSpec
-from clv_platform.lib.ingestion import DAILY_PARTITIONS, RawSource, replace_window, window_of
+from clv_platform.lib.ingestion import (
+    DAILY_PARTITIONS,
+    RawSource,
+    discard_staged,
+    publish_table,
+    replace_window,
+    stage,
+    staged_name,
+    window_of,
+)
 from clv_platform.lib.warehouse import connect, markdown_table, replace_table
 
 TRANSACTIONS_KEY = dg.AssetKey(["raw", "transactions"])
@@ -67,17 +80,17 @@ def generated(options: GeneratorOptions):
 
 
 # pandera (with its optional pyspark probing) is imported in function bodies: definitions load fast.
-def _frames(source: SourceSpec, contract, generated_table: pd.DataFrame | None, s3: S3Resource,
-            start: datetime, end: datetime) -> list[SourceFrame]:
+def _chunks(source: SourceSpec, contract, generated_table: pd.DataFrame | None, s3: S3Resource,
+            start: datetime, end: datetime, max_file_bytes: int) -> Iterator[SourceFrame]:
     if source.kind == "generator":
         import numpy as np
 
-        return [SourceFrame("generator", generated_table, np.arange(1, len(generated_table) + 1))]
+        return iter([SourceFrame("generator", generated_table, np.arange(1, len(generated_table) + 1))])
     from clv_platform.ingest.validate import timestamp_column
 
     ts_column = timestamp_column(source, contract)
     client = s3.get_client() if source.kind == "s3" else None
-    return list(iter_source(source, ts_column, start, end, s3_client=client))
+    return iter_source(source, ts_column, start, end, s3_client=client, max_file_bytes=max_file_bytes)
 
 
 def _generator_spec(contract) -> SourceSpec:
@@ -94,60 +107,93 @@ def _split_window(validated, contract, start: datetime, end: datetime):
     return accepted, quarantine, outside
 
 
-def _counts_metadata(validated, accepted: pd.DataFrame, quarantine: pd.DataFrame, outside: int) -> dict:
-    in_scope = len(accepted) + len(quarantine)
-    by_rule = quarantine["rule"].value_counts().rename_axis("rule").reset_index(name="rows") if len(quarantine) else None
-    examples = quarantine.head(10)[["source", "source_row", "rule", "column_name", "value"]] if len(quarantine) else None
+@dataclass
+class _Staged:
+    """What a load staged, summed over the chunks it was read in."""
+
+    rows_read: int = 0
+    outside: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    chunks: int = 0
+    rows_by_source: dict = field(default_factory=dict)
+    extra_columns: dict = field(default_factory=dict)
+    empty_sources: list = field(default_factory=list)
+    by_rule: Counter = field(default_factory=Counter)
+    examples: pd.DataFrame | None = None  # the first quarantined rows, with their messages
+    cleaning: pd.DataFrame | None = None
+
+    def add(self, validated, accepted: pd.DataFrame, quarantine: pd.DataFrame, outside: int, cleaning) -> None:
+        self.rows_read += validated.rows_read
+        self.outside += outside
+        self.accepted += len(accepted)
+        self.quarantined += len(quarantine)
+        self.chunks += 1
+        for name, rows in validated.rows_by_source.items():
+            self.rows_by_source[name] = self.rows_by_source.get(name, 0) + rows
+        self.extra_columns.update(validated.extra_columns)
+        self.empty_sources += [s for s in validated.empty_sources if s not in self.empty_sources]
+        self.by_rule.update(quarantine["rule"].tolist())
+        if len(quarantine) and (self.examples is None or len(self.examples) < 10):
+            first = quarantine.head(10)
+            self.examples = pd.concat([self.examples, first]).head(10) if self.examples is not None else first
+        if cleaning is not None:
+            if self.cleaning is None:
+                self.cleaning = cleaning
+            else:  # the counted rules (lines, value) add up; the others are descriptions
+                counted = self.cleaning["lines"].notna()
+                for column in ("lines", "value"):
+                    self.cleaning.loc[counted, column] = self.cleaning.loc[counted, column] + cleaning.loc[counted, column]
+
+
+def _stage_chunks(con, chunks: Iterable[SourceFrame], contract, source_spec: SourceSpec, spec: IngestionSpec,
+                  pii_key: bytes | None, loaded_at: datetime, start: datetime, end: datetime) -> tuple[_Staged, str, str]:
+    """Validate the source chunk by chunk and append each chunk's rows of ``[start, end)`` to the staging tables.
+
+    Only one chunk is in memory at a time; duplicates across chunks are found as in one pass.
+    """
+    from clv_platform import schemas
+    from clv_platform.ingest.cleaning import cleaning_summary
+    from clv_platform.ingest.validate import TRANSACTIONS, SeenRows, validate
+
+    table = f"raw.{contract.name}"
+    contract_schema = schemas.transactions_schema if contract is TRANSACTIONS else schemas.behavioral_events_schema
+    seen, staged = SeenRows(), _Staged()
+
+    def one(frames: list[SourceFrame]) -> None:
+        validated = validate(frames, contract, source_spec, spec.limits, spec.pii, pii_key, loaded_at, spec.history_start, seen)
+        accepted, quarantine, outside = _split_window(validated, contract, start, end)
+        accepted = contract_schema.validate(accepted)
+        stage(con, table, accepted, append=bool(staged.chunks))
+        stage(con, f"{table}_quarantine", quarantine, append=bool(staged.chunks))
+        staged.add(validated, accepted, quarantine, outside, cleaning_summary(accepted) if contract is TRANSACTIONS else None)
+
+    for chunk in chunks:
+        one([chunk])
+    if not staged.chunks:  # nothing read: empty staging tables all the same
+        one([])
+    return staged, staged_name(table), staged_name(f"{table}_quarantine")
+
+
+def _counts_metadata(staged: _Staged) -> dict:
+    in_scope = staged.accepted + staged.quarantined
+    by_rule = (pd.DataFrame(sorted(staged.by_rule.items(), key=lambda kv: -kv[1]), columns=["rule", "rows"])
+               if staged.by_rule else None)
+    examples = staged.examples[["source", "source_row", "rule", "column_name", "value"]] if staged.examples is not None else None
     return {
-        "dagster/row_count": len(accepted),
-        "rows_read_from_source": validated.rows_read,
-        "rows_outside_partitions": outside,
+        "dagster/row_count": staged.accepted,
+        "rows_read_from_source": staged.rows_read,
+        "rows_outside_partitions": staged.outside,
         "rows_read": in_scope,
-        "rows_accepted": len(accepted),
-        "rows_quarantined": len(quarantine),
+        "rows_accepted": staged.accepted,
+        "rows_quarantined": staged.quarantined,
         # The invariant, stated so a reader sees it hold: read = accepted + quarantined.
-        "counts_add_up": in_scope == len(accepted) + len(quarantine) and validated.rows_read == in_scope + outside,
+        "counts_add_up": staged.rows_read == in_scope + staged.outside,
         "quarantined_by_rule": dg.MetadataValue.md(markdown_table(by_rule) if by_rule is not None else "nothing quarantined"),
         "quarantine_examples": dg.MetadataValue.md(markdown_table(examples) if examples is not None else "-"),
-        "rows_by_source": dg.MetadataValue.json(validated.rows_by_source),
-        "extra_columns_ignored": dg.MetadataValue.json(validated.extra_columns),
-        "empty_sources": dg.MetadataValue.json(validated.empty_sources),
-    }
-
-
-def _table_checks(con, accepted: pd.DataFrame, quarantine: pd.DataFrame, start: datetime, end: datetime, spec: IngestionSpec) -> dict:
-    """Volume, order value, countries and quarantine share, against what the warehouse held before this run."""
-    limits = spec.limits
-    days = max((end - start).days, 1)
-    prev_start, prev_end = table_rules.previous_window(start, end)
-    previous_rows, previous_aov, known = None, None, set()
-    if table_exists(con, "raw.transactions"):
-        previous_rows, previous_aov = con.execute(
-            """
-            with lines as (select * from raw.transactions where invoice_date >= ? and invoice_date < ?),
-            orders as (select invoice_no, sum(quantity * unit_price) as value from lines
-                       where quantity > 0 and unit_price > 0 group by invoice_no)
-            select (select count(*) from lines), (select avg(value) from orders)
-            """,
-            [prev_start, prev_end],
-        ).fetchone()
-        known = {r[0] for r in con.execute(
-            "select distinct country from raw.transactions where (invoice_date < ? or invoice_date >= ?) and country is not null",
-            [start, end],
-        ).fetchall()}
-    positive = accepted[(accepted["quantity"] > 0) & (accepted["unit_price"] > 0)]
-    order_values = (positive["quantity"] * positive["unit_price"]).groupby(positive["invoice_no"]).sum()
-    current_aov = float(order_values.mean()) if len(order_values) else None
-    countries = accepted["country"].dropna().value_counts().to_dict()
-    return {
-        "quarantine_share_within_limit": table_rules.quarantine_share(
-            len(accepted) + len(quarantine), len(quarantine), limits.max_quarantine_share),
-        "volume_change_within_limit": table_rules.ratio_change(
-            "mean daily lines", len(accepted) / days if len(accepted) else 0.0,
-            (previous_rows / days) if previous_rows else None, limits.max_volume_ratio, "lines_per_day"),
-        "mean_order_value_stable": table_rules.ratio_change(
-            "mean order value", current_aov, previous_aov, limits.max_order_value_ratio, "order_value"),
-        "countries_stable": table_rules.new_categories("country", countries, known, limits.max_new_category_share),
+        "rows_by_source": dg.MetadataValue.json(staged.rows_by_source),
+        "extra_columns_ignored": dg.MetadataValue.json(staged.extra_columns),
+        "empty_sources": dg.MetadataValue.json(staged.empty_sources),
     }
 
 
@@ -158,6 +204,18 @@ def _check(key: dg.AssetKey, name: str, verdict: tuple[bool, str, dict]) -> dg.A
         severity=dg.AssetCheckSeverity.ERROR, description=description,
         metadata={"summary": description, **{k: v for k, v in metadata.items() if v is not None}},
     )
+
+
+def _days(start: datetime, end: datetime) -> str:
+    last = (end - timedelta(days=1)).date()
+    return f"{start:%Y-%m-%d}" if last <= start.date() else f"{start:%Y-%m-%d} .. {last}"
+
+
+def _kept_previous(what: str, failed: dict, staged: list[str]) -> str:
+    """The one line a load rejected by its blocking checks ends with."""
+    reasons = "; ".join(verdict[1] for verdict in failed.values())
+    return (f"{what}: the new version was not published, the previous one is kept: {reasons}; "
+            f"rejected rows in {' and '.join(staged)} (rule: {', '.join(failed)})")
 
 
 def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceError):
@@ -186,8 +244,7 @@ def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceErro
 def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_source: RawSource,
               warehouse: DuckDBResource, s3: S3Resource):
     """Load the run's days of transactions and events, quarantining what breaks a rule."""
-    from clv_platform import schemas
-    from clv_platform.ingest.validate import EVENTS, TRANSACTIONS, validate
+    from clv_platform.ingest.validate import EVENTS, TRANSACTIONS
 
     spec = raw_source.spec()
     key = raw_source.pii_key()
@@ -204,61 +261,80 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
         plans.append((EVENTS, EVENTS_KEY, EV_QUARANTINE_KEY, spec.behavioral_events,
                       data.behavioral_events if data is not None else None))
 
+    rejected = []
     for contract, asset_key, quarantine_key, source, generated_table in plans:
         checks = TX_CHECKS if contract is TRANSACTIONS else EV_CHECKS
         schema_check = next(iter(checks))
+        table, ts = f"raw.{contract.name}", contract.timestamp
         if source is None:  # e.g. a transaction log without an events feed: the days are empty
-            validated = validate([], contract, SourceSpec(), spec.limits, spec.pii, key, loaded_at, spec.history_start)
+            chunks, source_spec = iter([]), SourceSpec()
         else:
             source_spec = _generator_spec(contract) if source.kind == "generator" else source
+            chunks = _chunks(source, contract, generated_table, s3, start, end, spec.limits.max_file_bytes)
+        # Write-audit-publish: the new version is staged chunk by chunk, judged against the published history,
+        # and swapped in only if every blocking check passes; otherwise the published days stay as they were.
+        unreadable, verdicts, failed = None, {}, {}
+        with connect(warehouse) as con:
             try:
-                frames = _frames(source, contract, generated_table, s3, start, end)
-                validated = validate(frames, contract, source_spec, spec.limits, spec.pii, key, loaded_at, spec.history_start)
+                staged, staged_t, staged_q = _stage_chunks(con, chunks, contract, source_spec, spec, key, loaded_at, start, end)
             except SourceError as error:
-                context.log.error(str(error))
-                yield from _fail_unreadable(asset_key, list(checks), error)
-        accepted, quarantine, outside = _split_window(validated, contract, start, end)
-        contract_schema = schemas.transactions_schema if contract is TRANSACTIONS else schemas.behavioral_events_schema
-        accepted = contract_schema.validate(accepted)
-        table = f"raw.{contract.name}"
-        ts = contract.timestamp
-        if contract is TRANSACTIONS and source is not None and validated.rows_read == 0:
+                unreadable = error
+                discard_staged(con, [table, f"{table}_quarantine"])
+            if unreadable is None and not (contract is TRANSACTIONS and source is not None and staged.rows_read == 0):
+                verdicts = (
+                    table_rules.staged_transaction_verdicts(con, staged_t, staged_q, table, start, end, spec.limits)
+                    if contract is TRANSACTIONS else table_rules.staged_event_verdicts(con, staged_t, staged_q, spec.limits))
+                failed = {name: verdict for name, verdict in verdicts.items() if not verdict[0]}
+                if not failed:
+                    window = f"{ts} >= TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' and {ts} < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
+                    q_window = (f"(partition_date >= TIMESTAMP '{start:%Y-%m-%d}' and "
+                                f"partition_date < TIMESTAMP '{end:%Y-%m-%d}')"
+                                " or (partition_date is null and list_contains($sources, source))")
+                    replace_window(con, [(table, staged_t, window), (f"{table}_quarantine", staged_q, q_window)],
+                                   sorted(staged.rows_by_source))
+        if unreadable is not None:
+            context.log.error(str(unreadable))
+            yield from _fail_unreadable(asset_key, list(checks), unreadable)
+        if not verdicts:
             # Nothing to load is an error, and the stored days stay as they were.
-            empty = ", ".join(validated.empty_sources) or source.kind
+            empty = ", ".join(staged.empty_sources) or source.kind
             yield _check(asset_key, "input_not_empty", (False, f"the source delivered no rows ({empty})", {}))
             raise dg.Failure(description=f"{empty}: the source delivered no rows (rule: input_not_empty)", allow_retries=False)
-        with connect(warehouse) as con:
-            verdicts = _table_checks(con, accepted, quarantine, start, end, spec) if contract is TRANSACTIONS else {
-                "events_quarantine_share_within_limit": table_rules.quarantine_share(
-                    len(accepted) + len(quarantine), len(quarantine), spec.limits.max_quarantine_share)}
-            sources = sorted(validated.rows_by_source)
-            window = f"{ts} >= TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' and {ts} < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
-            q_window = (f"(partition_date >= TIMESTAMP '{start:%Y-%m-%d}' and partition_date < TIMESTAMP '{end:%Y-%m-%d}')"
-                        " or (partition_date is null and list_contains($sources, source))")
-            replace_window(con, [(table, accepted, window), (f"{table}_quarantine", quarantine, q_window)], sources)
-        meta = _counts_metadata(validated, accepted, quarantine, outside)
+        read_check = (True, "every source read with the mapped columns", {
+            "sources": len(staged.rows_by_source), "chunks": staged.chunks,
+            "extra_columns_ignored": str(staged.extra_columns) if staged.extra_columns else None})
+        if failed:
+            message = _kept_previous(f"{table} {_days(start, end)}", failed, [staged_t, staged_q])
+            context.log.error(message)
+            yield _check(asset_key, schema_check, read_check)
+            if contract is TRANSACTIONS:
+                yield _check(asset_key, "input_not_empty", (True, f"{staged.rows_read:,} rows read from the source", {}))
+            for name, verdict in verdicts.items():
+                yield _check(asset_key, name, verdict)
+            rejected.append(message)
+            continue
+        meta = _counts_metadata(staged)
         meta.update({"source": source.kind if source else "none", "window_start": str(start.date()), "window_end": str(end.date())})
-        if contract is TRANSACTIONS:
-            from clv_platform.ingest.cleaning import cleaning_summary
-
-            meta["cleaning_rules"] = dg.MetadataValue.md(markdown_table(cleaning_summary(accepted).fillna("-")))
+        if staged.cleaning is not None:
+            meta["cleaning_rules"] = dg.MetadataValue.md(markdown_table(staged.cleaning.fillna("-")))
         if quarantine_key is not None:
             context.log_event(dg.AssetMaterialization(asset_key=quarantine_key, metadata={
-                "dagster/row_count": len(quarantine), "rows_quarantined_this_run": len(quarantine),
+                "dagster/row_count": staged.quarantined, "rows_quarantined_this_run": staged.quarantined,
                 "quarantined_by_rule": meta["quarantined_by_rule"], "window_start": meta["window_start"], "window_end": meta["window_end"],
             }))
-        if len(quarantine):
+        if staged.quarantined:
             from clv_platform.ingest.validate import describe_quarantined
 
-            context.log.warning(f"{len(quarantine):,} {contract.name} row(s) quarantined, "
-                                f"e.g. {describe_quarantined(quarantine.iloc[0])}; see {table}_quarantine")
+            context.log.warning(f"{staged.quarantined:,} {contract.name} row(s) quarantined, "
+                                f"e.g. {describe_quarantined(staged.examples.iloc[0])}; see {table}_quarantine")
         yield dg.MaterializeResult(asset_key=asset_key, metadata=meta)
-        yield _check(asset_key, schema_check, (True, "every source read with the mapped columns", {
-            "sources": len(validated.rows_by_source), "extra_columns_ignored": str(validated.extra_columns) if validated.extra_columns else None}))
+        yield _check(asset_key, schema_check, read_check)
         if contract is TRANSACTIONS:
-            yield _check(asset_key, "input_not_empty", (True, f"{validated.rows_read:,} rows read from the source", {}))
+            yield _check(asset_key, "input_not_empty", (True, f"{staged.rows_read:,} rows read from the source", {}))
         for name, verdict in verdicts.items():
             yield _check(asset_key, name, verdict)
+    if rejected:
+        raise dg.Failure(description="; ".join(rejected), allow_retries=False)
 
 
 @dg.asset(
@@ -302,16 +378,21 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
             customers, origin = derived, "derived from raw.transactions"
         customers["country"] = customers["country"].fillna("Unknown")
     customers = schemas.customers_schema.validate(customers)
-    with connect(warehouse) as con:
-        known = ({r[0] for r in con.execute("select distinct acquisition_channel from raw.customers").fetchall()}
-                 if table_exists(con, "raw.customers") else set())
-        count = replace_table(con, "raw.customers", customers)
     counts = customers["acquisition_channel"].value_counts().to_dict()
+    with connect(warehouse) as con:
+        staged = staged_name("raw.customers")
+        replace_table(con, staged, customers)
+        verdict = table_rules.staged_channel_verdict(con, staged, "raw.customers", spec.limits)
+        count = publish_table(con, "raw.customers", staged) if verdict[0] else None
+    if count is None:
+        message = _kept_previous("raw.customers", {"acquisition_channels_stable": verdict}, [staged])
+        context.log.error(message)
+        yield _check(CUSTOMERS_KEY, "acquisition_channels_stable", verdict)
+        raise dg.Failure(description=message, allow_retries=False)
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": count, "origin": origin, "customers_by_channel": dg.MetadataValue.json(counts), **extra,
     })
-    yield _check(CUSTOMERS_KEY, "acquisition_channels_stable",
-                 table_rules.new_categories("acquisition channel", counts, known, spec.limits.max_new_category_share))
+    yield _check(CUSTOMERS_KEY, "acquisition_channels_stable", verdict)
 
 
 def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -326,7 +407,8 @@ def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataF
     if "customer_id" not in mapping:
         raise SourceError(source.path or source.kind, "required_column", "the customer feed's mapping names no customer_id column")
     parts = []
-    for frame in iter_source(source, mapping.get("signup_date", mapping["customer_id"])):
+    timestamps = mapping.get("signup_date", mapping["customer_id"])
+    for frame in iter_source(source, timestamps, max_file_bytes=spec.limits.max_file_bytes):
         if frame.frame.shape[1] == 0:
             continue
         frame = check_columns(frame, source, CUSTOMERS, bool(spec.pii.columns))

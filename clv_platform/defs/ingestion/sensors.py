@@ -77,8 +77,7 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, raw_source: RawSour
             continue
         read_started = time.monotonic()
         try:
-            frame = read_landed(file, source, client)
-            days = landed_days(frame, spec, now)
+            days = landed_days(read_landed(file, source, client, spec.limits.max_file_bytes), spec, now)
         except SourceError as error:
             # Judged: not read again until the file changes. The runs of other files read the whole
             # source, so they fail on it too until it is fixed or removed.
@@ -95,7 +94,8 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, raw_source: RawSour
         budget.record(file.size, time.monotonic() - read_started)
         cursor.judged(file)
         if days is None:
-            notes.append(undated_note(file, frame, spec))
+            # Read again for the hint: a rare path, and a file's chunks are not kept.
+            notes.append(undated_note(file, read_landed(file, source, client, spec.limits.max_file_bytes), spec))
             continue
         landed.append((file, days))
     if deferred:
