@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clv_platform.ingest.landing import landed_days
-from clv_platform.ingest.readers import SourceError, iter_source, read_bytes, sniff_encoding
+from clv_platform.ingest.readers import SourceError, iter_source, sniff_encoding
 from clv_platform.ingest.spec import IngestionSpec, PiiSpec, RuleLimits, SourceSpec, load_spec
 from clv_platform.ingest.validate import TRANSACTIONS, Validated, describe_quarantined, validate
 
@@ -40,8 +40,8 @@ def test_header_names_match_whatever_their_case_and_spaces(tmp_path):
 def test_the_landing_zone_dates_a_file_whose_header_differs_in_case(tmp_path):
     (tmp_path / "a.csv").write_text(f"{HEADER.lower()}\n{LINE}\n")
     spec = IngestionSpec(transactions=SourceSpec(kind="files", path=str(tmp_path / "a.csv"), preset="online_retail"))
-    frame = read_bytes((tmp_path / "a.csv").read_bytes(), str(tmp_path / "a.csv"), spec.transactions)
-    assert landed_days(frame, spec, LOADED_AT) == (date(2010, 12, 1), date(2010, 12, 1))
+    frames = iter_source(spec.transactions)
+    assert landed_days(frames, spec, LOADED_AT) == (date(2010, 12, 1), date(2010, 12, 1))
 
 
 def test_two_columns_matching_one_name_are_an_error_naming_both(tmp_path):
