@@ -16,23 +16,9 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 STATE_DIR_ENV = "CLV_HOME"
 EXPORT_URI_ENV = "CLV_EXPORT_URI"
 
-_DAGSTER_YAML_MARK = "# Written by clv_platform"
-_DAGSTER_YAML = f"""\
-{_DAGSTER_YAML_MARK}: local storage under this directory, no telemetry.
-telemetry:
-  enabled: false
-# The embedded DuckDB warehouse takes one writer at a time: runs queue instead of clashing on its lock.
-run_queue:
-  max_concurrent_runs: 1
-# A run whose process died is marked failed instead of holding the queue for ever: the daemon asks the
-# launcher (Dagster's default, which can also tell whether a `clv-platform run` process still lives).
-run_launcher:
-  module: clv_platform.lib.runs
-  class: ClvRunLauncher
-run_monitoring:
-  enabled: true
-  poll_interval_seconds: 30
-"""
+# The instance settings (telemetry off, one run at a time, dead runs failed), checked in at the root.
+DAGSTER_YAML = PROJECT_ROOT / "dagster.yaml"
+_DAGSTER_YAML_MARK = "# clv_platform's Dagster instance settings"
 
 
 def state_dir() -> Path:
@@ -149,5 +135,8 @@ def ensure_dagster_yaml(dagster_home: Path) -> None:
     """
     dagster_yaml = dagster_home / "dagster.yaml"
     current = dagster_yaml.read_text() if dagster_yaml.exists() else None
-    if current is None or (current.startswith(_DAGSTER_YAML_MARK) and current != _DAGSTER_YAML):
-        dagster_yaml.write_text(_DAGSTER_YAML)
+    wanted = DAGSTER_YAML.read_text()
+    # Older copies began "# Written by clv_platform".
+    ours = current is not None and current.startswith((_DAGSTER_YAML_MARK, "# Written by clv_platform"))
+    if current is None or (ours and current != wanted):
+        dagster_yaml.write_text(wanted)
