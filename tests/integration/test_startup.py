@@ -92,4 +92,5 @@ def test_dagster_dev_from_the_checkout_records_no_telemetry(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert not (tmp_path / "home" / ".dagster").exists(), sorted(map(str, (tmp_path / "home").rglob("*")))
+    # Dagster's upload thread makes empty ~/.dagster/logs folders whatever the setting; no entry, no id in them.
+    assert [str(p) for p in (tmp_path / "home").rglob("*") if p.is_file()] == []
