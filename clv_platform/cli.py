@@ -81,7 +81,7 @@ def _summary(instance, run_id: str, seconds: float, refused: bool = False) -> st
     return "\n".join(lines)
 
 
-def _user_error(error: BaseException) -> int:
+def _user_error(error: BaseException | str) -> int:
     """A user error: one line on stderr naming what and where, exit code 2."""
     print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
     return 2
@@ -153,9 +153,9 @@ def _run_holding(args: argparse.Namespace, spec, lock) -> int:
         dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]), limit=1)
     if live:
         busy = live[0].dagster_run
-        return _user_error(RuntimeError(
+        return _user_error(
             f"run {busy.run_id} of {busy.job_name} is {busy.status.value} on the Dagster instance in {instance.root_directory}: "
-            "wait for it to finish (or cancel it in the UI); the warehouse takes one run at a time"))
+            "wait for it to finish (or cancel it in the UI); the warehouse takes one run at a time")
 
     from clv_platform.definitions import defs
     from clv_platform.defs.ingestion.assets import IngestConfig
