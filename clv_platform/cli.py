@@ -81,44 +81,110 @@ def _summary(instance, run_id: str, seconds: float, refused: bool = False) -> st
     return "\n".join(lines)
 
 
+def _user_error(error: BaseException | str) -> int:
+    """A user error: one line on stderr naming what and where, exit code 2."""
+    print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+    return 2
+
+
+# Errors that name a problem of the input (the spec, the source, the environment), not of the platform.
+USER_ERRORS = ("SourceError", "SpecError", "ValueError")
+
+
+def step_error(event) -> tuple[str, bool]:
+    """A failed step's own message (not Dagster's wrapper around it) and whether it is a user error.
+
+    A ``dg.Failure`` carrying a ``rule`` is an input that broke a rule (an unreadable source); any other
+    error is judged by its class: the platform's validation raises :data:`USER_ERRORS`.
+    """
+    data = event.event_specific_data
+    failure = data.user_failure_data
+    if failure is not None and failure.description:
+        return " ".join(failure.description.split()), "rule" in (failure.metadata or {})
+    error = data.error
+    while error.cause is not None and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    text = error.message.strip()
+    head, _, rest = text.partition(": ")
+    if head.split(".")[-1] == error.cls_name:
+        text = rest
+    return " ".join(text.split()), error.cls_name in USER_ERRORS
+
+
+def report_failed_steps(result, job_name: str, seconds: float) -> int:
+    """Print the failed steps, user errors last (the last line is what to fix); return the exit code."""
+    failures = sorted((step_error(e) + (e.step_key,) for e in result.all_events if e.is_step_failure), key=lambda f: f[1])
+    print(f"{job_name} failed after {seconds:.1f} s (run {result.run_id}).", file=sys.stderr)
+    for message, user, step in failures:
+        print(f"{'error' if user else 'FAILED'}: {step}: {message}", file=sys.stderr)
+    return 2 if failures and all(user for _, user, _ in failures) else 1
+
+
 def run(args: argparse.Namespace) -> int:
     if args.source:
         os.environ["CLV_SOURCE_CONFIG"] = os.path.abspath(args.source)
     settings.configure_environment()
+    from clv_platform.ingest.spec import load_spec
+    from clv_platform.state_lock import StateBusy, hold_state_lock
+
+    try:
+        # Before anything heavy: a spec that cannot be read is one line, not a failed run.
+        spec = load_spec()
+    except (ValueError, OSError) as error:
+        return _user_error(error)
+    try:
+        with hold_state_lock(settings.state_dir(), "run") as lock:
+            return _run_holding(args, spec, lock)
+    except StateBusy as error:
+        return _user_error(error)
+
+
+def _run_holding(args: argparse.Namespace, spec, lock) -> int:
     import dagster as dg
+    from dagster._core.utils import make_new_run_id
+
+    from clv_platform.lib.runs import fail_dead_cli_runs
+
+    instance = dg.DagsterInstance.get()
+    for run_id in fail_dead_cli_runs(instance):
+        print(f"Run {run_id} was left unfinished by a clv-platform process that died: marked failed.", flush=True)
+    # Runs the daemon launched (schedules, sensors, backfills, the UI) write the same warehouse.
+    live = instance.get_run_records(filters=dg.RunsFilter(statuses=[
+        dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]), limit=1)
+    if live:
+        busy = live[0].dagster_run
+        return _user_error(
+            f"run {busy.run_id} of {busy.job_name} is {busy.status.value} on the Dagster instance in {instance.root_directory}: "
+            "wait for it to finish (or cancel it in the UI); the warehouse takes one run at a time")
 
     from clv_platform.definitions import defs
     from clv_platform.defs.ingestion.assets import IngestConfig
     from clv_platform.defs.resources import s3_from_environment
     from clv_platform.ingest.readers import SourceError
-    from clv_platform.ingest.spec import load_spec
     from clv_platform.lib.ingestion import partition_range_tags, source_date_range
 
     started = time.perf_counter()
     definitions = defs()
     job = definitions.resolve_job_def(MAIN_JOB)
     print(f"Definitions loaded in {time.perf_counter() - started:.1f} s; running {MAIN_JOB} ...", flush=True)
-    instance = dg.DagsterInstance.get()
-    spec = load_spec()
     try:
         # A full load covers every day the source has, as one run over that partition range.
         s3_client = s3_from_environment().get_client() if spec.transactions.kind == "s3" else None
         first, last = source_date_range(spec, IngestConfig(**_generator_config(args)).generator_options(spec), s3_client)
-    except (SourceError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (SourceError, ValueError, OSError) as error:
+        return _user_error(error)
     print(f"Source: {spec.transactions.kind}; loading daily partitions {first} .. {last}", flush=True)
     started = time.perf_counter()
+    run_id = make_new_run_id()
+    lock.record(run_id=run_id)
     result = job.execute_in_process(
-        run_config=_run_config(args), instance=instance, raise_on_error=False, tags=partition_range_tags(first, last)
+        run_config=_run_config(args), instance=instance, raise_on_error=False, run_id=run_id,
+        tags={**partition_range_tags(first, last), **lock.run_tags()},
     )
     elapsed = time.perf_counter() - started
     failures = [e for e in result.all_events if e.is_step_failure]
     if not result.success and not refused_by_gates(result):
-        for event in failures:
-            print(f"FAILED {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
-        print(f"{MAIN_JOB} failed after {elapsed:.1f} s (run {result.run_id}).", file=sys.stderr)
-        return 1
+        return report_failed_steps(result, MAIN_JOB, elapsed)
     print(_summary(instance, result.run_id, elapsed, refused=bool(failures)))
     if failures:
         refused = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
@@ -161,11 +227,21 @@ def _evaluation_spec(args: argparse.Namespace, state: Path) -> Path:
 
 def evaluate(args: argparse.Namespace) -> int:
     """Features and every model on any transaction log: print the metrics table and save it in ``--out``."""
-    from datetime import date, timedelta
+    from clv_platform.state_lock import StateBusy, hold_state_lock
 
     out = Path(args.out).resolve()
     state = Path(args.state).resolve() if args.state else out / "state"
-    state.mkdir(parents=True, exist_ok=True)
+    try:
+        # Held before the spec is written into the state directory: a live evaluation keeps reading it.
+        with hold_state_lock(state, "evaluate"):
+            return _evaluate_holding(args, out, state)
+    except StateBusy as error:
+        return _user_error(error)
+
+
+def _evaluate_holding(args: argparse.Namespace, out: Path, state: Path) -> int:
+    from datetime import date, timedelta
+
     os.environ[settings.STATE_DIR_ENV] = str(state)
     for variable in _STATE_VARIABLES:
         os.environ.pop(variable, None)
@@ -175,8 +251,7 @@ def evaluate(args: argparse.Namespace) -> int:
             raise ValueError("--horizon, --training-cutoffs and --spacing-days must be at least 1")
         spec_path = _evaluation_spec(args, state)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _user_error(error)
     os.environ["CLV_SOURCE_CONFIG"] = str(spec_path)
     settings.configure_environment()
     import dagster as dg
@@ -190,9 +265,8 @@ def evaluate(args: argparse.Namespace) -> int:
     label_end = cutoff + timedelta(days=args.horizon)
     try:
         first, last = source_date_range(load_spec())
-    except (SourceError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (SourceError, ValueError, OSError) as error:
+        return _user_error(error)
     if last < label_end - timedelta(days=1):
         print(f"error: the log ends on {last}, but the {args.horizon}-day horizon after the cutoff {cutoff} needs "
               f"days through {label_end - timedelta(days=1)}: choose an earlier --cutoff or a shorter --horizon", file=sys.stderr)
@@ -211,9 +285,7 @@ def evaluate(args: argparse.Namespace) -> int:
     result = job.execute_in_process(run_config=run_config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
                                     tags=partition_range_tags(first, min(last, label_end - timedelta(days=1))))
     if not result.success:
-        for event in (e for e in result.all_events if e.is_step_failure):
-            print(f"FAILED {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
-        return 1
+        return report_failed_steps(result, EVALUATION_JOB, time.perf_counter() - started)
     (materialization,) = result.asset_materializations_for_node("ml__model_evaluation")
     metadata = {key: value.value for key, value in materialization.metadata.items()}
     write_evaluation(metadata, out, source=str(args.source or args.file), seconds=time.perf_counter() - started)

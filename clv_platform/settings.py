@@ -8,6 +8,7 @@ moved by the ``CLV_HOME`` environment variable. Pure Python: no Dagster import, 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -15,14 +16,9 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 STATE_DIR_ENV = "CLV_HOME"
 EXPORT_URI_ENV = "CLV_EXPORT_URI"
 
-_DAGSTER_YAML = """\
-# Written by clv_platform: local storage under this directory, no telemetry.
-telemetry:
-  enabled: false
-# The embedded DuckDB warehouse takes one writer at a time: runs queue instead of clashing on its lock.
-run_queue:
-  max_concurrent_runs: 1
-"""
+# The instance settings (telemetry off, one run at a time, dead runs failed), checked in at the root.
+DAGSTER_YAML = PROJECT_ROOT / "dagster.yaml"
+_DAGSTER_YAML_MARK = "# clv_platform's Dagster instance settings"
 
 
 def state_dir() -> Path:
@@ -119,6 +115,12 @@ def configure_environment() -> None:
         "MPLCONFIGDIR": str(root / "cache" / "matplotlib"),
     }
     configure_pytensor_cache()
+    # The console scripts beside this interpreter (dbt, which dagster-dbt runs by name): `.venv/bin/dagster`
+    # then works without the venv on PATH, as an activated venv or `uv run` would.
+    bin_dir = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join(filter(None, [bin_dir, path]))
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     for path in (root, Path(os.environ["DAGSTER_HOME"]), reports_dir(), mlflow_artifact_root()):
@@ -127,7 +129,14 @@ def configure_environment() -> None:
 
 
 def ensure_dagster_yaml(dagster_home: Path) -> None:
-    """Write the platform's ``dagster.yaml`` into ``dagster_home`` unless the user has one there."""
+    """Write the platform's ``dagster.yaml`` into ``dagster_home`` unless the user has their own there.
+
+    A file the platform wrote itself (it starts with the mark) is brought up to date.
+    """
     dagster_yaml = dagster_home / "dagster.yaml"
-    if not dagster_yaml.exists():
-        dagster_yaml.write_text(_DAGSTER_YAML)
+    current = dagster_yaml.read_text() if dagster_yaml.exists() else None
+    wanted = DAGSTER_YAML.read_text()
+    # Older copies began "# Written by clv_platform".
+    ours = current is not None and current.startswith((_DAGSTER_YAML_MARK, "# Written by clv_platform"))
+    if current is None or (ours and current != wanted):
+        dagster_yaml.write_text(wanted)

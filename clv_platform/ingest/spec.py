@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 SOURCE_CONFIG_ENV = "CLV_SOURCE_CONFIG"
 
@@ -175,6 +175,14 @@ class IngestionSpec(_Strict):
     # First day of the daily partitions; rows dated earlier are quarantined.
     history_start: date = date(2010, 1, 1)
 
+    @field_validator("transactions", "behavioral_events", "customers")
+    @classmethod
+    def _known_columns(cls, source: SourceSpec | None, info: ValidationInfo) -> SourceSpec | None:
+        # A typo in a mapping is reported with the file and line when the spec loads, not by a load run later.
+        if source is not None:
+            source.mapping(_TABLE_FIELDS[info.field_name])
+        return source
+
     @model_validator(mode="after")
     def _generator_fills_in(self) -> IngestionSpec:
         # The generator makes all three tables; other sources name theirs.
@@ -188,10 +196,46 @@ class IngestionSpec(_Strict):
         return self.transactions.kind == "generator"
 
 
+_TABLE_FIELDS = {"transactions": TRANSACTION_FIELDS, "behavioral_events": EVENT_FIELDS, "customers": CUSTOMER_FIELDS}
+
+
+class SpecError(ValueError):
+    """A source spec that cannot be used; the message names the file, the line and what is wrong, on one line."""
+
+
+def _yaml_line(root, loc: tuple) -> int | None:
+    """1-based line of the deepest node of ``root`` (a composed YAML node) that ``loc`` reaches."""
+    line, node = None, root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(part)), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _problem(error: dict, root) -> str:
+    loc = tuple(error["loc"])
+    line = _yaml_line(root, loc) if root is not None else None
+    where = f"line {line}: " if line else ""
+    if error["type"] == "extra_forbidden":
+        parent = ".".join(map(str, loc[:-1]))
+        return f"{where}unknown key '{loc[-1]}'" + (f" in '{parent}'" if parent else "")
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}{'.'.join(map(str, loc)) or 'file'}: {message}"
+
+
 def load_spec(path: str | os.PathLike | None = None) -> IngestionSpec:
     """The spec in ``path`` (or ``$CLV_SOURCE_CONFIG``); the generator default when neither is set.
 
-    Relative paths inside the file are resolved against the file's folder.
+    Relative paths inside the file are resolved against the file's folder. Raises :class:`SpecError`
+    (``FileNotFoundError`` for a missing file) with one line naming the file, the line and the problem.
     """
     path = path or os.environ.get(SOURCE_CONFIG_ENV) or None
     if not path:
@@ -199,14 +243,20 @@ def load_spec(path: str | os.PathLike | None = None) -> IngestionSpec:
     file = Path(path).expanduser().resolve()
     if not file.is_file():
         raise FileNotFoundError(f"{file}: source config not found (set by {SOURCE_CONFIG_ENV})")
+    text = file.read_text()
     try:
-        raw = yaml.safe_load(file.read_text()) or {}
+        root = yaml.compose(text)
+        raw = yaml.safe_load(text) or {}
         spec = IngestionSpec.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in error.errors())
-        raise ValueError(f"{file}: invalid source config: {problems}") from None
+        problems = "; ".join(_problem(e, root) for e in error.errors())
+        raise SpecError(f"{file}: invalid source config: {problems}") from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise SpecError(f"{file}: invalid source config: {where}{' '.join(str(error.problem).split())}") from None
     except (yaml.YAMLError, ValueError) as error:
-        raise ValueError(f"{file}: invalid source config: {' '.join(str(error).split())}") from None
+        raise SpecError(f"{file}: invalid source config: {' '.join(str(error).split())}") from None
     for source in (spec.transactions, spec.behavioral_events, spec.customers):
         if source is not None and source.kind == "files" and source.path and not Path(source.path).expanduser().is_absolute():
             source.path = str(file.parent / source.path)

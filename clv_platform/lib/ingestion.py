@@ -14,8 +14,15 @@ from clv_platform.ingest.spec import SOURCE_CONFIG_ENV, IngestionSpec, load_spec
 
 
 def history_start() -> str:
-    """First day of the daily partitions, from the source spec (read once at definitions load)."""
-    return load_spec().history_start.isoformat()
+    """First day of the daily partitions, from the source spec (read once at definitions load).
+
+    A spec that cannot be read must not break the code location (the UI, the daemon and every job load
+    it): the default start stands, and the ingestion steps report the spec's error when they run.
+    """
+    try:
+        return load_spec().history_start.isoformat()
+    except (OSError, ValueError):
+        return IngestionSpec.model_fields["history_start"].default.isoformat()
 
 
 # Event-date partitions; today's partition exists (end_offset=1) so a landing file of today loads today.
