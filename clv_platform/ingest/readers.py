@@ -142,6 +142,10 @@ class _Limited(io.RawIOBase):
         return n
 
 
+def _corrupt_gzip(name: str, error: Exception) -> SourceError:
+    return SourceError(name, "readable_file", f"corrupt or truncated gzip stream ({error})")
+
+
 def _binary(name: str) -> SourceError:
     return SourceError(name, "readable_file", "binary content (NUL bytes): not a text file")
 
@@ -179,7 +183,13 @@ def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: i
     if buffered.seekable():
         buffered.seek(0)
     inner = gzip.GzipFile(fileobj=buffered, mode="rb") if gzipped else buffered
-    encoding = text_encoding(name, inner.peek(4096)[:4096], encoding)
+    try:
+        head = inner.peek(4096)[:4096]
+    except (EOFError, OSError, zlib.error) as error:
+        if not gzipped:
+            raise
+        raise _corrupt_gzip(name, error) from None
+    encoding = text_encoding(name, head, encoding)
     checked = _Limited(inner, name, limit, encoding if _ascii_compatible(encoding) else None)
     # Undecodable bytes survive as surrogates; validation quarantines the rows that hold them.
     text = io.TextIOWrapper(io.BufferedReader(checked, buffer_size=1 << 20),
@@ -227,7 +237,7 @@ def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: i
     except (EOFError, OSError, zlib.error) as error:
         if not gzipped:
             raise
-        raise SourceError(name, "readable_file", f"corrupt or truncated gzip stream ({error})") from None
+        raise _corrupt_gzip(name, error) from None
 
 
 _BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xef\xbb\xbf", "utf-8-sig"),
