@@ -38,13 +38,16 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 # when the others are nearly done; xdist keeps this order (--no-loadscope-reorder). Others follow as collected.
 SLOWEST_FIRST = [  # seconds per module on a 2-worker CI run, 2026-12-07
     "integration/test_pipeline.py",  # 450
+    "integration/test_run_lifecycle.py",  # 760 under load 12
     "integration/test_spark_parity.py",  # 220
     "integration/test_cli_own_data.py",  # 190
     "integration/test_cli_evaluate.py",  # 155
+    "integration/test_cli_errors.py",  # 135 under load 12
     "integration/test_ingestion_backfills.py",  # 110
     "integration/test_landing_zone.py",  # 85
     "integration/test_ingestion_files.py",  # 70
     "integration/test_privacy_everywhere.py",  # 120 (serial, one worker)
+    "integration/test_startup.py",  # 70 under load 12
     "integration/test_dagster_dev.py",  # 40
     "integration/test_feature_determinism.py",  # 40
     "test_defs.py",  # 40
