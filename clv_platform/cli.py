@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from clv_platform import settings
@@ -141,7 +142,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_holding(args: argparse.Namespace, spec, lock) -> int:
     import dagster as dg
-    from dagster._core.utils import make_new_run_id
 
     from clv_platform.lib.runs import fail_dead_cli_runs
 
@@ -175,7 +175,7 @@ def _run_holding(args: argparse.Namespace, spec, lock) -> int:
         return _user_error(error)
     print(f"Source: {spec.transactions.kind}; loading daily partitions {first} .. {last}", flush=True)
     started = time.perf_counter()
-    run_id = make_new_run_id()
+    run_id = str(uuid.uuid4())  # Dagster's run ids are UUID4s; known before the run, for the lock record
     lock.record(run_id=run_id)
     result = job.execute_in_process(
         run_config=_run_config(args), instance=instance, raise_on_error=False, run_id=run_id,

@@ -299,7 +299,8 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
             # Nothing to load is an error, and the stored days stay as they were.
             empty = ", ".join(staged.empty_sources) or source.kind
             yield _check(asset_key, "input_not_empty", (False, f"the source delivered no rows ({empty})", {}))
-            raise dg.Failure(description=f"{empty}: the source delivered no rows (rule: input_not_empty)", allow_retries=False)
+            raise dg.Failure(description=f"{empty}: the source delivered no rows (rule: input_not_empty)",
+                             metadata={"rule": "input_not_empty"}, allow_retries=False)
         read_check = (True, "every source read with the mapped columns", {
             "sources": len(staged.rows_by_source), "chunks": staged.chunks,
             "extra_columns_ignored": str(staged.extra_columns) if staged.extra_columns else None})
@@ -334,7 +335,8 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
         for name, verdict in verdicts.items():
             yield _check(asset_key, name, verdict)
     if rejected:
-        raise dg.Failure(description="; ".join(rejected), allow_retries=False)
+        # A "rule": the data broke a rule (the CLI exits 2), the platform did not break.
+        raise dg.Failure(description="; ".join(rejected), metadata={"rule": "blocking_checks"}, allow_retries=False)
 
 
 @dg.asset(
@@ -371,7 +373,7 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
                 customers, dropped = _customer_feed(spec, raw_source.pii_key(), derived)
             except SourceError as error:
                 context.log.error(str(error))
-                raise dg.Failure(description=str(error), allow_retries=False) from None
+                raise dg.Failure(description=str(error), metadata={"rule": error.rule}, allow_retries=False) from None
             origin = f"customer feed ({spec.customers.kind})"
             extra["feed_rows_dropped"] = dg.MetadataValue.json(dropped)
         else:
@@ -388,7 +390,7 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
         message = _kept_previous("raw.customers", {"acquisition_channels_stable": verdict}, [staged])
         context.log.error(message)
         yield _check(CUSTOMERS_KEY, "acquisition_channels_stable", verdict)
-        raise dg.Failure(description=message, allow_retries=False)
+        raise dg.Failure(description=message, metadata={"rule": "acquisition_channels_stable"}, allow_retries=False)
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": count, "origin": origin, "customers_by_channel": dg.MetadataValue.json(counts), **extra,
     })
