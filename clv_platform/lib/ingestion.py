@@ -153,6 +153,7 @@ def replace_window(con, writes: list[tuple[str, str, str]], sources: list[str]) 
 
 def publish_table(con, table: str, staged: str) -> int:
     """Replace ``table`` by the staged table ``staged`` in one transaction (which drops it); the rows published."""
+    con.execute(f"create schema if not exists {table.split('.')[0]}")  # the first load of a fresh warehouse
     with transaction(con):
         con.execute(f"create or replace table {table} as select * from {staged}")
         con.execute(f"drop table {staged}")

@@ -227,3 +227,19 @@ def test_a_file_that_breaks_off_after_some_chunks_keeps_the_published_day(tmp_pa
     assert failure.startswith(f"{folder / 'orders.csv.gz'}: corrupt or truncated gzip stream") and "\n" not in failure
     assert "schema_matches_contract" in {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert _query(database, "select count(*) from information_schema.tables where table_schema = 'raw_staging'") == [(0,)]
+
+
+def test_customers_materialized_first_on_a_fresh_warehouse_are_published(tmp_path):
+    # The generator's customers need no raw table: on a new warehouse, raw/customers may be the first asset to run.
+    spec = tmp_path / "source.yaml"
+    spec.write_text("generator: {n_customers: 30, years: 1}\n")
+    database = tmp_path / "warehouse.duckdb"
+    result = dg.materialize(
+        [raw_daily, raw_customers], selection=[CUSTOMERS],
+        resources={"raw_source": RawSource(spec_path=str(spec)), "warehouse": DuckDBResource(database=str(database)),
+                   "s3": S3Resource(region_name="us-east-1")},
+        raise_on_error=False,
+    )
+    assert result.success
+    assert _published(database)["customers"][0] == 30
+    assert _query(database, "select count(*) from information_schema.tables where table_schema = 'raw_staging'") == [(0,)]
