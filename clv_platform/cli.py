@@ -375,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
                                  help=f"label horizon in days (default {dbt_defaults['horizon_days']})")
     evaluate_parser.add_argument("--training-cutoffs", type=int, default=9, help="cutoffs built, the evaluation one included (default 9)")
     evaluate_parser.add_argument("--spacing-days", type=int, default=dbt_defaults["cutoff_spacing_days"],
-                                 help=f"days between the older training cutoffs (default {dbt_defaults['cutoff_spacing_days']}); the newest is --cutoff minus --horizon, so its labels end at --cutoff")
+                                 help=f"days between the older training cutoffs (default {dbt_defaults['cutoff_spacing_days']}); "
+                                      "the newest is --cutoff minus --horizon, so its labels end at --cutoff")
     evaluate_parser.add_argument("--tune", action="store_true", help="also fit xgboost_tuned (Optuna over time folds)")
     evaluate_parser.add_argument("--tune-trials", type=int, default=20, help="Optuna trials with --tune (default 20)")
     evaluate_parser.add_argument("--out", default="clv_evaluation", help="where metrics.csv and metrics.md go (default ./clv_evaluation)")

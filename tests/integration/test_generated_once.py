@@ -46,7 +46,8 @@ def test_a_generator_load_generates_once(clv_state, tmp_path, generations):
     result = dg.materialize([raw_daily], resources=resources, run_config=dg.RunConfig(ops={raw_daily.op.name: config}),
                             tags=partition_range_tags(first, last))
     assert result.success
-    assert dg.materialize([raw_customers], resources=resources, run_config=dg.RunConfig(ops={raw_customers.op.name: config})).success
+    customers_config = dg.RunConfig(ops={raw_customers.op.name: config})
+    assert dg.materialize([raw_customers], resources=resources, run_config=customers_config).success
     assert generations == [300]
 
     expected = generator.generate(**{**spec.generator.model_dump(), **OPTIONS})

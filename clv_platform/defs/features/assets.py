@@ -30,18 +30,29 @@ class FeatureConfig(dg.Config):
     """Point-in-time parameters passed to dbt as --vars; their defaults are dbt_project.yml's vars."""
 
     cutoff_date: str = Field(
-        default=_DBT_DEFAULTS["cutoff_date"] or "", description="Scoring cutoff (YYYY-MM-DD); empty = the day after the latest transaction."
+        default=_DBT_DEFAULTS["cutoff_date"] or "",
+        description="Scoring cutoff (YYYY-MM-DD); empty = the day after the latest transaction.",
     )
-    horizon_days: int = Field(default=_DBT_DEFAULTS["horizon_days"], description="Label horizon in days after each training cutoff.")
-    training_cutoffs: int = Field(default=_DBT_DEFAULTS["training_cutoffs"], description="How many past cutoffs training_examples stacks.")
-    cutoff_spacing_days: int = Field(default=_DBT_DEFAULTS["cutoff_spacing_days"], description="Days between training cutoffs from the second on (the first, the evaluation cutoff, and the second, the newest trainable on it, are horizon_days apart).")
+    horizon_days: int = Field(
+        default=_DBT_DEFAULTS["horizon_days"], description="Label horizon in days after each training cutoff."
+    )
+    training_cutoffs: int = Field(
+        default=_DBT_DEFAULTS["training_cutoffs"], description="How many past cutoffs training_examples stacks."
+    )
+    cutoff_spacing_days: int = Field(
+        default=_DBT_DEFAULTS["cutoff_spacing_days"],
+        description="Days between training cutoffs from the second on (the first, the evaluation cutoff, and the second, "
+                    "the newest trainable on it, are horizon_days apart).",
+    )
     order_value_cap_quantile: float | None = Field(
         default=_DBT_DEFAULTS["order_value_cap_quantile"],
-        description="Order values (a customer's purchases of one day) above this quantile of the orders before each cutoff are capped, in features and labels; null disables capping.",
+        description="Order values (a customer's purchases of one day) above this quantile of the orders before each cutoff "
+                    "are capped, in features and labels; null disables capping.",
     )
     incremental_lookback_days: int = Field(
         default=_DBT_DEFAULTS["incremental_lookback_days"],
-        description="Days before the latest built day that an incremental run rebuilds (the daily models: int_transaction_lines, int_customer_days, int_customer_session_days).",
+        description="Days before the latest built day that an incremental run rebuilds (the daily models: "
+                    "int_transaction_lines, int_customer_days, int_customer_session_days).",
     )
     full_refresh: bool = Field(
         default=False,
