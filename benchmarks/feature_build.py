@@ -269,14 +269,10 @@ RAW_SELECTS = {
 }
 
 
-def project_vars() -> dict:
-    import yaml
-
-    return yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
-
-
 def non_product_codes() -> list[str]:
-    return [str(code).upper() for code in project_vars()["non_product_stock_codes"]]
+    from clv_platform import settings
+
+    return [str(code).upper() for code in settings.dbt_var_defaults()["non_product_stock_codes"]]
 
 
 def duckdb_memory_limit() -> str:
@@ -289,8 +285,10 @@ def duckdb_memory_limit() -> str:
 
 
 def features_floor_sql() -> str:
+    from clv_platform import settings
+
     windows = (30, 90, 365)
-    variables = project_vars()
+    variables = settings.dbt_var_defaults()
     sums = [f"coalesce(sum({column}) filter (where day >= cutoff_date - {days}), 0){'::double' if name == 'spend' else ''} as {name}_{days}d"
             for days in windows for column, name in (("orders", "orders"), ("net_capped", "spend"), ("items", "items"))]
     products = [f"count(*) filter (where last_day >= (select cutoff_date from cutoff) - {days}) as n_{days}d"
@@ -402,7 +400,8 @@ def _dbt(work: Path, command: str, training_cutoffs: int, select: str | None = N
     )
     if memory_limit:
         os.environ["CLV_DUCKDB_MEMORY_LIMIT"] = memory_limit
-    dbt_vars = ["--vars", json.dumps({"training_cutoffs": training_cutoffs})]
+    # A year's horizon, cutoffs 90 days apart: the workload RESULTS.md measured, whatever the project's defaults.
+    dbt_vars = ["--vars", json.dumps({"training_cutoffs": training_cutoffs, "horizon_days": 365, "cutoff_spacing_days": 90})]
     if PARSE_ONLY:
         start = time.perf_counter()
         result = dbtRunner().invoke(["parse", "--project-dir", str(DBT_PROJECT_DIR), "--quiet", *dbt_vars])

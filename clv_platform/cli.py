@@ -18,17 +18,21 @@ EVALUATION_JOB = "clv_evaluation"
 _STATE_VARIABLES = ("CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH")
 
 
-def _generator_config(args: argparse.Namespace) -> dict:
-    return {"n_customers": args.customers, "seed": args.seed, "end_date": args.end_date}
+def _ingest_config(args: argparse.Namespace):
+    from clv_platform.defs.ingestion.assets import IngestConfig
+
+    return IngestConfig(n_customers=args.customers, seed=args.seed, end_date=args.end_date)
 
 
-def _run_config(args: argparse.Namespace) -> dict:
-    generator = _generator_config(args)
+def _run_config(args: argparse.Namespace):
+    import dagster as dg
+
+    from clv_platform.defs.ingestion.assets import raw_customers, raw_daily
+
+    ingest = _ingest_config(args)
     # INFO, not DEBUG: step starts, dbt's summary and our own log lines, without the event firehose.
-    return {
-        "ops": {"raw_daily": {"config": generator}, "raw__customers": {"config": generator}},
-        "loggers": {"console": {"config": {"log_level": "INFO"}}},
-    }
+    return dg.RunConfig(ops={raw_daily.op.name: ingest, raw_customers.op.name: ingest},
+                        loggers={"console": {"config": {"log_level": "INFO"}}})
 
 
 def _summary(instance, run_id: str, seconds: float, refused: bool = False) -> str:
@@ -122,6 +126,8 @@ def report_failed_steps(result, job_name: str, seconds: float) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # An environment variable, not the RawSource resource: the daily partitions start on the spec's
+    # history_start, read when the definitions load, and the daemon's processes read the same spec.
     if args.source:
         os.environ["CLV_SOURCE_CONFIG"] = os.path.abspath(args.source)
     settings.configure_environment()
@@ -158,7 +164,6 @@ def _run_holding(args: argparse.Namespace, spec, lock) -> int:
             "wait for it to finish (or cancel it in the UI); the warehouse takes one run at a time")
 
     from clv_platform.definitions import defs
-    from clv_platform.defs.ingestion.assets import IngestConfig
     from clv_platform.defs.resources import s3_from_environment
     from clv_platform.ingest.readers import SourceError
     from clv_platform.lib.ingestion import partition_range_tags, source_date_range
@@ -170,7 +175,7 @@ def _run_holding(args: argparse.Namespace, spec, lock) -> int:
     try:
         # A full load covers every day the source has, as one run over that partition range.
         s3_client = s3_from_environment().get_client() if spec.transactions.kind == "s3" else None
-        first, last = source_date_range(spec, IngestConfig(**_generator_config(args)).generator_options(spec), s3_client)
+        first, last = source_date_range(spec, _ingest_config(args).generator_options(spec), s3_client)
     except (SourceError, ValueError, OSError) as error:
         return _user_error(error)
     print(f"Source: {spec.transactions.kind}; loading daily partitions {first} .. {last}", flush=True)
@@ -198,9 +203,11 @@ def refused_by_gates(result) -> bool:
 
     That is a decision, not a breakage: the champion (or the best baseline) scored in the same run.
     """
+    from clv_platform.defs.training.assets import challenger
+
     failed_steps = {e.step_key for e in result.all_events if e.is_step_failure}
-    return failed_steps == {"ml__challenger"} and all(
-        e.passed or e.asset_key.path == ["ml", "challenger"] for e in result.get_asset_check_evaluations()
+    return failed_steps == {challenger.op.name} and all(
+        e.passed or e.asset_key == challenger.key for e in result.get_asset_check_evaluations()
     )
 
 
@@ -257,6 +264,8 @@ def _evaluate_holding(args: argparse.Namespace, out: Path, state: Path) -> int:
     import dagster as dg
 
     from clv_platform.definitions import defs
+    from clv_platform.defs.features.assets import FeatureConfig, clv_dbt_models
+    from clv_platform.defs.training.assets import TrainConfig, model_evaluation
     from clv_platform.ingest.readers import SourceError
     from clv_platform.ingest.spec import load_spec
     from clv_platform.lib.ingestion import partition_range_tags, source_date_range
@@ -271,13 +280,11 @@ def _evaluate_holding(args: argparse.Namespace, out: Path, state: Path) -> int:
         print(f"error: the log ends on {last}, but the {args.horizon}-day horizon after the cutoff {cutoff} needs "
               f"days through {label_end - timedelta(days=1)}: choose an earlier --cutoff or a shorter --horizon", file=sys.stderr)
         return 2
-    features = {"cutoff_date": str(label_end), "horizon_days": args.horizon, "training_cutoffs": args.training_cutoffs,
-                "cutoff_spacing_days": args.spacing_days}
-    training = {"eval_cutoff": str(cutoff), "tune": args.tune, "tune_trials": args.tune_trials}
-    run_config = {
-        "ops": {"clv_dbt_models": {"config": features}, "ml__model_evaluation": {"config": training}},
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-    }
+    features = FeatureConfig(cutoff_date=str(label_end), horizon_days=args.horizon, training_cutoffs=args.training_cutoffs,
+                             cutoff_spacing_days=args.spacing_days)
+    training = TrainConfig(eval_cutoff=str(cutoff), tune=args.tune, tune_trials=args.tune_trials)
+    run_config = dg.RunConfig(ops={clv_dbt_models.op.name: features, model_evaluation.op.name: training},
+                              loggers={"console": {"config": {"log_level": "WARNING"}}})
     print(f"Evaluating on {spec_path}: days {first} .. {last}; cutoff {cutoff}, horizon {args.horizon} days; "
           f"state in {state} ...", flush=True)
     started = time.perf_counter()
@@ -286,7 +293,7 @@ def _evaluate_holding(args: argparse.Namespace, out: Path, state: Path) -> int:
                                     tags=partition_range_tags(first, min(last, label_end - timedelta(days=1))))
     if not result.success:
         return report_failed_steps(result, EVALUATION_JOB, time.perf_counter() - started)
-    (materialization,) = result.asset_materializations_for_node("ml__model_evaluation")
+    (materialization,) = result.asset_materializations_for_node(model_evaluation.op.name)
     metadata = {key: value.value for key, value in materialization.metadata.items()}
     write_evaluation(metadata, out, source=str(args.source or args.file), seconds=time.perf_counter() - started)
     print((out / "metrics.md").read_text())
@@ -363,9 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_parser.add_argument("--mapping", default="", help="canonical=column pairs for --file, e.g. customer_id=cust,invoice_date=day,amount=total")
     evaluate_parser.add_argument("--preset", choices=("online_retail", "online_retail_ii", "canonical"), help="a known shape for --file")
     evaluate_parser.add_argument("--cutoff", required=True, help="evaluation cutoff, YYYY-MM-DD")
-    evaluate_parser.add_argument("--horizon", type=int, default=91, help="label horizon in days (default 91)")
+    dbt_defaults = settings.dbt_var_defaults()
+    evaluate_parser.add_argument("--horizon", type=int, default=dbt_defaults["horizon_days"],
+                                 help=f"label horizon in days (default {dbt_defaults['horizon_days']})")
     evaluate_parser.add_argument("--training-cutoffs", type=int, default=9, help="cutoffs built, the evaluation one included (default 9)")
-    evaluate_parser.add_argument("--spacing-days", type=int, default=30, help="days between the older training cutoffs (default 30); the newest is --cutoff minus --horizon, so its labels end at --cutoff")
+    evaluate_parser.add_argument("--spacing-days", type=int, default=dbt_defaults["cutoff_spacing_days"],
+                                 help=f"days between the older training cutoffs (default {dbt_defaults['cutoff_spacing_days']}); "
+                                      "the newest is --cutoff minus --horizon, so its labels end at --cutoff")
     evaluate_parser.add_argument("--tune", action="store_true", help="also fit xgboost_tuned (Optuna over time folds)")
     evaluate_parser.add_argument("--tune-trials", type=int, default=20, help="Optuna trials with --tune (default 20)")
     evaluate_parser.add_argument("--out", default="clv_evaluation", help="where metrics.csv and metrics.md go (default ./clv_evaluation)")

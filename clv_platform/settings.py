@@ -21,6 +21,16 @@ DAGSTER_YAML = PROJECT_ROOT / "dagster.yaml"
 _DAGSTER_YAML_MARK = "# clv_platform's Dagster instance settings"
 
 
+def dbt_var_defaults() -> dict:
+    """The ``vars:`` of ``dbt_project.yml``: the one place the feature parameters' defaults are written.
+
+    A hand-run ``dbt build`` uses them, and Dagster's feature config takes its defaults from them.
+    """
+    import yaml
+
+    return yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+
+
 def state_dir() -> Path:
     """The single directory holding all local state (``$CLV_HOME``, default ``<checkout>/.clv``)."""
     return Path(os.environ.get(STATE_DIR_ENV) or PROJECT_ROOT / ".clv").resolve()

@@ -6,17 +6,14 @@ intermediate models). This module only counts what they touch, for the load's me
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
-import yaml
 
-DBT_PROJECT_FILE = Path(__file__).resolve().parents[2] / "dbt_project" / "dbt_project.yml"
+from clv_platform import settings
 
 
 def non_product_stock_codes() -> list[str]:
     """The dbt var ``non_product_stock_codes``: one list, read by dbt and by this summary."""
-    return list(yaml.safe_load(DBT_PROJECT_FILE.read_text())["vars"]["non_product_stock_codes"])
+    return list(settings.dbt_var_defaults()["non_product_stock_codes"])
 
 
 def cleaning_summary(lines: pd.DataFrame, codes: list[str] | None = None) -> pd.DataFrame:

@@ -20,9 +20,11 @@ pytestmark = pytest.mark.integration
 GENERATOR = {"n_customers": 1_500, "seed": 7, "end_date": "2025-12-31", "years": 3}
 
 
-def _generator_config(**overrides) -> dict:
-    config = {"config": {**GENERATOR, **overrides}}
-    return {"ops": {"raw_daily": config, "raw__customers": config}}
+def _generator_config(**overrides) -> dg.RunConfig:
+    from clv_platform.defs.ingestion.assets import IngestConfig, raw_customers, raw_daily
+
+    config = IngestConfig(**{**GENERATOR, **overrides})
+    return dg.RunConfig(ops={raw_daily.op.name: config, raw_customers.op.name: config})
 
 
 def _full_range() -> dict:

@@ -60,3 +60,11 @@ def test_one_row_per_customer_and_cutoff(examples):
     doubled = examples.iloc[[0, 0]].reset_index(drop=True)
     with pytest.raises(ValueError, match="one row per"):
         validate_feature_frame(doubled)
+
+
+def test_the_channel_columns_are_the_dbt_projects():
+    """The channel_<name> features dbt one-hot encodes (its var acquisition_channels) are the columns models read."""
+    from clv_platform import settings
+    from clv_platform.ml.features import ACQUISITION_CHANNELS
+
+    assert list(ACQUISITION_CHANNELS) == settings.dbt_var_defaults()["acquisition_channels"]

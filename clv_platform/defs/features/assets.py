@@ -10,6 +10,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from clv_platform import settings
 from clv_platform.ingest.profile import table_exists
 from clv_platform.lib.dbt import (
     ClvDbtTranslator,
@@ -21,22 +22,37 @@ from clv_platform.lib.dbt import (
 from clv_platform.lib.warehouse import markdown_table
 
 
-class FeatureConfig(dg.Config):
-    """Point-in-time parameters passed to dbt as --vars."""
+# dbt_project.yml's vars: a hand-run dbt build and a Dagster run with the default config build the same features.
+_DBT_DEFAULTS = settings.dbt_var_defaults()
 
-    cutoff_date: str = Field(default="", description="Scoring cutoff (YYYY-MM-DD); empty = the day after the latest transaction.")
-    # A quarter ahead, monthly cutoffs: the evaluation (ml/model_evaluation) trains only on cutoffs whose
-    # label window ends by the latest one, so 8 cutoffs leave 4 to train on; with a year's horizon a
-    # 3-year history would leave almost none.
-    horizon_days: int = Field(default=91, description="Label horizon in days after each training cutoff.")
-    training_cutoffs: int = Field(default=8, description="How many past cutoffs training_examples stacks.")
-    cutoff_spacing_days: int = Field(default=30, description="Days between training cutoffs from the second on (the first, the evaluation cutoff, and the second, the newest trainable on it, are horizon_days apart).")
+
+class FeatureConfig(dg.Config):
+    """Point-in-time parameters passed to dbt as --vars; their defaults are dbt_project.yml's vars."""
+
+    cutoff_date: str = Field(
+        default=_DBT_DEFAULTS["cutoff_date"] or "",
+        description="Scoring cutoff (YYYY-MM-DD); empty = the day after the latest transaction.",
+    )
+    horizon_days: int = Field(
+        default=_DBT_DEFAULTS["horizon_days"], description="Label horizon in days after each training cutoff."
+    )
+    training_cutoffs: int = Field(
+        default=_DBT_DEFAULTS["training_cutoffs"], description="How many past cutoffs training_examples stacks."
+    )
+    cutoff_spacing_days: int = Field(
+        default=_DBT_DEFAULTS["cutoff_spacing_days"],
+        description="Days between training cutoffs from the second on (the first, the evaluation cutoff, and the second, "
+                    "the newest trainable on it, are horizon_days apart).",
+    )
     order_value_cap_quantile: float | None = Field(
-        default=0.999,
-        description="Order values (a customer's purchases of one day) above this quantile of the orders before each cutoff are capped, in features and labels; null disables capping.",
+        default=_DBT_DEFAULTS["order_value_cap_quantile"],
+        description="Order values (a customer's purchases of one day) above this quantile of the orders before each cutoff "
+                    "are capped, in features and labels; null disables capping.",
     )
     incremental_lookback_days: int = Field(
-        default=3, description="Days before the latest built day that an incremental run rebuilds (the daily models: int_transaction_lines, int_customer_days, int_customer_session_days)."
+        default=_DBT_DEFAULTS["incremental_lookback_days"],
+        description="Days before the latest built day that an incremental run rebuilds (the daily models: "
+                    "int_transaction_lines, int_customer_days, int_customer_session_days).",
     )
     full_refresh: bool = Field(
         default=False,

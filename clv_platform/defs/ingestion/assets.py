@@ -27,6 +27,7 @@ from clv_platform.lib.ingestion import (
     DAILY_PARTITIONS,
     RawSource,
     discard_staged,
+    generated,
     publish_table,
     replace_window,
     stage,
@@ -68,15 +69,6 @@ class IngestConfig(dg.Config):
     def generator_options(self, spec: IngestionSpec) -> GeneratorOptions:
         overrides = {k: v for k, v in self.model_dump().items() if v is not None}
         return spec.generator.model_copy(update=overrides)
-
-
-def generated(options: GeneratorOptions):
-    from clv_platform.datagen import generate
-
-    return generate(
-        n_customers=options.n_customers, years=options.years, end_date=options.end_date, seed=options.seed,
-        spend_multiplier=options.spend_multiplier, purchase_rate_multiplier=options.purchase_rate_multiplier,
-    )
 
 
 # pandera (with its optional pyspark probing) is imported in function bodies: definitions load fast.
