@@ -1,7 +1,7 @@
 """MLflow logging of any CLV model as a pyfunc, aliases, and the gates, against a real sqlite store in a temporary folder.
 
 The models here are two small real estimators of tests/unit/fixture_estimators.py (the ladder's own are
-tested in test_ml_baselines.py and test_ml_train.py).
+tested in tests/component/test_ml_baselines.py and test_ml_ladder.py, and test_ml_train.py).
 """
 
 import os
