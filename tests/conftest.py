@@ -7,22 +7,17 @@ its own session directory, and a module's tests stay on one worker, so module-sc
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-# One directory for the whole run, made by the controller and inherited by the xdist workers (they start
-# after this file is imported): caches that are safe to share live there.
-_CREATED_RUN_DIR = not os.environ.get("CLV_TESTS_RUN_DIR")
-if _CREATED_RUN_DIR:
-    os.environ["CLV_TESTS_RUN_DIR"] = tempfile.mkdtemp(prefix="clv-tests-run-")
-_RUN_DIR = Path(os.environ["CLV_TESTS_RUN_DIR"])
-# pytensor's compile cache (about 30 s for the first BG/NBD fit) once per run, not once per module state
-# directory; pytensor locks its compile dir, so workers can share it.
-os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={_RUN_DIR / 'pytensor'}")
+# pytensor's compile cache outlives the run, so that the next run does not compile the BG/NBD fit again: it is
+# keyed by pytensor's version and the platform, and pytensor locks it, so xdist workers and runs can share it.
+# Outside the checkout (its .clv/ stays untouched), where the user's cache directory is.
+PYTENSOR_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clv_platform" / "pytensor"
+os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={PYTENSOR_CACHE}")
 # OpenMP threads that spin while waiting (the default) steal the other worker's core on a 2-core machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -34,27 +29,30 @@ for _var in ("DAGSTER_HOME", "CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DBT_T
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
-# The slowest modules first (measured, longest first), so that no worker starts a long module
-# when the others are nearly done; xdist keeps this order (--no-loadscope-reorder). Others follow as collected.
-SLOWEST_FIRST = [  # seconds per module on a 2-worker CI run, 2026-12-07
-    "integration/test_pipeline.py",  # 450
-    "integration/test_run_lifecycle.py",  # 760 under load 12
-    "integration/test_spark_parity.py",  # 220
-    "integration/test_cli_own_data.py",  # 190
-    "integration/test_cli_evaluate.py",  # 155
-    "integration/test_cli_errors.py",  # 135 under load 12
-    "integration/test_ingestion_backfills.py",  # 110
-    "integration/test_landing_zone.py",  # 85
-    "integration/test_ingestion_files.py",  # 70
-    "integration/test_privacy_everywhere.py",  # 120 (serial, one worker)
-    "integration/test_startup.py",  # 70 under load 12
-    "integration/test_dagster_dev.py",  # 40
-    "integration/test_feature_determinism.py",  # 40
-    "test_defs.py",  # 40
-    "integration/test_rfm_summary.py",  # 40
-    "integration/test_point_in_time.py",  # 40
-    "integration/test_ingestion_atomic_writes.py",  # 35
-    "integration/test_scoring_outputs.py",  # 30
+# The slowest modules first, longest first (measured on a 2-worker run; numbers in benchmarks/RESULTS.md), so
+# that no worker starts a long module when the others are nearly done; xdist keeps this order
+# (--no-loadscope-reorder). Others follow as collected.
+SLOWEST_FIRST = [
+    "integration/test_pipeline.py",
+    "integration/test_run_lifecycle.py",
+    "integration/test_spark_parity.py",
+    "integration/test_cli_own_data.py",
+    "integration/test_cli_evaluate.py",
+    "component/test_ml_baselines.py",
+    "integration/test_cli_errors.py",
+    "integration/test_ingestion_backfills.py",
+    "integration/test_landing_zone.py",
+    "integration/test_ingestion_files.py",
+    "integration/test_privacy_everywhere.py",
+    "integration/test_startup.py",
+    "integration/test_dagster_dev.py",
+    "integration/test_feature_determinism.py",
+    "component/test_ml_ladder.py",
+    "test_defs.py",
+    "integration/test_rfm_summary.py",
+    "integration/test_point_in_time.py",
+    "integration/test_ingestion_atomic_writes.py",
+    "integration/test_scoring_outputs.py",
 ]
 
 
@@ -70,12 +68,6 @@ def pytest_collection_modifyitems(config, items) -> None:
         return rank.get(name, len(rank))
 
     items.sort(key=module_rank)  # stable: a module's tests keep their order
-
-
-def pytest_unconfigure(config) -> None:
-    # The controller (or a run without xdist) removes the run directory it made; workers have no say.
-    if _CREATED_RUN_DIR and not hasattr(config, "workerinput"):
-        shutil.rmtree(_RUN_DIR, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,6 @@ def pipeline(clv_state):
     result = definitions.resolve_job_def("clv_full_pipeline").execute_in_process(
         run_config=_generator_config(), instance=instance, tags=_full_range(), raise_on_error=False
     )
-    # Every step succeeds, or only the gates refused the candidate (a decision, not a breakage).
-    assert result.success or refused_by_gates(result)
     return definitions, instance, result
 
 
@@ -76,12 +74,27 @@ def _frame(sql: str) -> pd.DataFrame:
         return con.execute(sql).df()
 
 
+def test_under_the_fixed_seed_xgboost_does_not_beat_btyd_and_btyd_serves(pipeline):
+    _, instance, result = pipeline
+    evaluation = _metadata(instance, ["ml", "model_evaluation"])
+    decision = evaluation["champion_decision"]
+    # On this dataset the candidate's MAE and Spearman do not clear BTYD's by the margins: refused by that gate
+    # alone, and with no champion yet the best baseline scores. Both branches of the gates are tested on
+    # purpose-built metrics in tests/unit/test_ml_registry.py.
+    assert (decision["action"], decision["model"]) == ("baseline", "btyd")
+    assert [name for name, gate in evaluation["gates"].items() if not gate["passed"]] == ["beats_baselines"]
+    # The refusal is the run's only failure: every other step succeeded.
+    assert (result.success, refused_by_gates(result)) == (False, True)
+
+
 def test_every_asset_materialized_and_every_check_passed(pipeline):
     definitions, instance, result = pipeline
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert materialized == set(definitions.resolve_asset_graph().get_all_asset_keys())
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) > 50
+    # Every check of the graph evaluated exactly once.
+    evaluated = sorted(e.asset_check_key.to_user_string() for e in evaluations)
+    assert evaluated == sorted(k.to_user_string() for k in definitions.resolve_asset_graph().asset_check_keys)
     assert [e.check_name for e in evaluations if not e.passed and e.asset_key.path != ["ml", "challenger"]] == []
     # The gate checks say what the evaluation decided, each with its reason.
     gates = _metadata(instance, ["ml", "model_evaluation"])["gates"]
@@ -98,7 +111,7 @@ def test_row_counts_add_up(pipeline):
     # Every generated line is either stored or quarantined with a reason (guest lines, exact duplicates).
     (stored,), (quarantined,) = _query("select count(*) from raw.transactions")[0], _query("select count(*) from raw.transactions_quarantine")[0]
     assert stored + quarantined == len(data.transactions) == raw["rows_read"] == raw["rows_read_from_source"]
-    assert (stored, quarantined) == (raw["rows_accepted"], raw["rows_quarantined"]) and raw["counts_add_up"] is True
+    assert (stored, quarantined) == (raw["rows_accepted"], raw["rows_quarantined"])
     assert stored == raw["dagster/row_count"] > 0
     rules = dict(_query("select rule, count(*) from raw.transactions_quarantine group by rule"))
     assert rules == {"customer_id_present": int(data.transactions["CustomerID"].isna().sum()),
@@ -169,12 +182,8 @@ def test_every_score_names_the_champion_version(pipeline):
     decision = evaluation["champion_decision"]
     model = _metadata(instance, ["ml", "clv_model"])
     assert model["champion_version"] == str(champion.version) and model["reason"] == decision["reason"]
-    if decision["action"] == "promote":
-        assert champion.tags["rung"] == "xgboost" and all(gate["passed"] for gate in evaluation["gates"].values())
-        assert str(client.get_model_version_by_alias("clv_model", "challenger").version) == str(champion.version)
-    else:
-        # No champion before this run: the best baseline serves, and says so.
-        assert decision["action"] == "baseline" and champion.tags["rung"] == decision["model"] and model["baseline_serves"]
+    # The fixed seed's decision: no champion before this run and xgboost refused, so the best baseline serves.
+    assert (decision["action"], champion.tags["rung"], model["baseline_serves"]) == ("baseline", "btyd", True)
     assert evaluation["versions"][champion.tags["rung"]] == str(champion.version)
     # The model names the data and code that made it, and carries its card.
     assert champion.tags["data_version"] == evaluation["data_version"] and champion.tags["code_version"] == evaluation["code_version"]
@@ -209,15 +218,11 @@ def test_every_score_has_its_value_tier_and_its_explanation(pipeline):
     assert explained["customer_id"].tolist() == scores["customer_id"].tolist()
     assert set(explained["model_version"]) == {str(champion.version)}
     rung = champion.tags["rung"]
-    method = {"xgboost": "treeshap_approx", "xgboost_tuned": "treeshap_approx", "linear": "linear_exact"}.get(rung, "none")
-    assert set(explained["method"]) == {method}
-    if method == "none":
-        assert explained["driver_1"].isna().all() and set(explained["drivers"]) == {
-            f"no drivers: the {rung} model has no additive per-feature contributions"}
-    else:
-        # A customer none of whose features moves the prediction has no driver; most customers have three.
-        assert explained["driver_1"].notna().mean() > 0.9 and explained["driver_3"].notna().mean() > 0.5
-        assert explained["driver_1_contribution"].abs().ge(explained["driver_2_contribution"].abs().fillna(0)).all()
+    # The fixed seed's champion is BTYD, which has no additive per-feature contributions: no drivers. The
+    # XGBoost rung's drivers are tested in test_scoring_outputs.py and tests/unit/test_ml_explain.py.
+    method = "none"
+    assert (rung, set(explained["method"])) == ("btyd", {method})
+    assert explained[["driver_1", "driver_2", "driver_3"]].isna().all().all()
     about = _metadata(instance, ["scoring", "clv_explanations"])
     assert (about["model_rung"], about["method"], about["dagster/row_count"]) == (rung, method, len(scores))
     print(f"explained {len(scores)} customers ({rung}, {method}) in {about['explain_seconds']} s")
@@ -317,6 +322,8 @@ def test_drift_sensor_requests_one_retraining_per_drifted_report(pipeline):
     retrain = definitions.resolve_job_def("clv_retraining").execute_in_process(
         instance=instance, tags=requests[0].tags, raise_on_error=False
     )
-    assert retrain.success or refused_by_gates(retrain)
+    # Under the fixed seed the retrained candidate is refused again and the champion (BTYD) stays.
+    decision = _metadata(instance, ["ml", "model_evaluation"])["champion_decision"]
+    assert (decision["action"], retrain.success, refused_by_gates(retrain)) == ("keep", False, True), decision
     after = _metadata(instance, ["ml", "model_evaluation"])["versions"]
     assert set(after) == set(before) and min(map(int, after.values())) > max(map(int, before.values()))

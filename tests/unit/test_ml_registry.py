@@ -1,7 +1,7 @@
 """MLflow logging of any CLV model as a pyfunc, aliases, and the gates, against a real sqlite store in a temporary folder.
 
 The models here are two small real estimators of tests/unit/fixture_estimators.py (the ladder's own are
-tested in test_ml_baselines.py and test_ml_train.py).
+tested in tests/component/test_ml_baselines.py and test_ml_ladder.py, and test_ml_train.py).
 """
 
 import os
@@ -181,22 +181,37 @@ def test_a_better_model_passes_every_gate():
 
 
 @pytest.mark.parametrize(
-    ("change", "gate", "why"),
+    ("change", "failed"),
     [
-        # 94.1 > 95 x 0.99 = 94.05: better than the champion, but not by the 1 % margin
-        ({"mae": 94.1}, "beats_champion", "MAE 94.1000 is not < champion's 95.0000 x (1 - 0.01)"),
+        # 94.1 > 95 x 0.99 = 94.05: better than the champion, but not by the 1 % margin; beats the baselines
+        ({"mae": 94.1}, {"beats_champion": "MAE 94.1000 is not < champion's 95.0000 x (1 - 0.01)"}),
         # 0.565 < 0.56 + 0.01
-        ({"spearman": 0.565}, "beats_champion", "Spearman 0.5650 is not > champion's 0.5600 + 0.01"),
-        # 0.605 < BTYD 0.60 + 0.01: refused against the baseline (and the champion)
-        ({"normalized_gini": 0.605, "spearman": 0.60}, "beats_baselines", "btyd: normalized Gini 0.6050 is not > btyd's 0.6000 + 0.01"),
-        ({"fairness_ratio": 0.79}, "fairness_floor", "fairness ratio 0.7900 is not >= 0.8"),
-        ({"mae": float("nan")}, "beats_baselines", "btyd: MAE nan is not <"),
+        ({"spearman": 0.565}, {"beats_champion": "Spearman 0.5650 is not > champion's 0.5600 + 0.01"}),
+        # 0.605 < BTYD's 0.60 + 0.01 and the champion's 0.65 + 0.01; above the heuristic's 0.55 + 0.01
+        ({"normalized_gini": 0.605, "spearman": 0.60},
+         {"beats_champion": "normalized Gini 0.6050 is not > champion's 0.6500 + 0.01",
+          "beats_baselines": "btyd: normalized Gini 0.6050 is not > btyd's 0.6000 + 0.01"}),
+        ({"fairness_ratio": 0.79}, {"fairness_floor": "fairness ratio 0.7900 is not >= 0.8"}),
+        # a nan beats nothing: refused against the champion and every baseline
+        ({"mae": float("nan")}, {"beats_champion": "MAE nan is not < champion's 95.0000 x (1 - 0.01)",
+                                 "beats_baselines": "btyd: MAE nan is not < btyd's 100.0000 x (1 - 0.01); "
+                                                    "heuristic: MAE nan is not < heuristic's 120.0000 x (1 - 0.01)"}),
     ],
 )
-def test_a_worse_model_is_refused_and_the_gate_says_why(change, gate, why):
+def test_a_worse_model_is_refused_by_exactly_the_gates_it_fails(change, failed):
     decision = registry.decide_challenger({**GOOD, **change}, CHAMPION, {"btyd": BTYD, "heuristic": HEURISTIC})
     assert not decision.passed
-    assert any(f.startswith(f"{gate}: ") and why in f for f in decision.failures), decision.failures
+    assert {gate: why for gate, (ok, why) in decision.gates.items() if not ok} == failed
+
+
+def test_the_gates_decide_who_scores_promote_or_keep():
+    baselines = {"btyd": BTYD, "heuristic": HEURISTIC}
+    promoted = registry.decide_champion("xgboost", registry.decide_challenger(GOOD, CHAMPION, baselines), CHAMPION, baselines)
+    assert (promoted.action, promoted.model, promoted.baseline_serves) == ("promote", "xgboost", False)
+    # The same candidate a hair short of the champion's MAE bar (95 x 0.99 = 94.05): the champion stays.
+    short = registry.decide_challenger({**GOOD, "mae": 94.06}, CHAMPION, baselines)
+    kept = registry.decide_champion("xgboost", short, CHAMPION, baselines)
+    assert (short.passed, kept.action, kept.model, kept.baseline_serves) == (False, "keep", "champion", False)
 
 
 def test_the_gini_floor_applies_even_without_a_champion():

@@ -1,4 +1,4 @@
-"""The XGBoost rung, the whole ladder and the inner time split, on synthetic examples with a known signal."""
+"""The XGBoost rung and the inner time split, on synthetic examples with a known signal."""
 
 import dataclasses
 
@@ -10,7 +10,7 @@ from clv_platform.ml.evaluate import evaluation_split
 from clv_platform.ml.features import FEATURE_COLUMNS, LABEL_COLUMN
 from clv_platform.ml.metrics import mae, normalized_gini, rmse
 from clv_platform.ml.synthetic import make_examples
-from clv_platform.ml.train import XGBoostModel, XGBParams, fit_ladder, time_split
+from clv_platform.ml.train import XGBoostModel, XGBParams, time_split
 
 FAST = {"n_estimators": 150, "learning_rate": 0.1, "early_stopping_rounds": 20}
 
@@ -144,34 +144,3 @@ def test_xgboost_rejects_bad_options_and_frames(split):
         XGBoostModel(FAST).fit(train, valid.drop(columns=[LABEL_COLUMN]))
     with pytest.raises(ValueError, match="not fitted"):
         XGBoostModel().predict(valid)
-
-
-@pytest.fixture(scope="module")
-def ladder(split):
-    return fit_ladder(*split, xgb_params=FAST)
-
-
-def test_ladder_fits_every_rung_and_stacks_btyd(split, ladder):
-    _, valid = split
-    assert list(ladder) == ["heuristic", "linear", "btyd", "xgboost"]
-    xgb = ladder["xgboost"]
-    assert xgb.stack_btyd and xgb.btyd is ladder["btyd"]
-    assert list(xgb.contributions(valid[:5]).columns)[-3:] == ["btyd_expected_revenue", "btyd_probability_alive", "bias"]
-    np.testing.assert_array_equal(xgb.probability_alive(valid), ladder["btyd"].probability_alive(valid))
-    for name, model in ladder.items():
-        predictions = model.predict(valid)
-        assert predictions.shape == (len(valid),) and (predictions >= 0).all(), name
-
-
-def test_stacked_xgboost_round_trips_through_the_pyfunc(tmp_path, split, ladder):
-    import mlflow.pyfunc
-
-    from clv_platform.ml.pyfunc import CLVPyfuncModel
-
-    _, valid = split
-    model = ladder["xgboost"]
-    mlflow.pyfunc.save_model(str(tmp_path / "xgb"), python_model=CLVPyfuncModel(model))
-    # The pyfunc's input is the feature contract only: the stacked inputs are computed inside.
-    output = mlflow.pyfunc.load_model(str(tmp_path / "xgb")).predict(valid.loc[:, list(FEATURE_COLUMNS)])
-    np.testing.assert_array_equal(output["predicted_clv"].to_numpy(), model.predict(valid))
-    np.testing.assert_array_equal(output["probability_alive"].to_numpy(), model.probability_alive(valid))

@@ -179,8 +179,6 @@ def _counts_metadata(staged: _Staged) -> dict:
         "rows_read": in_scope,
         "rows_accepted": staged.accepted,
         "rows_quarantined": staged.quarantined,
-        # The invariant, stated so a reader sees it hold: read = accepted + quarantined.
-        "counts_add_up": staged.rows_read == in_scope + staged.outside,
         "quarantined_by_rule": dg.MetadataValue.md(markdown_table(by_rule) if by_rule is not None else "nothing quarantined"),
         "quarantine_examples": dg.MetadataValue.md(markdown_table(examples) if examples is not None else "-"),
         "rows_by_source": dg.MetadataValue.json(staged.rows_by_source),

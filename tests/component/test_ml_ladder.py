@@ -56,3 +56,28 @@ def test_a_history_too_short_for_supervised_training_keeps_the_label_free_baseli
     assert list(short.models) == ["heuristic", "btyd"] and short.candidate is None
     assert short.no_candidate_reason.startswith("history too short for supervised training")
     assert short.train_cutoffs == () and short.evaluation_cutoff == "2024-07-01"
+
+
+def test_the_ladder_fits_every_rung_and_stacks_btyd(ladder):
+    models, valid = ladder.models, ladder.evaluation
+    xgb = models["xgboost"]
+    assert xgb.stack_btyd and xgb.btyd is models["btyd"]
+    assert list(xgb.contributions(valid[:5]).columns)[-3:] == ["btyd_expected_revenue", "btyd_probability_alive", "bias"]
+    np.testing.assert_array_equal(xgb.probability_alive(valid), models["btyd"].probability_alive(valid))
+    for name, model in models.items():
+        predictions = model.predict(valid)
+        assert predictions.shape == (len(valid),) and (predictions >= 0).all(), name
+
+
+def test_stacked_xgboost_round_trips_through_the_pyfunc(tmp_path, ladder):
+    import mlflow.pyfunc
+
+    from clv_platform.ml.features import FEATURE_COLUMNS
+    from clv_platform.ml.pyfunc import CLVPyfuncModel
+
+    valid, model = ladder.evaluation, ladder.models["xgboost"]
+    mlflow.pyfunc.save_model(str(tmp_path / "xgb"), python_model=CLVPyfuncModel(model))
+    # The pyfunc's input is the feature contract only: the stacked inputs are computed inside.
+    output = mlflow.pyfunc.load_model(str(tmp_path / "xgb")).predict(valid.loc[:, list(FEATURE_COLUMNS)])
+    np.testing.assert_array_equal(output["predicted_clv"].to_numpy(), model.predict(valid))
+    np.testing.assert_array_equal(output["probability_alive"].to_numpy(), model.probability_alive(valid))
