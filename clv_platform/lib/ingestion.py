@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from datetime import date, datetime
 
 import dagster as dg
@@ -12,6 +11,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from clv_platform import settings
 from clv_platform.ingest.spec import SOURCE_CONFIG_ENV, GeneratorOptions, IngestionSpec, load_spec
+from clv_platform.lib.warehouse import transaction
 
 
 def history_start() -> str:
@@ -97,18 +97,6 @@ def ensure_table(con, table: str) -> None:
 
 
 STAGING_SCHEMA = "raw_staging"
-
-
-@contextmanager
-def transaction(con):
-    """One DuckDB transaction: committed when the body ends, rolled back if it raises."""
-    con.execute("begin transaction")
-    try:
-        yield
-    except BaseException:
-        con.execute("rollback")
-        raise
-    con.execute("commit")
 
 
 def staged_name(table: str) -> str:

@@ -8,18 +8,26 @@ import pandas as pd
 
 
 @contextmanager
+def transaction(con):
+    """One DuckDB transaction: committed when the body ends, rolled back if it raises."""
+    con.execute("begin transaction")
+    try:
+        yield
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+@contextmanager
 def _writing(con, table: str, frame: pd.DataFrame):
     """One transaction in which ``frame`` is readable as ``_frame_to_write``; rolled back if the body raises."""
     schema, _ = table.split(".")
     con.execute(f"create schema if not exists {schema}")
     con.register("_frame_to_write", frame)
     try:
-        con.execute("begin transaction")
-        yield
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
+        with transaction(con):
+            yield
     finally:
         con.unregister("_frame_to_write")
 
