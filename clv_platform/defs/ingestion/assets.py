@@ -295,30 +295,10 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
             "sources": len(staged.rows_by_source), "chunks": staged.chunks,
             "extra_columns_ignored": str(staged.extra_columns) if staged.extra_columns else None})
         if failed:
-            message = _kept_previous(f"{table} {_days(start, end)}", failed, [staged_t, staged_q])
-            context.log.error(message)
-            yield _check(asset_key, schema_check, read_check)
-            if contract is TRANSACTIONS:
-                yield _check(asset_key, "input_not_empty", (True, f"{staged.rows_read:,} rows read from the source", {}))
-            for name, verdict in verdicts.items():
-                yield _check(asset_key, name, verdict)
-            rejected.append(message)
-            continue
-        meta = _counts_metadata(staged)
-        meta.update({"source": source.kind if source else "none", "window_start": str(start.date()), "window_end": str(end.date())})
-        if staged.cleaning is not None:
-            meta["cleaning_rules"] = dg.MetadataValue.md(markdown_table(staged.cleaning.fillna("-")))
-        if quarantine_key is not None:
-            context.log_event(dg.AssetMaterialization(asset_key=quarantine_key, metadata={
-                "dagster/row_count": staged.quarantined, "rows_quarantined_this_run": staged.quarantined,
-                "quarantined_by_rule": meta["quarantined_by_rule"], "window_start": meta["window_start"], "window_end": meta["window_end"],
-            }))
-        if staged.quarantined:
-            from clv_platform.ingest.validate import describe_quarantined
-
-            context.log.warning(f"{staged.quarantined:,} {contract.name} row(s) quarantined, "
-                                f"e.g. {describe_quarantined(staged.examples.iloc[0])}; see {table}_quarantine")
-        yield dg.MaterializeResult(asset_key=asset_key, metadata=meta)
+            rejected.append(_kept_previous(f"{table} {_days(start, end)}", failed, [staged_t, staged_q]))
+            context.log.error(rejected[-1])
+        else:
+            yield from _published(context, staged, asset_key, quarantine_key, contract, source, table, start, end)
         yield _check(asset_key, schema_check, read_check)
         if contract is TRANSACTIONS:
             yield _check(asset_key, "input_not_empty", (True, f"{staged.rows_read:,} rows read from the source", {}))
@@ -327,6 +307,26 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
     if rejected:
         # A "rule": the data broke a rule (the CLI exits 2), the platform did not break.
         raise dg.Failure(description="; ".join(rejected), metadata={"rule": "blocking_checks"}, allow_retries=False)
+
+
+def _published(context, staged: _Staged, asset_key, quarantine_key, contract, source, table: str,
+               start: datetime, end: datetime):
+    """The materializations (the table's and its quarantine's) and the log line of a load that was published."""
+    from clv_platform.ingest.validate import describe_quarantined
+
+    meta = _counts_metadata(staged)
+    meta.update({"source": source.kind if source else "none", "window_start": str(start.date()), "window_end": str(end.date())})
+    if staged.cleaning is not None:
+        meta["cleaning_rules"] = dg.MetadataValue.md(markdown_table(staged.cleaning.fillna("-")))
+    if quarantine_key is not None:
+        context.log_event(dg.AssetMaterialization(asset_key=quarantine_key, metadata={
+            "dagster/row_count": staged.quarantined, "rows_quarantined_this_run": staged.quarantined,
+            "quarantined_by_rule": meta["quarantined_by_rule"], "window_start": meta["window_start"], "window_end": meta["window_end"],
+        }))
+    if staged.quarantined:
+        context.log.warning(f"{staged.quarantined:,} {contract.name} row(s) quarantined, "
+                            f"e.g. {describe_quarantined(staged.examples.iloc[0])}; see {table}_quarantine")
+    yield dg.MaterializeResult(asset_key=asset_key, metadata=meta)
 
 
 @dg.asset(
