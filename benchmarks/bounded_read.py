@@ -77,15 +77,18 @@ def main() -> None:
         print(f"{args.lines:,} lines, {path.stat().st_size / 2**20:.1f} MiB gzip")
         results = []
         for name in ("whole_file", "streamed"):
-            out = subprocess.run([sys.executable, __file__, "--child", name, "--path", str(path)],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", name, "--path", str(path)], check=True, capture_output=True, text=True
+            ).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
     base = results[0]
     print("| contender | rows | seconds | peak RSS (GiB) | time / whole_file | memory / whole_file |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print(f"| {r['contender']} | {r['rows']:,} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} | "
-              f"{r['seconds'] / base['seconds']:.2f} | {r['peak_rss_gib'] / base['peak_rss_gib']:.2f} |")
+        print(
+            f"| {r['contender']} | {r['rows']:,} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} | "
+            f"{r['seconds'] / base['seconds']:.2f} | {r['peak_rss_gib'] / base['peak_rss_gib']:.2f} |"
+        )
     assert results[0]["rows"] == results[1]["rows"] == args.lines, "both contenders must read every line"
 
 

@@ -53,8 +53,17 @@ def main() -> None:
     cutoffs = pd.to_datetime(examples["cutoff_date"])
     train, valid = examples[cutoffs < cutoffs.max()], examples[cutoffs == cutoffs.max()]
     fit_s, model = _timed(lambda: XGBoostModel(stack_btyd=True, btyd=BTYDModel().fit(train)).fit(train, valid))
-    print(json.dumps({"fit_s": round(fit_s, 1), "objective": model.objective_, "trees": model.params()["best_iteration"],
-                      "scale": model.contribution_scale}), flush=True)
+    print(
+        json.dumps(
+            {
+                "fit_s": round(fit_s, 1),
+                "objective": model.objective_,
+                "trees": model.params()["best_iteration"],
+                "scale": model.contribution_scale,
+            }
+        ),
+        flush=True,
+    )
 
     for rows in args.rows:
         features = make_examples(rows, cutoffs=("2024-10-01",), seed=8).drop(columns=LABEL_COLUMN)
@@ -62,8 +71,12 @@ def main() -> None:
         predict_s, _ = _timed(lambda: model.predict(features))
         result = {"rows": rows, "predict_s": round(predict_s, 3)}
         approx_s, drivers = _timed(lambda: explain_customers(model, features, batch_size=args.batch_size))
-        result.update(approx_s=round(approx_s, 3), approx_x_predict=round(approx_s / predict_s, 1),
-                      approx_rows_per_s=round(rows / approx_s), drivers_mib=round(drivers.memory_usage(deep=True).sum() / 2**20, 1))
+        result.update(
+            approx_s=round(approx_s, 3),
+            approx_x_predict=round(approx_s / predict_s, 1),
+            approx_rows_per_s=round(rows / approx_s),
+            drivers_mib=round(drivers.memory_usage(deep=True).sum() / 2**20, 1),
+        )
         if rows <= args.exact_rows:
             exact_s, _ = _timed(lambda: explain_customers(model, features, approx=False, batch_size=args.batch_size))
             result.update(exact_s=round(exact_s, 3), exact_x_predict=round(exact_s / predict_s, 1))

@@ -179,9 +179,10 @@ def measure(contender: str, work: Path, rows: int, batch_size: int) -> dict:
     """Run one contender in a fresh interpreter, with the load average around it."""
     load_before = os.getloadavg()[0]
     output = subprocess.run(
-        [sys.executable, __file__, "--run", contender, "--work", str(work), "--rows", str(rows),
-         "--batch-size", str(batch_size)],
-        check=True, stdout=subprocess.PIPE, text=True,
+        [sys.executable, __file__, "--run", contender, "--work", str(work), "--rows", str(rows), "--batch-size", str(batch_size)],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
     ).stdout
     result = json.loads(output.strip().splitlines()[-1])
     return {"name": contender, "load_before": load_before, "load_after": os.getloadavg()[0], **result}
@@ -220,18 +221,33 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         if not (work / "prepared.json").exists():
             output = subprocess.run(
-                [sys.executable, __file__, "--prepare", "--work", str(work), "--rows", str(total_rows),
-                 "--train-customers", str(args.train_customers), "--seed", str(args.seed),
-                 *(["--trees", str(args.trees)] if args.trees else []),
-                 *(["--max-depth", str(args.max_depth)] if args.max_depth else [])],
-                check=True, stdout=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--prepare",
+                    "--work",
+                    str(work),
+                    "--rows",
+                    str(total_rows),
+                    "--train-customers",
+                    str(args.train_customers),
+                    "--seed",
+                    str(args.seed),
+                    *(["--trees", str(args.trees)] if args.trees else []),
+                    *(["--max-depth", str(args.max_depth)] if args.max_depth else []),
+                ],
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
             ).stdout
             (work / "prepared.json").write_text(output.strip().splitlines()[-1])
         model = json.loads((work / "prepared.json").read_text())
         stopping = f"early-stopped, cap {model['n_estimators_cap']}" if model["early_stopped"] else "no early stopping"
-        print(f"model: {model['trees']} trees ({stopping}) of depth "
-              f"{model['max_depth']}, fitted on {model['train_rows']:,} rows in {model['fit_s']:.1f} s; "
-              f"batch {args.batch_size:,} rows; {os.cpu_count()} cores")
+        print(
+            f"model: {model['trees']} trees ({stopping}) of depth "
+            f"{model['max_depth']}, fitted on {model['train_rows']:,} rows in {model['fit_s']:.1f} s; "
+            f"batch {args.batch_size:,} rows; {os.cpu_count()} cores"
+        )
         results = []
         for contender in CONTENDERS:
             if contender not in args.skip:
@@ -248,11 +264,15 @@ def main() -> None:
     for r in results:
         rate = r["rows"] / r["work_s"]
         measured = "" if r["rows"] >= 1_000_000 else " (extrap.)"
-        print(f"| {r['name']} | {r['rows']:,} | {r['work_s']:.2f} | {rate:,.0f} | {r['work_s'] / r['predict_s']:.1f} "
-              f"| {1_000_000 / rate:,.0f}{measured} | {r['result_mib']:,.0f} | {r['rss_loaded_gib']:.2f} "
-              f"| {r['peak_rss_gib']:.2f} | {r['load_before']:.1f} -> {r['load_after']:.1f} |")
-    print(f"approx vs exact on {agreed['rows']:,} rows: same first driver {agreed['same_first_driver']:.1%}, "
-          f"top-3 overlap {agreed['top3_overlap']:.1%}")
+        print(
+            f"| {r['name']} | {r['rows']:,} | {r['work_s']:.2f} | {rate:,.0f} | {r['work_s'] / r['predict_s']:.1f} "
+            f"| {1_000_000 / rate:,.0f}{measured} | {r['result_mib']:,.0f} | {r['rss_loaded_gib']:.2f} "
+            f"| {r['peak_rss_gib']:.2f} | {r['load_before']:.1f} -> {r['load_after']:.1f} |"
+        )
+    print(
+        f"approx vs exact on {agreed['rows']:,} rows: same first driver {agreed['same_first_driver']:.1%}, "
+        f"top-3 overlap {agreed['top3_overlap']:.1%}"
+    )
 
 
 if __name__ == "__main__":

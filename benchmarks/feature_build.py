@@ -289,14 +289,15 @@ def features_floor_sql() -> str:
 
     windows = (30, 90, 365)
     variables = settings.dbt_var_defaults()
-    sums = [f"coalesce(sum({column}) filter (where day >= cutoff_date - {days}), 0){'::double' if name == 'spend' else ''} as {name}_{days}d"
-            for days in windows for column, name in (("orders", "orders"), ("net_capped", "spend"), ("items", "items"))]
-    products = [f"count(*) filter (where last_day >= (select cutoff_date from cutoff) - {days}) as n_{days}d"
-                for days in windows]
+    sums = [
+        f"coalesce(sum({column}) filter (where day >= cutoff_date - {days}), 0){'::double' if name == 'spend' else ''} as {name}_{days}d"
+        for days in windows
+        for column, name in (("orders", "orders"), ("net_capped", "spend"), ("items", "items"))
+    ]
+    products = [f"count(*) filter (where last_day >= (select cutoff_date from cutoff) - {days}) as n_{days}d" for days in windows]
     columns = [f"{name}_{days}d," for name in ("orders", "spend", "items") for days in windows]
     columns += [f"coalesce(n_{days}d, 0) as distinct_products_{days}d," for days in windows]
-    channels = [f"cast(channel = '{channel}' as integer) as channel_{channel},"
-                for channel in variables["acquisition_channels"]]
+    channels = [f"cast(channel = '{channel}' as integer) as channel_{channel}," for channel in variables["acquisition_channels"]]
     return FLOOR_FEATURES_SQL.format(
         codes=", ".join(f"'{code}'" for code in non_product_codes()),
         cap_quantile=variables["order_value_cap_quantile"],
@@ -316,8 +317,7 @@ def run_floor(work: Path) -> dict:
 
     codes = ", ".join(f"'{code}'" for code in non_product_codes())
     start = time.perf_counter()
-    with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True,
-                        config={"memory_limit": duckdb_memory_limit()}) as con:
+    with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True, config={"memory_limit": duckdb_memory_limit()}) as con:
         rows = con.execute(f"select count(*), sum(frequency) from ({FLOOR_SQL.format(codes=codes)})").fetchone()
     return {"compute_s": time.perf_counter() - start, "customers": rows[0], "sum_frequency": int(rows[1])}
 
@@ -387,8 +387,14 @@ def run_pandas_groupby(work: Path) -> dict:
 PARSE_ONLY = False
 
 
-def _dbt(work: Path, command: str, training_cutoffs: int, select: str | None = None, full_refresh: bool = True,
-         memory_limit: str | None = None) -> dict:
+def _dbt(
+    work: Path,
+    command: str,
+    training_cutoffs: int,
+    select: str | None = None,
+    full_refresh: bool = True,
+    memory_limit: str | None = None,
+) -> dict:
     from dbt.cli.main import dbtRunner
 
     os.environ.update(
@@ -408,8 +414,7 @@ def _dbt(work: Path, command: str, training_cutoffs: int, select: str | None = N
         if not result.success:
             raise SystemExit(f"dbt parse failed: {result.exception}")
         return {"compute_s": time.perf_counter() - start}
-    args = [command, "--project-dir", str(DBT_PROJECT_DIR), *(["--full-refresh"] if full_refresh else []), "--quiet",
-            *dbt_vars]
+    args = [command, "--project-dir", str(DBT_PROJECT_DIR), *(["--full-refresh"] if full_refresh else []), "--quiet", *dbt_vars]
     if select:
         args += ["--select", select]
     start = time.perf_counter()
@@ -474,16 +479,25 @@ def check_features(work: Path) -> dict:
         for column in compared:
             numeric = floor_columns[column] in ("BIGINT", "INTEGER", "DOUBLE", "HUGEINT", "DECIMAL", "FLOAT")
             # Money is exact in both; the floor's stddev_samp and avg add floating point in DuckDB's order.
-            different = (f"abs(d.\"{column}\" - f.\"{column}\") > {TOLERANCE} * greatest(1, abs(d.\"{column}\"))"
-                         if numeric else f"d.\"{column}\" is distinct from f.\"{column}\"")
+            different = (
+                f'abs(d."{column}" - f."{column}") > {TOLERANCE} * greatest(1, abs(d."{column}"))'
+                if numeric
+                else f'd."{column}" is distinct from f."{column}"'
+            )
             (count,) = con.execute(
                 f"""select count(*) from marts.customer_features d join {FLOOR_FEATURES_TABLE} f
                     on f.customer_id = d.customer_id where {different} or (d.\"{column}\" is null) <> (f.\"{column}\" is null)"""
             ).fetchone()
             if count:
                 differing[column] = count
-    return {"columns_compared": len(compared), "missing_columns": missing, "only_in_floor": counts[0],
-            "only_in_dbt": counts[1], "rows": counts[2], "differing_rows_by_column": differing}
+    return {
+        "columns_compared": len(compared),
+        "missing_columns": missing,
+        "only_in_floor": counts[0],
+        "only_in_dbt": counts[1],
+        "rows": counts[2],
+        "differing_rows_by_column": differing,
+    }
 
 
 # ---------------------------------------------------------------- driver
@@ -499,14 +513,13 @@ def measure(name: str, work: Path) -> dict:
     parse_s = None
     if name.startswith("dbt_"):
         start = time.perf_counter()
-        subprocess.run([sys.executable, __file__, "--run", name, "--parse", "--work", str(work)], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, __file__, "--run", name, "--parse", "--work", str(work)], check=True, stdout=subprocess.DEVNULL
+        )
         parse_s = time.perf_counter() - start
     load_start = os.getloadavg()[0]
     start = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--run", name, "--work", str(work)], stdout=subprocess.PIPE, text=True
-    )
+    process = subprocess.Popen([sys.executable, __file__, "--run", name, "--work", str(work)], stdout=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     output = process.stdout.read()
@@ -514,8 +527,15 @@ def measure(name: str, work: Path) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{name} failed with exit status {status}")
     result = json.loads(output.strip().splitlines()[-1])
-    return {"name": name, "wall_s": wall, "peak_rss_gib": usage.ru_maxrss / 2**20, "load_start": load_start,
-            "load_end": os.getloadavg()[0], "parse_s": parse_s, **result}
+    return {
+        "name": name,
+        "wall_s": wall,
+        "peak_rss_gib": usage.ru_maxrss / 2**20,
+        "load_start": load_start,
+        "load_end": os.getloadavg()[0],
+        "parse_s": parse_s,
+        **result,
+    }
 
 
 def prepare(work: Path, customers: int, seed: int) -> dict:
@@ -524,8 +544,7 @@ def prepare(work: Path, customers: int, seed: int) -> dict:
     from clv_platform.datagen import write_parquet
 
     start = time.perf_counter()
-    written = write_parquet(work / "parquet", customers, chunk_customers=50_000, seed=seed,
-                            mean_lines_per_order=LINES_PER_ORDER)
+    written = write_parquet(work / "parquet", customers, chunk_customers=50_000, seed=seed, mean_lines_per_order=LINES_PER_ORDER)
     generated = time.perf_counter() - start
     start = time.perf_counter()
     with duckdb.connect(str(work / "warehouse.duckdb")) as con:
@@ -569,20 +588,35 @@ def main() -> None:
         else:
             work.mkdir(parents=True, exist_ok=True)
             output = subprocess.run(
-                [sys.executable, __file__, "--prepare", "--work", str(work), "--customers", str(args.customers),
-                 "--seed", str(args.seed)], check=True, stdout=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--prepare",
+                    "--work",
+                    str(work),
+                    "--customers",
+                    str(args.customers),
+                    "--seed",
+                    str(args.seed),
+                ],
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
             ).stdout
             data = json.loads(output.strip().splitlines()[-1])
             (work / "prepared.json").write_text(json.dumps(data))
-        print(f"transaction lines {data['rows']['transactions']:,}; events {data['rows']['behavioral_events']:,}; "
-              f"customers {data['rows']['customers']:,}")
+        print(
+            f"transaction lines {data['rows']['transactions']:,}; events {data['rows']['behavioral_events']:,}; "
+            f"customers {data['rows']['customers']:,}"
+        )
         print(f"generate {data['generate_s']:.1f} s; load into raw.* {data['load_s']:.1f} s (not counted below)")
         results = [measure(name, work) for name in CONTENDERS if name not in args.skip]
         ran = {r["name"] for r in results}
         check = None
         if "floor_features" in ran and ran & {"dbt_scoring", "dbt_scoring_incremental", "dbt_full", "dbt_full_build"}:
-            output = subprocess.run([sys.executable, __file__, "--check", "--work", str(work)], check=True,
-                                    stdout=subprocess.PIPE, text=True).stdout
+            output = subprocess.run(
+                [sys.executable, __file__, "--check", "--work", str(work)], check=True, stdout=subprocess.PIPE, text=True
+            ).stdout
             check = json.loads(output.strip().splitlines()[-1])
     finally:
         if args.keep is None:
@@ -593,15 +627,33 @@ def main() -> None:
     print("\nwall: the whole subprocess (interpreter, imports, work); work: the call itself, imports excluded;")
     print("load: the 1-minute load average when the contender started / ended (2 cores);")
     print("dbt parse s: the untimed `dbt parse` with the same vars before a dbt contender (the whole interpreter)")
-    header = ["contender", "wall s", *(f"wall x {f}" for f in floors), "work s", *(f"work x {f}" for f in floors),
-              "peak RSS GiB", "load", "dbt parse s", "customers", "sum(frequency)"]
+    header = [
+        "contender",
+        "wall s",
+        *(f"wall x {f}" for f in floors),
+        "work s",
+        *(f"work x {f}" for f in floors),
+        "peak RSS GiB",
+        "load",
+        "dbt parse s",
+        "customers",
+        "sum(frequency)",
+    ]
     print("| " + " | ".join(header) + " |")
     print("| --- |" + " ---: |" * (len(header) - 1))
     for r in results:
-        cells = [r["name"], f"{r['wall_s']:.1f}", *(f"{r['wall_s'] / by_name[f]['wall_s']:.2f}" for f in floors),
-                 f"{r['compute_s']:.1f}", *(f"{r['compute_s'] / by_name[f]['compute_s']:.2f}" for f in floors),
-                 f"{r['peak_rss_gib']:.2f}", f"{r['load_start']:.1f} / {r['load_end']:.1f}",
-                 "" if r["parse_s"] is None else f"{r['parse_s']:.1f}", f"{r['customers']:,}", f"{r['sum_frequency']:,}"]
+        cells = [
+            r["name"],
+            f"{r['wall_s']:.1f}",
+            *(f"{r['wall_s'] / by_name[f]['wall_s']:.2f}" for f in floors),
+            f"{r['compute_s']:.1f}",
+            *(f"{r['compute_s'] / by_name[f]['compute_s']:.2f}" for f in floors),
+            f"{r['peak_rss_gib']:.2f}",
+            f"{r['load_start']:.1f} / {r['load_end']:.1f}",
+            "" if r["parse_s"] is None else f"{r['parse_s']:.1f}",
+            f"{r['customers']:,}",
+            f"{r['sum_frequency']:,}",
+        ]
         print("| " + " | ".join(cells) + " |")
     for pandas_path in ("rfm_summary", "pandas_groupby"):
         for fast_path in ("floor", "floor_features", "dbt_scoring", "dbt_scoring_incremental", "dbt_full"):

@@ -31,9 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000, help="customers to generate")
     parser.add_argument("--chunk-customers", type=int, default=50_000, help="customers per chunk")
-    parser.add_argument(
-        "--baseline-customers", type=int, default=50_000, help="customers in the one-chunk baseline"
-    )
+    parser.add_argument("--baseline-customers", type=int, default=50_000, help="customers in the one-chunk baseline")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--out",
@@ -46,9 +44,7 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="clv_generate_"))
     try:
         start = time.perf_counter()
-        written = write_parquet(
-            out, args.customers, chunk_customers=args.chunk_customers, seed=args.seed
-        )
+        written = write_parquet(out, args.customers, chunk_customers=args.chunk_customers, seed=args.seed)
         wall = time.perf_counter() - start
         # Measured before the baseline runs, so it is the streaming run's own peak.
         peak = _peak_rss_gib()

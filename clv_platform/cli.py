@@ -31,8 +31,9 @@ def _run_config(args: argparse.Namespace):
 
     ingest = _ingest_config(args)
     # INFO, not DEBUG: step starts, dbt's summary and our own log lines, without the event firehose.
-    return dg.RunConfig(ops={raw_daily.op.name: ingest, raw_customers.op.name: ingest},
-                        loggers={"console": {"config": {"log_level": "INFO"}}})
+    return dg.RunConfig(
+        ops={raw_daily.op.name: ingest, raw_customers.op.name: ingest}, loggers={"console": {"config": {"log_level": "INFO"}}}
+    )
 
 
 def _summary(instance, run_id: str, seconds: float, refused: bool = False) -> str:
@@ -42,8 +43,16 @@ def _summary(instance, run_id: str, seconds: float, refused: bool = False) -> st
     outcome = "finished, the candidate refused by the gates," if refused else "succeeded"
     lines = [f"clv_full_pipeline {outcome} in {seconds:.1f} s (run {run_id})", ""]
     with duckdb.connect(str(settings.warehouse_path()), read_only=True) as con:
-        for table in ("raw.transactions", "raw.behavioral_events", "raw.customers", "marts.customer_features",
-                      "marts.training_examples", "scoring.clv_scores", "scoring.value_tiers", "scoring.clv_explanations"):
+        for table in (
+            "raw.transactions",
+            "raw.behavioral_events",
+            "raw.customers",
+            "marts.customer_features",
+            "marts.training_examples",
+            "scoring.clv_scores",
+            "scoring.value_tiers",
+            "scoring.clv_explanations",
+        ):
             count = con.execute(f"select count(*) from {table}").fetchone()[0]
             lines.append(f"  {table:<26} {count:>10,} rows")
         top = con.execute(
@@ -61,18 +70,23 @@ def _summary(instance, run_id: str, seconds: float, refused: bool = False) -> st
     model, drift = meta(["ml", "clv_model"]), meta(["monitoring", "drift_report"])
     explained = meta(["scoring", "clv_explanations"])
     evaluation = meta(["ml", "model_evaluation"])
-    lines += ["", f"  models on the evaluation cutoff {evaluation.get('evaluation_cutoff')} "
-                  f"(trained on {evaluation.get('train_cutoffs')}):", *("  " + row for row in evaluation.get("metrics", "").splitlines())]
+    lines += [
+        "",
+        f"  models on the evaluation cutoff {evaluation.get('evaluation_cutoff')} "
+        f"(trained on {evaluation.get('train_cutoffs')}):",
+        *("  " + row for row in evaluation.get("metrics", "").splitlines()),
+    ]
     lines += [
         "",
         f"  champion: {model.get('model_name')} v{model.get('champion_version')} ({model.get('champion_rung')}"
         f"{', a baseline' if model.get('baseline_serves') else ''}): MAE {model.get('mae', float('nan')):.2f}, "
         f"Spearman {model.get('spearman', float('nan')):.3f}, normalized Gini {model.get('normalized_gini', float('nan')):.3f}",
         f"  decision: {model.get('reason')}",
-        "  explanations (scoring.clv_explanations): " + (
+        "  explanations (scoring.clv_explanations): "
+        + (
             f"none, the {explained.get('model_rung')} model has no per-feature contributions"
-            if explained.get("method") == "none" else
-            f"top {explained.get('top_drivers')} drivers of every scored customer by {explained.get('method')}, "
+            if explained.get("method") == "none"
+            else f"top {explained.get('top_drivers')} drivers of every scored customer by {explained.get('method')}, "
             f"in {explained.get('explain_seconds', float('nan')):.1f} s"
         ),
         f"  drift: prediction PSI {drift.get('prediction_psi', float('nan')):.3f}, "
@@ -155,13 +169,18 @@ def _run_holding(args: argparse.Namespace, spec, lock) -> int:
     for run_id in fail_dead_cli_runs(instance):
         print(f"Run {run_id} was left unfinished by a clv-platform process that died: marked failed.", flush=True)
     # Runs the daemon launched (schedules, sensors, backfills, the UI) write the same warehouse.
-    live = instance.get_run_records(filters=dg.RunsFilter(statuses=[
-        dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]), limit=1)
+    live = instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+        ),
+        limit=1,
+    )
     if live:
         busy = live[0].dagster_run
         return _user_error(
             f"run {busy.run_id} of {busy.job_name} is {busy.status.value} on the Dagster instance in {instance.root_directory}: "
-            "wait for it to finish (or cancel it in the UI); the warehouse takes one run at a time")
+            "wait for it to finish (or cancel it in the UI); the warehouse takes one run at a time"
+        )
 
     from clv_platform.definitions import defs
     from clv_platform.defs.resources import s3_from_environment
@@ -183,7 +202,10 @@ def _run_holding(args: argparse.Namespace, spec, lock) -> int:
     run_id = str(uuid.uuid4())  # Dagster's run ids are UUID4s; known before the run, for the lock record
     lock.record(run_id=run_id)
     result = job.execute_in_process(
-        run_config=_run_config(args), instance=instance, raise_on_error=False, run_id=run_id,
+        run_config=_run_config(args),
+        instance=instance,
+        raise_on_error=False,
+        run_id=run_id,
         tags={**partition_range_tags(first, last), **lock.run_tags()},
     )
     elapsed = time.perf_counter() - started
@@ -193,8 +215,10 @@ def _run_holding(args: argparse.Namespace, spec, lock) -> int:
     print(_summary(instance, result.run_id, elapsed, refused=bool(failures)))
     if failures:
         refused = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
-        print(f"\nThe candidate was refused by the gates ({', '.join(refused)}): it is registered but holds no alias, "
-              "and the run is marked failed in Dagster for that reason only; every other step succeeded.")
+        print(
+            f"\nThe candidate was refused by the gates ({', '.join(refused)}): it is registered but holds no alias, "
+            "and the run is marked failed in Dagster for that reason only; every other step succeeded."
+        )
     return 0
 
 
@@ -224,8 +248,10 @@ def _evaluation_spec(args: argparse.Namespace, state: Path) -> Path:
         pairs = [item.split("=", 1) for item in args.mapping.split(",") if item.strip()]
         bad = [item for item in pairs if len(item) != 2 or not item[0].strip() or not item[1].strip()]
         if bad:
-            raise ValueError(f"--mapping must be canonical=column pairs separated by commas, e.g. "
-                             f"customer_id=cust,invoice_date=day,amount=total; got {args.mapping!r}")
+            raise ValueError(
+                f"--mapping must be canonical=column pairs separated by commas, e.g. "
+                f"customer_id=cust,invoice_date=day,amount=total; got {args.mapping!r}"
+            )
         source["columns"] = {key.strip(): value.strip() for key, value in pairs}
     spec = state / "source.yaml"
     spec.write_text(yaml.safe_dump({"transactions": source}, sort_keys=False))
@@ -277,20 +303,35 @@ def _evaluate_holding(args: argparse.Namespace, out: Path, state: Path) -> int:
     except (SourceError, ValueError, OSError) as error:
         return _user_error(error)
     if last < label_end - timedelta(days=1):
-        print(f"error: the log ends on {last}, but the {args.horizon}-day horizon after the cutoff {cutoff} needs "
-              f"days through {label_end - timedelta(days=1)}: choose an earlier --cutoff or a shorter --horizon", file=sys.stderr)
+        print(
+            f"error: the log ends on {last}, but the {args.horizon}-day horizon after the cutoff {cutoff} needs "
+            f"days through {label_end - timedelta(days=1)}: choose an earlier --cutoff or a shorter --horizon",
+            file=sys.stderr,
+        )
         return 2
-    features = FeatureConfig(cutoff_date=str(label_end), horizon_days=args.horizon, training_cutoffs=args.training_cutoffs,
-                             cutoff_spacing_days=args.spacing_days)
+    features = FeatureConfig(
+        cutoff_date=str(label_end),
+        horizon_days=args.horizon,
+        training_cutoffs=args.training_cutoffs,
+        cutoff_spacing_days=args.spacing_days,
+    )
     training = TrainConfig(eval_cutoff=str(cutoff), tune=args.tune, tune_trials=args.tune_trials)
-    run_config = dg.RunConfig(ops={clv_dbt_models.op.name: features, model_evaluation.op.name: training},
-                              loggers={"console": {"config": {"log_level": "WARNING"}}})
-    print(f"Evaluating on {spec_path}: days {first} .. {last}; cutoff {cutoff}, horizon {args.horizon} days; "
-          f"state in {state} ...", flush=True)
+    run_config = dg.RunConfig(
+        ops={clv_dbt_models.op.name: features, model_evaluation.op.name: training},
+        loggers={"console": {"config": {"log_level": "WARNING"}}},
+    )
+    print(
+        f"Evaluating on {spec_path}: days {first} .. {last}; cutoff {cutoff}, horizon {args.horizon} days; state in {state} ...",
+        flush=True,
+    )
     started = time.perf_counter()
     job = defs().resolve_job_def(EVALUATION_JOB)
-    result = job.execute_in_process(run_config=run_config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
-                                    tags=partition_range_tags(first, min(last, label_end - timedelta(days=1))))
+    result = job.execute_in_process(
+        run_config=run_config,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        tags=partition_range_tags(first, min(last, label_end - timedelta(days=1))),
+    )
     if not result.success:
         return report_failed_steps(result, EVALUATION_JOB, time.perf_counter() - started)
     (materialization,) = result.asset_materializations_for_node(model_evaluation.op.name)
@@ -327,8 +368,11 @@ def write_evaluation(metadata: dict, out: Path, *, source: str, seconds: float) 
         metadata["fairness"],
         "",
         f"The actual revenue's own disparate-impact ratio on these slices: {metadata['actual_fairness_ratio']:.3f}. "
-        + ("The fairness gate reads `fairness_ratio`: each model's ratio relative to the actual revenue's, capped at 1."
-           if metadata.get("fairness_relative_to_actual", True) else "The fairness gate reads the plain ratio.")
+        + (
+            "The fairness gate reads `fairness_ratio`: each model's ratio relative to the actual revenue's, capped at 1."
+            if metadata.get("fairness_relative_to_actual", True)
+            else "The fairness gate reads the plain ratio."
+        )
         if metadata["actual_fairness_ratio"] == metadata["actual_fairness_ratio"]
         else "No disparate-impact ratio: fewer than two slices of at least 30 customers (no country or channel in the log).",
         "",
@@ -359,27 +403,44 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--source", default=None, help="source spec YAML (default: $CLV_SOURCE_CONFIG, else the generator)")
     run_parser.set_defaults(func=run)
     evaluate_parser = sub.add_parser(
-        "evaluate", help="Features and every model on any transaction log; print and save the metrics table.",
+        "evaluate",
+        help="Features and every model on any transaction log; print and save the metrics table.",
         description="Runs the clv_evaluation job on its own state directory: ingestion of the log, the dbt features "
-                    "with training cutoffs before --cutoff, every model fitted on the cutoffs whose label window ends "
-                    "by --cutoff and judged on the --horizon days after it.",
+        "with training cutoffs before --cutoff, every model fitted on the cutoffs whose label window ends "
+        "by --cutoff and judged on the --horizon days after it.",
     )
     where = evaluate_parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--source", help="source spec YAML (as for run)")
     where.add_argument("--file", help="a transaction file (CSV, gzip, Parquet, XLSX)")
-    evaluate_parser.add_argument("--mapping", default="", help="canonical=column pairs for --file, e.g. customer_id=cust,invoice_date=day,amount=total")
-    evaluate_parser.add_argument("--preset", choices=("online_retail", "online_retail_ii", "canonical"), help="a known shape for --file")
+    evaluate_parser.add_argument(
+        "--mapping", default="", help="canonical=column pairs for --file, e.g. customer_id=cust,invoice_date=day,amount=total"
+    )
+    evaluate_parser.add_argument(
+        "--preset", choices=("online_retail", "online_retail_ii", "canonical"), help="a known shape for --file"
+    )
     evaluate_parser.add_argument("--cutoff", required=True, help="evaluation cutoff, YYYY-MM-DD")
     dbt_defaults = settings.dbt_var_defaults()
-    evaluate_parser.add_argument("--horizon", type=int, default=dbt_defaults["horizon_days"],
-                                 help=f"label horizon in days (default {dbt_defaults['horizon_days']})")
-    evaluate_parser.add_argument("--training-cutoffs", type=int, default=9, help="cutoffs built, the evaluation one included (default 9)")
-    evaluate_parser.add_argument("--spacing-days", type=int, default=dbt_defaults["cutoff_spacing_days"],
-                                 help=f"days between the older training cutoffs (default {dbt_defaults['cutoff_spacing_days']}); "
-                                      "the newest is --cutoff minus --horizon, so its labels end at --cutoff")
+    evaluate_parser.add_argument(
+        "--horizon",
+        type=int,
+        default=dbt_defaults["horizon_days"],
+        help=f"label horizon in days (default {dbt_defaults['horizon_days']})",
+    )
+    evaluate_parser.add_argument(
+        "--training-cutoffs", type=int, default=9, help="cutoffs built, the evaluation one included (default 9)"
+    )
+    evaluate_parser.add_argument(
+        "--spacing-days",
+        type=int,
+        default=dbt_defaults["cutoff_spacing_days"],
+        help=f"days between the older training cutoffs (default {dbt_defaults['cutoff_spacing_days']}); "
+        "the newest is --cutoff minus --horizon, so its labels end at --cutoff",
+    )
     evaluate_parser.add_argument("--tune", action="store_true", help="also fit xgboost_tuned (Optuna over time folds)")
     evaluate_parser.add_argument("--tune-trials", type=int, default=20, help="Optuna trials with --tune (default 20)")
-    evaluate_parser.add_argument("--out", default="clv_evaluation", help="where metrics.csv and metrics.md go (default ./clv_evaluation)")
+    evaluate_parser.add_argument(
+        "--out", default="clv_evaluation", help="where metrics.csv and metrics.md go (default ./clv_evaluation)"
+    )
     evaluate_parser.add_argument("--state", default=None, help="state directory of the run (default OUT/state)")
     evaluate_parser.set_defaults(func=evaluate)
     dev_parser = sub.add_parser("dev", help="Open the Dagster UI (dagster dev) on the state directory.")

@@ -56,8 +56,13 @@ _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _CREDENTIAL_ERRORS = {
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired", "InvalidClientTokenId", "AuthorizationHeaderMalformed",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "InvalidClientTokenId",
+    "AuthorizationHeaderMalformed",
 }
 
 
@@ -130,8 +135,11 @@ def neutralize_formulas(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, in
     result, counts = frame, {}
     for column in frame.columns:
         values = frame[column]
-        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
-                or isinstance(values.dtype, pd.CategoricalDtype)):
+        if not (
+            pd.api.types.is_object_dtype(values)
+            or pd.api.types.is_string_dtype(values)
+            or isinstance(values.dtype, pd.CategoricalDtype)
+        ):
             continue
         formulas = _formula_mask(values)
         if not formulas.any():
@@ -167,7 +175,7 @@ def parse_export_uri(uri: str) -> ExportLocation:
             raise ValueError(f"{text!r}: a file URI names a local folder, as file:///path/to/folder")
         return ExportLocation(uri=text, scheme="file", folder=Path(unquote(parsed.path)).resolve())
     if scheme == "s3":
-        bucket, _, prefix = text[len(match.group(0)):].partition("/")
+        bucket, _, prefix = text[len(match.group(0)) :].partition("/")
         if not bucket:
             raise ValueError(f"{text!r}: an S3 export URI names a bucket, as s3://bucket/prefix")
         return ExportLocation(uri=text, scheme="s3", bucket=bucket, prefix=prefix.strip("/"))
@@ -307,11 +315,15 @@ def write_to_s3(client: Any, location: ExportLocation, files: ExportFiles) -> No
 
     Each PUT carries the SHA-256 of its body, so S3 rejects a corrupted upload.
     """
+
     def put(key: str, body: bytes, content_type: str) -> None:
         checksum = base64.b64encode(hashlib.sha256(body).digest()).decode()
         client.put_object(
-            Bucket=location.bucket, Key=location.object_key(key), Body=body,
-            ContentType=content_type, ChecksumSHA256=checksum,
+            Bucket=location.bucket,
+            Key=location.object_key(key),
+            Body=body,
+            ContentType=content_type,
+            ChecksumSHA256=checksum,
         )
 
     client.delete_object(Bucket=location.bucket, Key=location.object_key(files.manifest_key))
@@ -329,14 +341,19 @@ def describe_write_error(error: BaseException, location: ExportLocation) -> str 
         details = error.response.get("Error", {})
         code, text = str(details.get("Code") or "unknown"), str(details.get("Message") or "")
         if code == "NoSuchBucket":
-            message = (f"{where}: bucket {location.bucket!r} does not exist; create it or point "
-                       f"{EXPORT_URI_ENV} at an existing bucket.")
+            message = (
+                f"{where}: bucket {location.bucket!r} does not exist; create it or point {EXPORT_URI_ENV} at an existing bucket."
+            )
         elif code in _CREDENTIAL_ERRORS:
-            message = (f"{where}: S3 refused the credentials ({code}: {text}); check AWS_ACCESS_KEY_ID, "
-                       "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and AWS_ENDPOINT_URL.")
+            message = (
+                f"{where}: S3 refused the credentials ({code}: {text}); check AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and AWS_ENDPOINT_URL."
+            )
         elif code in ("AccessDenied", "AllAccessDisabled"):
-            message = (f"{where}: access denied ({code}: {text}); the credentials need s3:PutObject and "
-                       "s3:DeleteObject under the prefix.")
+            message = (
+                f"{where}: access denied ({code}: {text}); the credentials need s3:PutObject and "
+                "s3:DeleteObject under the prefix."
+            )
         else:
             message = f"{where}: S3 answered {code}: {text}"
     elif isinstance(error, (botocore_errors.NoCredentialsError, botocore_errors.PartialCredentialsError)):

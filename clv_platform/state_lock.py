@@ -31,8 +31,10 @@ class StateBusy(Exception):
         run = f", run {holder['run_id']}" if holder.get("run_id") else ""
         since = f", since {holder['started']}" if holder.get("started") else ""
         who = f"clv-platform {holder.get('command', '?')} (pid {holder.get('pid', '?')}{run}{since})"
-        super().__init__(f"{state} is in use by {who}: one run at a time per state directory; "
-                         f"wait for it to finish, or set CLV_HOME to another directory")
+        super().__init__(
+            f"{state} is in use by {who}: one run at a time per state directory; "
+            f"wait for it to finish, or set CLV_HOME to another directory"
+        )
 
 
 def read_holder(lock_path: Path) -> dict:

@@ -112,7 +112,8 @@ def bad_lines(pii: dict[str, str]) -> BadLines:
         line(7, InvoiceDate="2031-01-01 08:00"),
         line(8, InvoiceDate="2009-06-01 08:00"),
         line(9, CustomerID=""),
-        line(10), line(10),  # a duplicate
+        line(10),
+        line(10),  # a duplicate
         line(11, Quantity="0"),
         line(12, UnitPrice="999999"),
         line(13, Description=mark("Description", 13, " CAF\x00")).replace(b"\x00", b"\xc9"),  # not UTF-8
@@ -120,9 +121,19 @@ def bad_lines(pii: dict[str, str]) -> BadLines:
         line(15, Description='"' + mark("Description", 15, " OPEN")),  # an unclosed quote swallows the next line
         line(16),
     ]
-    rules = ("field_count", "valid_encoding", "customer_id_present", "timestamp_parseable", "timestamp_not_in_future",
-             "timestamp_in_history", "quantity_integer", "quantity_in_range", "unit_price_non_negative",
-             "unit_price_in_range", "duplicate_line")
+    rules = (
+        "field_count",
+        "valid_encoding",
+        "customer_id_present",
+        "timestamp_parseable",
+        "timestamp_not_in_future",
+        "timestamp_in_history",
+        "quantity_integer",
+        "quantity_in_range",
+        "unit_price_non_negative",
+        "unit_price_in_range",
+        "duplicate_line",
+    )
     return BadLines(header.encode() + b"\n" + b"\n".join(lines) + b"\n", len(lines) - 1, sentinel, control, pii, rules)
 
 

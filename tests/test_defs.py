@@ -62,8 +62,11 @@ def test_lineage_runs_raw_to_drift(defs):
                     todo.append(parent)
         return seen
 
-    assert {dg.AssetKey(["raw", "transactions"]), dg.AssetKey(["marts", "training_examples"]),
-            dg.AssetKey(["ml", "clv_model"])} <= all_upstream(dg.AssetKey(["monitoring", "drift_report"]))
+    assert {
+        dg.AssetKey(["raw", "transactions"]),
+        dg.AssetKey(["marts", "training_examples"]),
+        dg.AssetKey(["ml", "clv_model"]),
+    } <= all_upstream(dg.AssetKey(["monitoring", "drift_report"]))
 
 
 def test_tiers_and_explanations_read_the_scores_and_ship_with_them(defs):
@@ -71,7 +74,10 @@ def test_tiers_and_explanations_read_the_scores_and_ship_with_them(defs):
     scores = dg.AssetKey(["scoring", "clv_scores"])
     tiers = dg.AssetKey(["scoring", "value_tiers"])
     assert graph.get(tiers).parent_keys == {scores}
-    assert graph.get(dg.AssetKey(["scoring", "clv_explanations"])).parent_keys == {scores, dg.AssetKey(["marts", "customer_features"])}
+    assert graph.get(dg.AssetKey(["scoring", "clv_explanations"])).parent_keys == {
+        scores,
+        dg.AssetKey(["marts", "customer_features"]),
+    }
     # The analysts' file carries each score's tier.
     assert graph.get(dg.AssetKey(["scoring", "clv_scores_export"])).parent_keys == {scores, tiers}
     for job in ("clv_full_pipeline", "weekly_scoring"):
@@ -129,10 +135,22 @@ def test_raw_tables_are_daily_partitioned_behind_blocking_checks(defs):
     for name in ("transactions", "behavioral_events"):
         node = graph.get(dg.AssetKey(["raw", name]))
         assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition)
-    checks = {c.name: c for c in defs.resolve_all_asset_specs() and graph.asset_check_keys if c.asset_key == dg.AssetKey(["raw", "transactions"])}
-    assert {"schema_matches_contract", "input_not_empty", "quarantine_share_within_limit", "volume_change_within_limit",
-            "mean_order_value_stable", "countries_stable"} <= set(checks)
-    blocking = {spec.key.name for spec in defs.resolve_assets_def(dg.AssetKey(["raw", "transactions"])).check_specs if spec.blocking}
+    checks = {
+        c.name: c
+        for c in defs.resolve_all_asset_specs() and graph.asset_check_keys
+        if c.asset_key == dg.AssetKey(["raw", "transactions"])
+    }
+    assert {
+        "schema_matches_contract",
+        "input_not_empty",
+        "quarantine_share_within_limit",
+        "volume_change_within_limit",
+        "mean_order_value_stable",
+        "countries_stable",
+    } <= set(checks)
+    blocking = {
+        spec.key.name for spec in defs.resolve_assets_def(dg.AssetKey(["raw", "transactions"])).check_specs if spec.blocking
+    }
     assert blocking >= set(checks)
 
 
@@ -140,7 +158,10 @@ def test_the_gates_are_blocking_checks_on_the_challenger_and_scoring_does_not_wa
     graph = defs.resolve_asset_graph()
     specs = defs.resolve_assets_def(dg.AssetKey(["ml", "challenger"])).check_specs
     assert {spec.name: spec.blocking for spec in specs} == {
-        "beats_champion": True, "beats_baselines": True, "normalized_gini_floor": True, "fairness_floor": True,
+        "beats_champion": True,
+        "beats_baselines": True,
+        "normalized_gini_floor": True,
+        "fairness_floor": True,
     }
     evaluation = dg.AssetKey(["ml", "model_evaluation"])
     assert graph.get(dg.AssetKey(["ml", "challenger"])).parent_keys == {evaluation}

@@ -204,9 +204,7 @@ class GeneratorConfig:
         if self.years < 1:
             raise ValueError(f"years must be at least 1, got {self.years}")
         if not 10 <= self.n_products <= _MAX_PRODUCTS:
-            raise ValueError(
-                f"n_products must be between 10 and {_MAX_PRODUCTS}, got {self.n_products}"
-            )
+            raise ValueError(f"n_products must be between 10 and {_MAX_PRODUCTS}, got {self.n_products}")
         positive = (
             "rate_shape_r",
             "rate_scale_alpha",
@@ -258,9 +256,7 @@ class ParquetOutput:
     rows: dict[str, int]
 
 
-def generate(
-    n_customers: int = 5_000, config: GeneratorConfig | None = None, **overrides: Any
-) -> GeneratedData:
+def generate(n_customers: int = 5_000, config: GeneratorConfig | None = None, **overrides: Any) -> GeneratedData:
     """Generate customers, their transactions and web sessions in memory.
 
     Parameters
@@ -352,9 +348,7 @@ def write_parquet(
     rows = dict.fromkeys(TABLES, 0)
     writers: dict[str, pq.ParquetWriter] = {}
     try:
-        for tables in iter_tables(
-            n_customers, chunk_customers=chunk_customers, config=config, **overrides
-        ):
+        for tables in iter_tables(n_customers, chunk_customers=chunk_customers, config=config, **overrides):
             for name, table in tables.items():
                 if name not in writers:
                     writers[name] = pq.ParquetWriter(paths[name], table.schema, compression="zstd")
@@ -391,9 +385,7 @@ class _Calendar:
         start = end - pd.DateOffset(years=cfg.years)
         days = pd.date_range(start, end, freq="D", inclusive="left")
         s = cfg.seasonality_strength
-        factor = (1 + s * (_MONTH_FACTOR[days.month - 1] - 1)) * (
-            1 + s * (_WEEKDAY_FACTOR[days.weekday] - 1)
-        )
+        factor = (1 + s * (_MONTH_FACTOR[days.month - 1] - 1)) * (1 + s * (_WEEKDAY_FACTOR[days.weekday] - 1))
         # Floor keeps the intensity positive for strengths above 1.
         factor = np.maximum(factor, 0.05)
         factor /= factor.mean()
@@ -454,10 +446,7 @@ class _Catalogue:
         combos = rng.choice(_MAX_PRODUCTS, size=n, replace=False)
         colour, rest = np.divmod(combos, len(_PATTERNS) * len(_ITEMS))
         pattern, item = np.divmod(rest, len(_ITEMS))
-        descriptions = [
-            f"{_COLOURS[c]} {_PATTERNS[p]} {_ITEMS[i][0]}"
-            for c, p, i in zip(colour, pattern, item, strict=True)
-        ]
+        descriptions = [f"{_COLOURS[c]} {_PATTERNS[p]} {_ITEMS[i][0]}" for c, p, i in zip(colour, pattern, item, strict=True)]
         base = np.array([_ITEMS[i][1] for i in item])
         # Prices cluster on 5p steps, like the UCI log's 0.85, 1.25, 2.95.
         prices = np.maximum(np.round(base * rng.lognormal(0, 0.35, n) * 20) / 20, 0.1)
@@ -594,17 +583,13 @@ def _chunk_tables(
             "customer_id": customer_ids,
             "country": _COUNTRY_NAMES.take(customers.country),
             "acquisition_channel": _CHANNEL_NAMES.take(customers.channel),
-            "signup_date": pa.array(
-                calendar.timestamps(customers.signup_day.astype(float), 86_400), pa.timestamp("ns")
-            ),
+            "signup_date": pa.array(calendar.timestamps(customers.signup_day.astype(float), 86_400), pa.timestamp("ns")),
         }
     )
     return {"transactions": transactions, "behavioral_events": events, "customers": customer_table}
 
 
-def _draw_customers(
-    cfg: GeneratorConfig, calendar: _Calendar, r: np.random.Generator, n: int
-) -> _Customers:
+def _draw_customers(cfg: GeneratorConfig, calendar: _Calendar, r: np.random.Generator, n: int) -> _Customers:
     country = r.choice(len(COUNTRIES), n, p=_shares(COUNTRIES))
     channel = r.choice(len(CHANNELS), n, p=_shares(CHANNELS))
     foreign = country != 0
@@ -718,9 +703,7 @@ def _draw_orders(
     price = catalogue.prices[product]
     units = value[line_inv] * share / price
     pack = catalogue.pack_sizes[product]
-    quantity = np.where(
-        units >= pack, np.round(units / pack) * pack, np.maximum(np.round(units), 1)
-    )
+    quantity = np.where(units >= pack, np.round(units / pack) * pack, np.maximum(np.round(units), 1))
     return _Orders(
         owner=np.concatenate([inv_customer, np.full(n_guest, -1)]),
         country=np.concatenate([c.country[inv_customer], guest_country]),
@@ -771,9 +754,7 @@ def _transactions_table(
     is_discount = np.r_[np.zeros(len(cancelled), bool), np.ones((~on_invoice).sum(), bool)]
     c_t = o.t[c_source] + 10 / 1440 + r.exponential(3.0, len(c_source))
     inside = c_t < calendar.n_days
-    c_source, c_discount, is_discount, c_t = (
-        x[inside] for x in (c_source, c_discount, is_discount, c_t)
-    )
+    c_source, c_discount, is_discount, c_t = (x[inside] for x in (c_source, c_discount, is_discount, c_t))
     c_inv = n_inv + np.arange(len(c_source))
     # A cancellation takes back a random half of the order's lines, at least one, in full.
     cancel_of = np.full(n_inv, -1)
@@ -784,9 +765,7 @@ def _transactions_table(
     c_lines = np.flatnonzero(pick & (cancel_of[line_inv] >= 0))
     n_disc = int(is_discount.sum())
     n_products = catalogue.n_products
-    l_inv = np.concatenate(
-        [line_inv, flagged[on_invoice], cancel_of[line_inv[c_lines]], c_inv[is_discount]]
-    )
+    l_inv = np.concatenate([line_inv, flagged[on_invoice], cancel_of[line_inv[c_lines]], c_inv[is_discount]])
     l_item = np.concatenate(
         [
             product,
@@ -795,12 +774,8 @@ def _transactions_table(
             np.full(n_disc, n_products + _DISCOUNT),
         ]
     )
-    l_qty = np.concatenate(
-        [quantity, code_qty[on_invoice], -quantity[c_lines], np.full(n_disc, -1)]
-    )
-    l_price = np.concatenate(
-        [price, code_price[on_invoice], price[c_lines], c_discount[is_discount]]
-    )
+    l_qty = np.concatenate([quantity, code_qty[on_invoice], -quantity[c_lines], np.full(n_disc, -1)])
+    l_price = np.concatenate([price, code_price[on_invoice], price[c_lines], c_discount[is_discount]])
     # Exact duplicates, written next to their original.
     lines = np.repeat(np.arange(len(l_inv)), 1 + (r.random(len(l_inv)) < cfg.duplicate_rate))
     inv_owner = np.concatenate([o.owner, o.owner[c_source]])
@@ -822,9 +797,7 @@ def _transactions_table(
     lines = lines[np.argsort(rank[l_inv[lines]], kind="stable")]  # stable: lines keep their order
     l_inv, l_item = l_inv[lines], l_item[lines]
     invoice_no = pc.cast(pa.array(number), pa.string())
-    invoice_no = pc.if_else(
-        pa.array(is_c), pc.binary_join_element_wise("C", invoice_no, ""), invoice_no
-    )
+    invoice_no = pc.if_else(pa.array(is_c), pc.binary_join_element_wise("C", invoice_no, ""), invoice_no)
     owner = inv_owner[l_inv]
     return pa.table(
         {
@@ -895,9 +868,7 @@ def _events_table(
     ).take(e_session)
     return pa.table(
         {
-            "event_id": pc.binary_join_element_wise(
-                session_id, pc.cast(pa.array(e_seq[keep]), pa.string()), "-"
-            ),
+            "event_id": pc.binary_join_element_wise(session_id, pc.cast(pa.array(e_seq[keep]), pa.string()), "-"),
             "session_id": session_id,
             "customer_id": customer_ids.take(s_owner[e_session]),
             "event_type": _EVENT_NAMES.take(e_type[keep]),

@@ -24,11 +24,23 @@ def cleaning_summary(lines: pd.DataFrame, codes: list[str] | None = None) -> pd.
     non_product = stock.isin(codes) | stock.str.startswith("GIFT")
     cancellation = lines["invoice_no"].fillna("").str.upper().str.startswith("C")
     rows = [
-        ("cancellations net against revenue", int(cancellation.sum()), float(value[cancellation].sum()),
-         "subtracted from the customer's spend and labels (net revenue, floored at 0)"),
-        ("non-product codes excluded from product revenue", int(non_product.sum()), float(value[non_product].sum()),
-         "kept in raw and staging, flagged is_non_product, left out of purchases, spend and labels"),
-        ("order values capped at the 99.9th percentile", None, None,
-         "applied per training cutoff in the feature layer; caps recorded on marts/customer_features"),
+        (
+            "cancellations net against revenue",
+            int(cancellation.sum()),
+            float(value[cancellation].sum()),
+            "subtracted from the customer's spend and labels (net revenue, floored at 0)",
+        ),
+        (
+            "non-product codes excluded from product revenue",
+            int(non_product.sum()),
+            float(value[non_product].sum()),
+            "kept in raw and staging, flagged is_non_product, left out of purchases, spend and labels",
+        ),
+        (
+            "order values capped at the 99.9th percentile",
+            None,
+            None,
+            "applied per training cutoff in the feature layer; caps recorded on marts/customer_features",
+        ),
     ]
     return pd.DataFrame(rows, columns=["rule", "lines", "value", "effect"])

@@ -93,8 +93,9 @@ def undated_note(file: LandedFile, frames: Iterable[SourceFrame], spec: Ingestio
     frame = next((f for f in frames if len(f)), None)
     hint = None
     if frame is not None:
-        hint = unparsed_timestamp_hint(check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns)),
-                                       source, TRANSACTIONS)
+        hint = unparsed_timestamp_hint(
+            check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns)), source, TRANSACTIONS
+        )
     return f"{file.uri}: no row with a valid timestamp, no days to load" + (f" ({hint})" if hint else "")
 
 
@@ -153,8 +154,9 @@ class LandingCursor:
                 raise ValueError(f"version {data.get('version')!r}, expected {CURSOR_VERSION}")
             return cls(files=dict(data["files"]), unreadable=dict(data.get("unreadable", {})))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise ValueError(f"the landing cursor is not one this sensor wrote ({error}); "
-                             "reset it to re-judge every file") from None
+            raise ValueError(
+                f"the landing cursor is not one this sensor wrote ({error}); reset it to re-judge every file"
+            ) from None
 
     def dumps(self) -> str:
         return json.dumps({"version": CURSOR_VERSION, "files": self.files, "unreadable": self.unreadable}, sort_keys=True)

@@ -36,13 +36,34 @@ import pandas as pd
 QUANTILES = {"p01": 0.01, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p99": 0.99}
 
 PROFILE_COLUMNS = [
-    "column", "type", "rows", "non_null", "nulls", "null_share", "distinct",
-    "min", "max", "mean", "std", *QUANTILES, "top_values",
+    "column",
+    "type",
+    "rows",
+    "non_null",
+    "nulls",
+    "null_share",
+    "distinct",
+    "min",
+    "max",
+    "mean",
+    "std",
+    *QUANTILES,
+    "top_values",
 ]
 
 _NUMERIC_TYPES = {
-    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
-    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE",
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+    "FLOAT",
+    "DOUBLE",
 }
 _NESTED = re.compile(r"(\[\d*\]$)|^(STRUCT|MAP|UNION)\b")
 _MAX_VALUE_CHARS = 40
@@ -251,9 +272,7 @@ def _anchor(table: str) -> str:
     return "table-" + re.sub(r"[^a-z0-9]+", "-", table.lower()).strip("-")
 
 
-def render_profile_html(
-    profiles: Mapping[str, pd.DataFrame], title: str, generated_at, notes: Sequence[str] = ()
-) -> str:
+def render_profile_html(profiles: Mapping[str, pd.DataFrame], title: str, generated_at, notes: Sequence[str] = ()) -> str:
     """A self-contained HTML page (inline CSS, no scripts): a section per table with its column statistics.
 
     Every value is HTML-escaped. ``notes`` are shown under the title (for example, tables that

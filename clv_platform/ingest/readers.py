@@ -76,8 +76,9 @@ def _format_of(name: str, declared: str) -> str:
     return "csv"
 
 
-def read_stream(file: BinaryIO, name: str, spec: SourceSpec, max_file_bytes: int | None = None,
-                chunk_rows: int | None = None) -> Iterator[SourceFrame]:
+def read_stream(
+    file: BinaryIO, name: str, spec: SourceSpec, max_file_bytes: int | None = None, chunk_rows: int | None = None
+) -> Iterator[SourceFrame]:
     """Parse one file from a seekable binary stream, in frames of at most ``chunk_rows`` records.
 
     ``chunk_rows`` None is :data:`CHUNK_ROWS`; 0 reads the file as one frame.
@@ -98,8 +99,12 @@ def read_stream(file: BinaryIO, name: str, spec: SourceSpec, max_file_bytes: int
 
 def _too_large(name: str, limit: int, what: str = "once decompressed") -> SourceError:
     size = f"{_size(limit)} {what}" if what else _size(limit)
-    return SourceError(name, "file_size_within_limit", f"larger than {size}, the limit set by limits.max_file_bytes "
-                       "in the source config: raise it to read this file, or split the file")
+    return SourceError(
+        name,
+        "file_size_within_limit",
+        f"larger than {size}, the limit set by limits.max_file_bytes "
+        "in the source config: raise it to read this file, or split the file",
+    )
 
 
 def _size(n: float) -> str:
@@ -174,8 +179,7 @@ class _Lines:
             yield line
 
 
-def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: int,
-              chunk_rows: int) -> Iterator[SourceFrame]:
+def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: int, chunk_rows: int) -> Iterator[SourceFrame]:
     buffered = file if hasattr(file, "peek") else io.BufferedReader(file)
     gzipped = buffered.peek(2)[:2] == b"\x1f\x8b"
     if not gzipped and buffered.seekable() and buffered.seek(0, io.SEEK_END) > limit:
@@ -192,8 +196,9 @@ def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: i
     encoding = text_encoding(name, head, encoding)
     checked = _Limited(inner, name, limit, encoding if _ascii_compatible(encoding) else None)
     # Undecodable bytes survive as surrogates; validation quarantines the rows that hold them.
-    text = io.TextIOWrapper(io.BufferedReader(checked, buffer_size=1 << 20),
-                            encoding=encoding, errors="surrogateescape", newline="")
+    text = io.TextIOWrapper(
+        io.BufferedReader(checked, buffer_size=1 << 20), encoding=encoding, errors="surrogateescape", newline=""
+    )
     lines = text if checked._decoder is not None else _Lines(text, name)
     reader = csv.reader(lines, delimiter=delimiter, strict=False)
     previous_end, chunks = 0, 0
@@ -212,8 +217,12 @@ def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: i
         def chunk() -> SourceFrame:
             frame = pd.DataFrame(records, columns=header, dtype=object)
             frame[BAD_LINE] = pd.Series(bad, dtype=object)
-            return SourceFrame(name, frame, np.asarray(rows, dtype=np.int64), undecodable=lines.undecodable
-                               if isinstance(lines, _Lines) else checked.undecodable)
+            return SourceFrame(
+                name,
+                frame,
+                np.asarray(rows, dtype=np.int64),
+                undecodable=lines.undecodable if isinstance(lines, _Lines) else checked.undecodable,
+            )
 
         for record in reader:
             start = previous_end + 1
@@ -240,8 +249,13 @@ def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: i
         raise _corrupt_gzip(name, error) from None
 
 
-_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xef\xbb\xbf", "utf-8-sig"),
-         (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
 
 
 def sniff_encoding(head: bytes) -> str | None:
@@ -288,8 +302,12 @@ def text_encoding(name: str, head: bytes, declared: str) -> str:
     bom = head.startswith(tuple(b for b, _ in _BOMS))
     suggested = family if bom else sniffed  # without a byte-order mark the byte order must be named
     how = "by its byte-order mark" if bom else "NUL bytes between its characters"
-    raise SourceError(name, "encoding", f"the file is {family.upper()} text ({how}), not {declared}: "
-                                        f"set encoding: {suggested} (or encoding: auto) in the source spec")
+    raise SourceError(
+        name,
+        "encoding",
+        f"the file is {family.upper()} text ({how}), not {declared}: "
+        f"set encoding: {suggested} (or encoding: auto) in the source spec",
+    )
 
 
 def _read_parquet(file: BinaryIO, name: str, limit: int, chunk_rows: int) -> Iterator[SourceFrame]:
@@ -317,8 +335,9 @@ def _read_parquet(file: BinaryIO, name: str, limit: int, chunk_rows: int) -> Ite
 def _check_unique(name: str, header: list[str], row: int | None = 1) -> None:
     if len(set(header)) != len(header):
         dupes = sorted({h for h in header if header.count(h) > 1})
-        raise SourceError(name, "unique_columns", f"column name(s) used more than once: {', '.join(dupes)}",
-                          row=row, column=", ".join(dupes))
+        raise SourceError(
+            name, "unique_columns", f"column name(s) used more than once: {', '.join(dupes)}", row=row, column=", ".join(dupes)
+        )
 
 
 def _read_xlsx(file: BinaryIO, name: str, sheet: str | int, limit: int) -> Iterator[SourceFrame]:
@@ -372,8 +391,9 @@ def list_s3_objects(s3_client, bucket: str, prefix: str) -> list[dict]:
     return sorted(objects, key=lambda o: o["Key"])
 
 
-def iter_s3_object(s3_client, bucket: str, key: str, spec: SourceSpec, max_file_bytes: int | None = None,
-                   chunk_rows: int | None = None) -> Iterator[SourceFrame]:
+def iter_s3_object(
+    s3_client, bucket: str, key: str, spec: SourceSpec, max_file_bytes: int | None = None, chunk_rows: int | None = None
+) -> Iterator[SourceFrame]:
     """One object in frames of at most ``chunk_rows`` records, its body streamed to a local spool file first."""
     import shutil
     import tempfile
@@ -390,7 +410,9 @@ def iter_s3_object(s3_client, bucket: str, key: str, spec: SourceSpec, max_file_
         yield from read_stream(spool, name, spec, limit, chunk_rows)
 
 
-def read_postgres(spec: SourceSpec, timestamp_column: str, start: datetime | None = None, end: datetime | None = None) -> SourceFrame:
+def read_postgres(
+    spec: SourceSpec, timestamp_column: str, start: datetime | None = None, end: datetime | None = None
+) -> SourceFrame:
     """Rows of a table or query, only those with ``start <= timestamp < end`` when given (incremental reads).
 
     Columns keep PostgreSQL's types as psycopg loads them, except ``numeric``, which arrives as float
@@ -410,8 +432,9 @@ def read_postgres(spec: SourceSpec, timestamp_column: str, start: datetime | Non
         password = str(conninfo_to_dict(dsn).get("password") or "")
     except psycopg.Error:
         # libpq's parse errors quote pieces of the string, which may be the password.
-        raise SourceError(f"postgresql ({spec.dsn_env})", "connection",
-                          f"{spec.dsn_env} is not a valid connection string") from None
+        raise SourceError(
+            f"postgresql ({spec.dsn_env})", "connection", f"{spec.dsn_env} is not a valid connection string"
+        ) from None
     if spec.table:
         parts = [sql.Identifier(p) for p in spec.table.split(".")]
         relation = sql.SQL(".").join(parts)
@@ -466,9 +489,15 @@ def _postgres_rule(error, message: str) -> str:
     return "connection"
 
 
-def iter_source(spec: SourceSpec, timestamp_column: str | None = None, start: datetime | None = None,
-                end: datetime | None = None, s3_client=None, max_file_bytes: int | None = None,
-                chunk_rows: int | None = None) -> Iterator[SourceFrame]:
+def iter_source(
+    spec: SourceSpec,
+    timestamp_column: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    s3_client=None,
+    max_file_bytes: int | None = None,
+    chunk_rows: int | None = None,
+) -> Iterator[SourceFrame]:
     """Every frame of a files, s3 or postgres source (the generator is read by its own asset).
 
     Files and objects come in frames of at most ``chunk_rows`` records (several per file, each with the

@@ -37,7 +37,14 @@ SOURCE_CONFIG_ENV = "CLV_SOURCE_CONFIG"
 
 # Canonical transaction columns; a mapping names the log's column for each one it has.
 TRANSACTION_FIELDS = (
-    "invoice_no", "stock_code", "description", "quantity", "invoice_date", "unit_price", "customer_id", "country",
+    "invoice_no",
+    "stock_code",
+    "description",
+    "quantity",
+    "invoice_date",
+    "unit_price",
+    "customer_id",
+    "country",
 )
 EVENT_FIELDS = ("event_id", "session_id", "customer_id", "event_type", "event_timestamp")
 CUSTOMER_FIELDS = ("customer_id", "country", "acquisition_channel", "signup_date")
@@ -45,13 +52,25 @@ CUSTOMER_FIELDS = ("customer_id", "country", "acquisition_channel", "signup_date
 PRESETS: dict[str, dict[str, str]] = {
     # UCI Online Retail (Chen et al. 2012).
     "online_retail": {
-        "invoice_no": "InvoiceNo", "stock_code": "StockCode", "description": "Description", "quantity": "Quantity",
-        "invoice_date": "InvoiceDate", "unit_price": "UnitPrice", "customer_id": "CustomerID", "country": "Country",
+        "invoice_no": "InvoiceNo",
+        "stock_code": "StockCode",
+        "description": "Description",
+        "quantity": "Quantity",
+        "invoice_date": "InvoiceDate",
+        "unit_price": "UnitPrice",
+        "customer_id": "CustomerID",
+        "country": "Country",
     },
     # UCI Online Retail II (2009-2011).
     "online_retail_ii": {
-        "invoice_no": "Invoice", "stock_code": "StockCode", "description": "Description", "quantity": "Quantity",
-        "invoice_date": "InvoiceDate", "unit_price": "Price", "customer_id": "Customer ID", "country": "Country",
+        "invoice_no": "Invoice",
+        "stock_code": "StockCode",
+        "description": "Description",
+        "quantity": "Quantity",
+        "invoice_date": "InvoiceDate",
+        "unit_price": "Price",
+        "customer_id": "Customer ID",
+        "country": "Country",
     },
     # The warehouse's own names (raw.transactions as exported).
     "canonical": {name: name for name in TRANSACTION_FIELDS},
@@ -159,10 +178,14 @@ class RuleLimits(_Strict):
     max_quarantine_share: float = Field(default=0.5, description="Largest share of rows a load may quarantine.")
     max_volume_ratio: float = Field(default=10.0, description="Largest daily-volume change vs the previous window, either way.")
     max_order_value_ratio: float = Field(default=3.0, description="Largest mean order value change vs the previous window.")
-    max_new_category_share: float = Field(default=0.05, description="Largest share of rows with a country/channel never seen before.")
+    max_new_category_share: float = Field(
+        default=0.05, description="Largest share of rows with a country/channel never seen before."
+    )
     max_file_bytes: int = Field(
-        default=4 << 30, gt=0,
-        description="Largest size of one source file once decompressed (bytes); a larger file is refused, never half-read.")
+        default=4 << 30,
+        gt=0,
+        description="Largest size of one source file once decompressed (bytes); a larger file is refused, never half-read.",
+    )
 
 
 class IngestionSpec(_Strict):

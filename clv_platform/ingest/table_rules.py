@@ -27,7 +27,12 @@ def previous_window(start: datetime, end: datetime) -> tuple[datetime, datetime]
 
 def quarantine_share(rows_in_scope: int, rows_quarantined: int, limit: float) -> Verdict:
     share = rows_quarantined / rows_in_scope if rows_in_scope else 0.0
-    meta = {"rows_in_scope": rows_in_scope, "rows_quarantined": rows_quarantined, "quarantined_share": round(share, 6), "limit": limit}
+    meta = {
+        "rows_in_scope": rows_in_scope,
+        "rows_quarantined": rows_quarantined,
+        "quarantined_share": round(share, 6),
+        "limit": limit,
+    }
     if share > limit:
         return False, f"{share:.1%} of the rows were quarantined, above the limit of {limit:.0%}", meta
     return True, f"{share:.1%} of the rows quarantined (limit {limit:.0%})", meta
@@ -63,8 +68,9 @@ def _staged_counts(con, staged: str, staged_quarantine: str) -> tuple[int, int]:
     return con.execute(f"select (select count(*) from {staged}), (select count(*) from {staged_quarantine})").fetchone()
 
 
-def staged_transaction_verdicts(con, staged: str, staged_quarantine: str, published: str, start: datetime, end: datetime,
-                                limits: RuleLimits) -> dict[str, Verdict]:
+def staged_transaction_verdicts(
+    con, staged: str, staged_quarantine: str, published: str, start: datetime, end: datetime, limits: RuleLimits
+) -> dict[str, Verdict]:
     """Quarantine share, volume, order value and countries of the staged window ``[start, end)``.
 
     ``staged``/``staged_quarantine`` hold the new version of the window; ``published`` the history it is
@@ -84,20 +90,31 @@ def staged_transaction_verdicts(con, staged: str, staged_quarantine: str, publis
         previous_rows, previous_aov = con.execute(
             order_value.format(table=published, where="where invoice_date >= ? and invoice_date < ?"), [prev_start, prev_end]
         ).fetchone()
-        known = {r[0] for r in con.execute(
-            f"select distinct country from {published} where (invoice_date < ? or invoice_date >= ?) and country is not null",
-            [start, end],
-        ).fetchall()}
+        known = {
+            r[0]
+            for r in con.execute(
+                f"select distinct country from {published} where (invoice_date < ? or invoice_date >= ?) and country is not null",
+                [start, end],
+            ).fetchall()
+        }
     _, current_aov = con.execute(order_value.format(table=staged, where="")).fetchone()
     countries = dict(con.execute(f"select country, count(*) from {staged} where country is not null group by country").fetchall())
     return {
         "quarantine_share_within_limit": quarantine_share(accepted + quarantined, quarantined, limits.max_quarantine_share),
         "volume_change_within_limit": ratio_change(
-            "mean daily lines", accepted / days if accepted else 0.0, (previous_rows / days) if previous_rows else None,
-            limits.max_volume_ratio, "lines_per_day"),
+            "mean daily lines",
+            accepted / days if accepted else 0.0,
+            (previous_rows / days) if previous_rows else None,
+            limits.max_volume_ratio,
+            "lines_per_day",
+        ),
         "mean_order_value_stable": ratio_change(
-            "mean order value", float(current_aov) if current_aov is not None else None, previous_aov,
-            limits.max_order_value_ratio, "order_value"),
+            "mean order value",
+            float(current_aov) if current_aov is not None else None,
+            previous_aov,
+            limits.max_order_value_ratio,
+            "order_value",
+        ),
         "countries_stable": new_categories("country", countries, known, limits.max_new_category_share),
     }
 
@@ -111,9 +128,14 @@ def staged_event_verdicts(con, staged: str, staged_quarantine: str, limits: Rule
 
 def staged_channel_verdict(con, staged: str, published: str, limits: RuleLimits) -> Verdict:
     """Acquisition channels of the staged customers against those of the published table."""
-    known = ({r[0] for r in con.execute(f"select distinct acquisition_channel from {published}").fetchall()}
-             if table_exists(con, published) else set())
-    counts = dict(con.execute(
-        f"select acquisition_channel, count(*) from {staged} where acquisition_channel is not null group by acquisition_channel"
-    ).fetchall())
+    known = (
+        {r[0] for r in con.execute(f"select distinct acquisition_channel from {published}").fetchall()}
+        if table_exists(con, published)
+        else set()
+    )
+    counts = dict(
+        con.execute(
+            f"select acquisition_channel, count(*) from {staged} where acquisition_channel is not null group by acquisition_channel"
+        ).fetchall()
+    )
     return new_categories("acquisition channel", counts, known, limits.max_new_category_share)

@@ -32,7 +32,16 @@ from clv_platform.schemas import EVENT_TYPES
 
 PROVENANCE = ("_source", "_source_row", "_loaded_at")
 QUARANTINE_COLUMNS = (
-    "source", "source_row", "partition_date", "rule", "column_name", "value", "message", "rules", "record", "loaded_at",
+    "source",
+    "source_row",
+    "partition_date",
+    "rule",
+    "column_name",
+    "value",
+    "message",
+    "rules",
+    "record",
+    "loaded_at",
 )
 # Rules whose rows carry no usable date: they are kept against their source, not a partition.
 UNDATED_RULES = {"timestamp_parseable", "timestamp_not_in_future", "timestamp_in_history", "field_count", "valid_encoding"}
@@ -63,6 +72,7 @@ class Validated:
 
 
 # --- privacy -------------------------------------------------------------------------------
+
 
 def pseudonymize(values: pd.Series, key: bytes) -> pd.Series:
     """HMAC-SHA256 of each non-null value (hex, 32 characters): stable for joins, not reversible without the key."""
@@ -103,6 +113,7 @@ def withhold_misaligned(text: pd.DataFrame, misaligned: pd.Series) -> pd.DataFra
 
 
 # --- parsing -------------------------------------------------------------------------------
+
 
 def parse_text(values: pd.Series) -> pd.Series:
     """Values as text, the way every load reads a field before any rule looks at it.
@@ -185,9 +196,25 @@ def parse_timestamp(values: pd.Series, text: pd.Series, formats: Sequence[str]) 
 # Formats common in exports, tried on timestamps that fail: month first before day first, as spreadsheets in
 # the US write them ('12/1/2010 8:26' in the UCI log as Excel saves it).
 COMMON_TIMESTAMP_FORMATS = (
-    "%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%m/%d/%Y", "%d/%m/%Y",
-    "%m/%d/%y %H:%M", "%d/%m/%y %H:%M", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y", "%Y/%m/%d %H:%M:%S",
-    "%Y/%m/%d %H:%M", "%Y/%m/%d", "%d-%m-%Y %H:%M", "%d-%m-%Y", "%Y%m%d", "%d %b %Y %H:%M", "%d %b %Y",
+    "%m/%d/%Y %H:%M",
+    "%d/%m/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M:%S",
+    "%m/%d/%Y",
+    "%d/%m/%Y",
+    "%m/%d/%y %H:%M",
+    "%d/%m/%y %H:%M",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+    "%d-%m-%Y %H:%M",
+    "%d-%m-%Y",
+    "%Y%m%d",
+    "%d %b %Y %H:%M",
+    "%d %b %Y",
 )
 
 
@@ -246,6 +273,7 @@ def _printable(value) -> str | None:
 
 # --- the engine ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Contract:
     """One raw table: its canonical fields, which are required and its row rules."""
@@ -297,8 +325,13 @@ def _transaction_required(mapping: dict[str, str]) -> list[str]:
 TRANSACTIONS = Contract("transactions", TRANSACTION_FIELDS, "invoice_date", _transaction_required, TRANSACTION_RULES)
 # The customer feed has no row rules of its own: rows without an id are counted and dropped by its asset.
 CUSTOMERS = Contract("customers", CUSTOMER_FIELDS, "signup_date", lambda mapping: ["customer_id"], ())
-EVENTS = Contract("behavioral_events", EVENT_FIELDS, "event_timestamp",
-                  lambda mapping: ["customer_id", "event_timestamp", "event_type"], EVENT_RULES)
+EVENTS = Contract(
+    "behavioral_events",
+    EVENT_FIELDS,
+    "event_timestamp",
+    lambda mapping: ["customer_id", "event_timestamp", "event_type"],
+    EVENT_RULES,
+)
 
 
 def _require_mapped(name: str, mapping: dict[str, str], contract: Contract) -> None:
@@ -334,8 +367,13 @@ def align_columns(source: SourceFrame, mapping: dict[str, str], redact: bool = F
         matches = [c for c in present if _header_key(c) == _header_key(wanted)]
         if len(matches) > 1:
             found = f"{len(matches)} columns" if redact else " and ".join(repr(c) for c in matches)
-            raise SourceError(source.name, "ambiguous_column", f"{found} match it when case and spaces are ignored: "
-                              "rename one, or map the exact name in the source spec", row=1, column=wanted)
+            raise SourceError(
+                source.name,
+                "ambiguous_column",
+                f"{found} match it when case and spaces are ignored: rename one, or map the exact name in the source spec",
+                row=1,
+                column=wanted,
+            )
         if matches and matches[0] not in renames:
             renames[matches[0]] = wanted
     if not renames:
@@ -357,8 +395,9 @@ def _check_columns(source: SourceFrame, mapping: dict[str, str], contract: Contr
             found = ", ".join(repr(c) for c in present[:12]) or "no columns"
             if redact and present:  # a file without a header shows its first record here, raw identifiers included
                 found = f"{len(present)} column(s), names not shown because the spec hashes or drops PII"
-            raise SourceError(source.name, "required_column",
-                              f"missing (mapped to {canonical}); found {found}{hint}", row=1, column=column)
+            raise SourceError(
+                source.name, "required_column", f"missing (mapped to {canonical}); found {found}{hint}", row=1, column=column
+            )
 
 
 def normalize_customer_ids(ids: pd.Series) -> pd.Series:
@@ -455,8 +494,10 @@ def validate(
     undecodable = _surrogate_cells(text) if any(source.undecodable for source in sources) else None
     text = apply_pii(text, pii, pii_key)
     bad_line = raw[BAD_LINE] if BAD_LINE in raw else pd.Series(None, index=raw.index, dtype=object)
-    hints = {"valid_encoding": f"the file is read as {spec.encoding}; if it has another encoding, name it in the source spec, "
-                               "e.g. encoding: cp1252 or encoding: latin-1"}
+    hints = {
+        "valid_encoding": f"the file is read as {spec.encoding}; if it has another encoding, name it in the source spec, "
+        "e.g. encoding: cp1252 or encoding: latin-1"
+    }
     shown_line = bad_line
     if pii.columns:
         text = withhold_misaligned(text, bad_line.notna())
@@ -518,8 +559,14 @@ def _synthetic_id(frame: pd.DataFrame, columns: Sequence[str], prefix: str = "")
     return prefix + joined.map(lambda v: hashlib.sha1(v.encode("utf-8", "surrogateescape")).hexdigest()[:16])
 
 
-def _parse(raw: pd.DataFrame, text: pd.DataFrame, mapping: dict[str, str], contract: Contract, spec: SourceSpec,
-           seen: SeenRows | None = None) -> pd.DataFrame:
+def _parse(
+    raw: pd.DataFrame,
+    text: pd.DataFrame,
+    mapping: dict[str, str],
+    contract: Contract,
+    spec: SourceSpec,
+    seen: SeenRows | None = None,
+) -> pd.DataFrame:
     """Typed canonical columns (NaN/NaT where a value does not parse) plus provenance."""
     out = pd.DataFrame(index=raw.index)
     ts = contract.timestamp
@@ -616,7 +663,9 @@ def _failures(parsed: pd.DataFrame, contract: Contract, limits: RuleLimits, now:
     if contract is TRANSACTIONS:
         adjustments = {code.upper() for code in limits.adjustment_stock_codes}
         documented = parsed["stock_code"].fillna("").str.upper().isin(adjustments)
-        parsed["ok__unit_price_non_negative"] = (parsed["unit_price"].isna() | (parsed["unit_price"] >= 0) | documented).to_numpy()
+        parsed["ok__unit_price_non_negative"] = (
+            parsed["unit_price"].isna() | (parsed["unit_price"] >= 0) | documented
+        ).to_numpy()
     schema = _row_rules(contract, limits, now, history_start, parsed.columns)
     try:
         schema.validate(parsed, lazy=True)
@@ -650,7 +699,8 @@ def _accepted_frame(parsed: pd.DataFrame, contract: Contract, loaded_at: datetim
 def _quarantine_frame(failures, raw, text, undecodable, bad_line, parsed, mapping, contract, loaded_at, hints) -> pd.DataFrame:
     if failures.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS}).astype(
-            {"source_row": "int64", "partition_date": "datetime64[ns]", "loaded_at": "datetime64[ns]"})
+            {"source_row": "int64", "partition_date": "datetime64[ns]", "loaded_at": "datetime64[ns]"}
+        )
     first = failures[~failures.index.duplicated(keep="first")]["rule"]  # failures are sorted by rule order
     every = pd.Series("", index=first.index, dtype=object)
     for rule in contract.rules:
@@ -688,19 +738,21 @@ def _quarantine_frame(failures, raw, text, undecodable, bad_line, parsed, mappin
     records = records_text.to_json(orient="records", lines=True, force_ascii=False).splitlines()
     ts = parsed.loc[index, contract.timestamp]
     undated = first.isin(UNDATED_RULES).to_numpy()
-    out = pd.DataFrame({
-        "source": raw.loc[index, "_source"].astype(str).to_numpy(),
-        "source_row": raw.loc[index, "_source_row"].astype("int64").to_numpy(),
-        "partition_date": pd.Series(ts.dt.normalize().to_numpy()).where(~undated),
-        "rule": first.to_numpy(),
-        # None, not NaN: a whole-record rule names no column, and a frame would read NaN as the text 'nan'.
-        "column_name": column.map(lambda c: mapping.get(c, c), na_action="ignore").astype(object).to_numpy(),
-        "value": value.astype(object).to_numpy(),
-        "message": message.to_numpy(),
-        "rules": every.to_numpy(),
-        "record": records,
-        "loaded_at": pd.Timestamp(loaded_at).as_unit("ns"),
-    })
+    out = pd.DataFrame(
+        {
+            "source": raw.loc[index, "_source"].astype(str).to_numpy(),
+            "source_row": raw.loc[index, "_source_row"].astype("int64").to_numpy(),
+            "partition_date": pd.Series(ts.dt.normalize().to_numpy()).where(~undated),
+            "rule": first.to_numpy(),
+            # None, not NaN: a whole-record rule names no column, and a frame would read NaN as the text 'nan'.
+            "column_name": column.map(lambda c: mapping.get(c, c), na_action="ignore").astype(object).to_numpy(),
+            "value": value.astype(object).to_numpy(),
+            "message": message.to_numpy(),
+            "rules": every.to_numpy(),
+            "record": records,
+            "loaded_at": pd.Timestamp(loaded_at).as_unit("ns"),
+        }
+    )
     out = out.sort_values(["source", "source_row"]).reset_index(drop=True)
     for name in ("column_name", "value"):
         out[name] = out[name].astype(object).where(out[name].notna(), None)

@@ -68,8 +68,11 @@ def incremental_definition_fingerprint(manifest: Mapping[str, Any]) -> str:
     longer fit the table's columns) and only a full refresh makes the tables right again.
     """
     nodes, macros = manifest["nodes"], manifest["macros"]
-    todo = [uid for uid, node in nodes.items()
-            if node["resource_type"] == "model" and node["config"].get("materialized") == "incremental"]
+    todo = [
+        uid
+        for uid, node in nodes.items()
+        if node["resource_type"] == "model" and node["config"].get("materialized") == "incremental"
+    ]
     models: set[str] = set()
     called: set[str] = set()
     while todo:

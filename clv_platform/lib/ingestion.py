@@ -64,18 +64,37 @@ def window_of(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
 
 _PROVENANCE = {"_source": "varchar", "_source_row": "bigint", "_loaded_at": "timestamp"}
 _QUARANTINE = {
-    "source": "varchar", "source_row": "bigint", "partition_date": "date", "rule": "varchar", "column_name": "varchar",
-    "value": "varchar", "message": "varchar", "rules": "varchar", "record": "varchar", "loaded_at": "timestamp",
+    "source": "varchar",
+    "source_row": "bigint",
+    "partition_date": "date",
+    "rule": "varchar",
+    "column_name": "varchar",
+    "value": "varchar",
+    "message": "varchar",
+    "rules": "varchar",
+    "record": "varchar",
+    "loaded_at": "timestamp",
 }
 # Column types of the partitioned raw tables (pandas cannot type an all-NULL column).
 RAW_TABLES = {
     "raw.transactions": {
-        "invoice_no": "varchar", "stock_code": "varchar", "description": "varchar", "quantity": "bigint",
-        "invoice_date": "timestamp", "unit_price": "double", "customer_id": "varchar", "country": "varchar", **_PROVENANCE,
+        "invoice_no": "varchar",
+        "stock_code": "varchar",
+        "description": "varchar",
+        "quantity": "bigint",
+        "invoice_date": "timestamp",
+        "unit_price": "double",
+        "customer_id": "varchar",
+        "country": "varchar",
+        **_PROVENANCE,
     },
     "raw.behavioral_events": {
-        "event_id": "varchar", "session_id": "varchar", "customer_id": "varchar", "event_type": "varchar",
-        "event_timestamp": "timestamp", **_PROVENANCE,
+        "event_id": "varchar",
+        "session_id": "varchar",
+        "customer_id": "varchar",
+        "event_type": "varchar",
+        "event_timestamp": "timestamp",
+        **_PROVENANCE,
     },
     "raw.transactions_quarantine": _QUARANTINE,
     "raw.behavioral_events_quarantine": _QUARANTINE,
@@ -88,9 +107,12 @@ def ensure_table(con, table: str) -> None:
     columns = RAW_TABLES[table]
     con.execute(f"create schema if not exists {schema}")
     con.execute(f"create table if not exists {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
-    existing = {r[0] for r in con.execute(
-        "select column_name from information_schema.columns where table_schema = ? and table_name = ?", [schema, name]
-    ).fetchall()}
+    existing = {
+        r[0]
+        for r in con.execute(
+            "select column_name from information_schema.columns where table_schema = ? and table_name = ?", [schema, name]
+        ).fetchall()
+    }
     for column, kind in columns.items():
         if column not in existing:
             con.execute(f"alter table {table} add column {column} {kind}")
@@ -160,7 +182,12 @@ def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=Non
     """First and last event day in the transaction source: the partitions a full load must cover."""
     from clv_platform.ingest.readers import iter_source
     from clv_platform.ingest.validate import (
-        TRANSACTIONS, check_columns, event_day_range, event_timestamps, timestamp_column, unparsed_timestamp_hint,
+        TRANSACTIONS,
+        check_columns,
+        event_day_range,
+        event_timestamps,
+        timestamp_column,
+        unparsed_timestamp_hint,
     )
 
     source = spec.transactions

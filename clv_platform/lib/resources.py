@@ -11,7 +11,9 @@ class MlflowResource(dg.ConfigurableResource):
 
     tracking_uri: str = Field(description="MLflow tracking URI: sqlite file locally, an MLflow server at scale.")
     experiment_name: str = Field(default="clv_platform", description="MLflow experiment for training runs.")
-    model_name: str = Field(default="clv_model", description="Registered model every rung is a version of; the aliases live on it.")
+    model_name: str = Field(
+        default="clv_model", description="Registered model every rung is a version of; the aliases live on it."
+    )
 
     def activate(self) -> None:
         """Point the process-wide MLflow client at this store (mlflow keeps it globally)."""

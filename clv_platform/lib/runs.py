@@ -15,13 +15,19 @@ from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 from clv_platform.state_lock import PID_TAG, cli_run_alive
 
 # A killed process can leave its run in any of these.
-_UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-               dg.DagsterRunStatus.CANCELING]
+_UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 def dead_run_reason(run: dg.DagsterRun) -> str:
-    return (f"the clv-platform process (pid {run.tags.get(PID_TAG, '?')}) executing this run ended without finishing it "
-            "(killed or crashed)")
+    return (
+        f"the clv-platform process (pid {run.tags.get(PID_TAG, '?')}) executing this run ended without finishing it "
+        "(killed or crashed)"
+    )
 
 
 def fail_dead_cli_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -30,7 +36,9 @@ def fail_dead_cli_runs(instance: dg.DagsterInstance) -> list[str]:
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_UNFINISHED)):
         run = record.dagster_run
         if cli_run_alive(run.run_id, run.tags) is False:
-            instance.report_run_failed(run, f"Marked failed on start-up of the next clv-platform command: {dead_run_reason(run)}.")
+            instance.report_run_failed(
+                run, f"Marked failed on start-up of the next clv-platform command: {dead_run_reason(run)}."
+            )
             failed.append(run.run_id)
     return failed
 

@@ -65,6 +65,7 @@ def read_table(con, table: str, where: str = "") -> pd.DataFrame:
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".2f") -> str:
     """A markdown table for asset metadata, without the optional `tabulate` dependency."""
+
     def cell(value) -> str:
         text = format(value, floatfmt) if isinstance(value, float) else str(value)
         # A raw value (a product description, say) must not end the cell or the row, nor open a tag.

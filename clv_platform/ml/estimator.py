@@ -17,6 +17,7 @@ import pandas as pd
 
 from clv_platform.ml.features import FEATURE_COLUMNS, HORIZON_COLUMN, require_columns
 
+
 class CLVEstimator(abc.ABC):
     """A model of next-horizon revenue per customer.
 

@@ -28,9 +28,9 @@ from clv_platform.ml.metrics import (
     DisparateImpact,
     aggregate_bias,
     disparate_impact_ratio,
-    relative_disparate_impact,
     mae,
     normalized_gini,
+    relative_disparate_impact,
     rmse,
     spearman,
     top_share_capture,
@@ -106,9 +106,7 @@ def evaluation_split(
     if train_window_days is not None:
         eligible &= cutoffs >= evaluation_cutoff - pd.Timedelta(days=train_window_days)
     if not eligible.any():
-        window = (
-            f" within the window of {train_window_days} days" if train_window_days is not None else ""
-        )
+        window = f" within the window of {train_window_days} days" if train_window_days is not None else ""
         raise ValueError(
             f"no training cutoff before the evaluation cutoff {evaluation_cutoff.date()} has its "
             f"'{HORIZON_COLUMN}' label window end by it{window}: the history is too short for supervised "

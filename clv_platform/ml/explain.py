@@ -182,9 +182,7 @@ def xgb_contributions(
         Same index as ``features``; each row sums to the model's raw output (the margin: for a log link
         the log of the prediction).
     """
-    batches = list(
-        iter_xgb_contributions(model, features, approx=approx, batch_size=batch_size, feature_columns=feature_columns)
-    )
+    batches = list(iter_xgb_contributions(model, features, approx=approx, batch_size=batch_size, feature_columns=feature_columns))
     if not batches:
         raise ValueError("features must not be empty")
     return pd.concat(batches) if len(batches) > 1 else batches[0]

@@ -76,6 +76,7 @@ NON_NEGATIVE_FEATURES: tuple[str, ...] = tuple(
     column for column in FEATURE_COLUMNS if not column.startswith(("spend_30d", "spend_90d", "spend_365d", "spend_trend"))
 )
 
+
 def require_columns(df: pd.DataFrame, columns: Iterable[str], *, frame_name: str = "frame") -> None:
     """Raise ``ValueError`` naming every column of ``columns`` missing from ``df``."""
     if not isinstance(df, pd.DataFrame):
@@ -95,8 +96,7 @@ def require_numeric_finite(df: pd.DataFrame, columns: Iterable[str], *, frame_na
         bad = ~np.isfinite(values)
         if bad.any():
             raise ValueError(
-                f"{frame_name} column '{column}' must be finite and not null: "
-                f"{int(bad.sum())} null or infinite value(s)"
+                f"{frame_name} column '{column}' must be finite and not null: {int(bad.sum())} null or infinite value(s)"
             )
 
 
@@ -156,9 +156,7 @@ def validate_feature_frame(
     require_numeric_finite(df, feature_columns, frame_name="feature frame")
     for column in NON_NEGATIVE_FEATURES:
         if column in feature_columns and (df[column] < 0).any():
-            raise ValueError(
-                f"feature frame column '{column}' must be >= 0: {int((df[column] < 0).sum())} negative value(s)"
-            )
+            raise ValueError(f"feature frame column '{column}' must be >= 0: {int((df[column] < 0).sum())} negative value(s)")
     if "recency" in feature_columns and "T" in feature_columns:
         late = df["recency"] > df["T"]
         if late.any():
@@ -171,7 +169,5 @@ def validate_feature_frame(
         require_numeric_finite(df, [LABEL_COLUMN], frame_name="feature frame")
         negative = df[LABEL_COLUMN] < 0
         if negative.any():
-            raise ValueError(
-                f"feature frame column '{LABEL_COLUMN}' must be >= 0: {int(negative.sum())} negative value(s)"
-            )
+            raise ValueError(f"feature frame column '{LABEL_COLUMN}' must be >= 0: {int(negative.sum())} negative value(s)")
     return df

@@ -95,12 +95,21 @@ class LadderEvaluation:
 
         y = self.evaluation[LABEL_COLUMN].to_numpy(dtype="float64")
         table = metrics_table(y, {name: predictions})
-        fairness = slice_table(y, {name: predictions}, self.evaluation.loc[:, list(SLICE_COLUMNS)],
-                               min_slice_size=self.extra.get("min_slice_size", 30)).fairness
+        fairness = slice_table(
+            y,
+            {name: predictions},
+            self.evaluation.loc[:, list(SLICE_COLUMNS)],
+            min_slice_size=self.extra.get("min_slice_size", 30),
+        ).fairness
         row = table.loc[name]
-        return {"mae": float(row["mae"]), "spearman": float(row["spearman"]),
-                "normalized_gini": float(row["normalized_gini"]),
-                FAIRNESS_METRIC: float(fairness.loc[name, _gate_fairness_column(self.extra.get("fairness_relative_to_actual", True))])}
+        return {
+            "mae": float(row["mae"]),
+            "spearman": float(row["spearman"]),
+            "normalized_gini": float(row["normalized_gini"]),
+            FAIRNESS_METRIC: float(
+                fairness.loc[name, _gate_fairness_column(self.extra.get("fairness_relative_to_actual", True))]
+            ),
+        }
 
 
 def evaluate_ladder(
@@ -161,9 +170,16 @@ def evaluate_ladder(
     actual = slice_table(y, {"actual": y}, evaluation.loc[:, list(SLICE_COLUMNS)], min_slice_size=min_slice_size)
     candidate = next((name for name in SUPERVISED if name in models), None)
     return LadderEvaluation(
-        train=train, evaluation=evaluation, models=models, predictions=predictions, metrics=metrics, slices=slices,
-        candidate=candidate, no_candidate_reason=no_candidate_reason,
-        actual_fairness_ratio=float(actual.fairness.loc["actual", "disparate_impact_ratio"]), extra={"min_slice_size": min_slice_size, "fairness_relative_to_actual": fairness_relative_to_actual},
+        train=train,
+        evaluation=evaluation,
+        models=models,
+        predictions=predictions,
+        metrics=metrics,
+        slices=slices,
+        candidate=candidate,
+        no_candidate_reason=no_candidate_reason,
+        actual_fairness_ratio=float(actual.fairness.loc["actual", "disparate_impact_ratio"]),
+        extra={"min_slice_size": min_slice_size, "fairness_relative_to_actual": fairness_relative_to_actual},
     )
 
 

@@ -456,7 +456,10 @@ def _comparison(candidate: Mapping[str, float], other: Mapping[str, float], othe
     bar = other_mae * (1.0 - policy.mae_margin)
     if math.isfinite(other_mae) and not mae < bar:  # "not <" also catches a nan
         failures.append(f"MAE {mae:.4f} is not < {other_name}'s {other_mae:.4f} x (1 - {policy.mae_margin})")
-    for key, label, margin in (("spearman", "Spearman", policy.spearman_margin), ("normalized_gini", "normalized Gini", policy.gini_margin)):
+    for key, label, margin in (
+        ("spearman", "Spearman", policy.spearman_margin),
+        ("normalized_gini", "normalized Gini", policy.gini_margin),
+    ):
         value, other_value = _metric(candidate, key, "candidate"), _metric(other, key, other_name)
         if math.isfinite(other_value) and not value > other_value + margin:
             failures.append(f"{label} {value:.4f} is not > {other_name}'s {other_value:.4f} + {margin}")
@@ -509,7 +512,9 @@ def decide_challenger(
     else:
         failures = _comparison(candidate, champion, "champion", policy)
         gates["beats_champion"] = (not failures, "; ".join(failures) or "beats the champion on MAE, Spearman and normalized Gini")
-    baseline_failures = [f"{name}: {failure}" for name, metrics in baselines.items() for failure in _comparison(candidate, metrics, name, policy)]
+    baseline_failures = [
+        f"{name}: {failure}" for name, metrics in baselines.items() for failure in _comparison(candidate, metrics, name, policy)
+    ]
     gates["beats_baselines"] = (
         not baseline_failures,
         "; ".join(baseline_failures) or f"beats {', '.join(baselines)} on MAE, Spearman and normalized Gini",
@@ -621,7 +626,12 @@ def decide_champion(
     failures = _comparison(baselines[best], champion, "champion", policy)
     if not failures:
         return ChampionDecision("baseline", best, f"{why_not}; the best baseline {best} beats the champion and scores", True)
-    return ChampionDecision("keep", "champion", f"{why_not}; the champion stays ({best} does not beat it: {'; '.join(failures)})", champion_is_baseline)
+    return ChampionDecision(
+        "keep",
+        "champion",
+        f"{why_not}; the champion stays ({best} does not beat it: {'; '.join(failures)})",
+        champion_is_baseline,
+    )
 
 
 __all__ = [

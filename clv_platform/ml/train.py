@@ -160,8 +160,7 @@ def time_split(
     distinct = np.sort(cutoffs.unique())
     if len(distinct) < 2:
         raise ValueError(
-            f"examples column '{CUTOFF_COLUMN}' must have at least 2 distinct cutoffs for a time split, "
-            f"got {len(distinct)}"
+            f"examples column '{CUTOFF_COLUMN}' must have at least 2 distinct cutoffs for a time split, got {len(distinct)}"
         )
     valid_cutoff = distinct[-1]
     train_mask = (cutoffs < valid_cutoff).to_numpy()
@@ -347,15 +346,20 @@ class XGBoostModel(CLVEstimator):
         if eval_set is None:
             chosen = self.objectives[0]
         else:
-            ordered = table.sort_values(self.selection_metric, ascending=not SELECTION_METRICS[self.selection_metric], kind="stable")
+            ordered = table.sort_values(
+                self.selection_metric, ascending=not SELECTION_METRICS[self.selection_metric], kind="stable"
+            )
             chosen = str(ordered["objective"].iloc[0])
         model, smearing = fitted[chosen]
         if refit:
             trees = _best_iteration(model)
             settings = self.settings if trees is None else dataclasses.replace(self.settings, n_estimators=trees + 1)
-            final = XGBoostModel(settings, objectives=(chosen,), stack_btyd=self.stack_btyd, btyd=self.btyd,
-                                 feature_columns=self.feature_columns)
-            model, smearing = final._fit_objective(chosen, self._matrix(train), train[LABEL_COLUMN].to_numpy(dtype="float64"), None)
+            final = XGBoostModel(
+                settings, objectives=(chosen,), stack_btyd=self.stack_btyd, btyd=self.btyd, feature_columns=self.feature_columns
+            )
+            model, smearing = final._fit_objective(
+                chosen, self._matrix(train), train[LABEL_COLUMN].to_numpy(dtype="float64"), None
+            )
         self.model_, self.objective_, self.smearing_, self.selection_ = model, chosen, smearing, table
         self.horizon_days = horizon
         return self
@@ -408,7 +412,11 @@ class XGBoostModel(CLVEstimator):
             "best_iteration": None if self.model_ is None else _best_iteration(self.model_),
             **logged,
             **chosen,
-            **({f"btyd_{k}": v for k, v in self.btyd.params().items() if k not in ("model", "horizon_days")} if self.stack_btyd else {}),
+            **(
+                {f"btyd_{k}": v for k, v in self.btyd.params().items() if k not in ("model", "horizon_days")}
+                if self.stack_btyd
+                else {}
+            ),
         }
 
 
@@ -449,7 +457,10 @@ def fit_ladder(
 
         result = tune_xgboost(train, base_params=xgb_params, stack_btyd=stack_btyd, **dict(tune_options or {}))
         ladder["xgboost_tuned"] = XGBoostModel(
-            result.params, objectives=(result.objective,), stack_btyd=stack_btyd,
-            btyd=btyd if stack_btyd else None, name="xgboost_tuned",
+            result.params,
+            objectives=(result.objective,),
+            stack_btyd=stack_btyd,
+            btyd=btyd if stack_btyd else None,
+            name="xgboost_tuned",
         ).fit(train, valid)
     return ladder

@@ -43,8 +43,9 @@ def time_folds(examples: pd.DataFrame, n_folds: int = 3) -> list[tuple[pd.DataFr
         train_mask = (label_end <= cutoff).to_numpy()
         if not train_mask.any():
             continue
-        folds.append((examples.loc[train_mask].reset_index(drop=True),
-                      examples.loc[(cutoffs == cutoff).to_numpy()].reset_index(drop=True)))
+        folds.append(
+            (examples.loc[train_mask].reset_index(drop=True), examples.loc[(cutoffs == cutoff).to_numpy()].reset_index(drop=True))
+        )
         if len(folds) == n_folds:
             break
     if not folds:

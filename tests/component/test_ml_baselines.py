@@ -126,8 +126,7 @@ def test_btyd_predictions_equal_pymc_marketings_own(population, btyd):
     gg = GammaGammaModel(model_config=flat_priors_gg())
     gg.fit(data=repeaters[["customer_id", "frequency", "monetary_value"]], method="map", progressbar=False)
     expected = (
-        bg.expected_purchases(data=data, future_t=91).values.squeeze()
-        * gg.expected_customer_spend(data=data).values.squeeze()
+        bg.expected_purchases(data=data, future_t=91).values.squeeze() * gg.expected_customer_spend(data=data).values.squeeze()
     )
     np.testing.assert_allclose(btyd.predict(population), expected, rtol=1e-6)
     np.testing.assert_allclose(
@@ -138,8 +137,14 @@ def test_btyd_predictions_equal_pymc_marketings_own(population, btyd):
 def test_btyd_handles_one_time_buyers_and_returns(btyd):
     gg = btyd.gamma_gamma_params
     population_mean = gg["p"] * gg["v"] / (gg["q"] - 1)
-    edge = pd.DataFrame({"frequency": [0.0, 3.0, 3.0], "recency": [0.0, 100.0, 100.0], "T": [300.0, 300.0, 300.0],
-                         "monetary_value": [0.0, -25.0, 0.0]})
+    edge = pd.DataFrame(
+        {
+            "frequency": [0.0, 3.0, 3.0],
+            "recency": [0.0, 100.0, 100.0],
+            "T": [300.0, 300.0, 300.0],
+            "monetary_value": [0.0, -25.0, 0.0],
+        }
+    )
     spend = btyd.expected_spend(edge)
     # One-time buyers get the population mean; a repeater with negative net spend counts as 0 spend.
     assert spend[0] == pytest.approx(population_mean)
@@ -196,5 +201,7 @@ def test_every_baseline_round_trips_through_the_pyfunc(tmp_path, model_class):
 def test_btyd_refuses_a_degenerate_fit_rather_than_predicting_nan():
     # On these 600 synthetic customers the flat-prior MAP runs off to r, alpha, a < 1e-30, where the
     # closed forms give NaN for 225 of the latest cutoff's rows.
-    with pytest.raises(ValueError, match=r"BG/NBD fit at cutoff .* is degenerate \(r=.*: \d+ of its 600 customers get no finite prediction"):
+    with pytest.raises(
+        ValueError, match=r"BG/NBD fit at cutoff .* is degenerate \(r=.*: \d+ of its 600 customers get no finite prediction"
+    ):
         BTYDModel().fit(make_examples(n_customers=600, seed=11))

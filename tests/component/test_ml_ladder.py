@@ -33,15 +33,21 @@ def test_every_rung_is_fitted_on_earlier_cutoffs_and_judged_on_the_last(ladder):
     assert 0 < ladder.actual_fairness_ratio <= 1
     # The gate's fairness ratio is the disparate impact relative to the actual revenue's, never above 1.
     fairness = ladder.slices.fairness
-    np.testing.assert_allclose(ladder.metrics["disparate_impact"], fairness["disparate_impact_ratio"].reindex(ladder.metrics.index))
+    np.testing.assert_allclose(
+        ladder.metrics["disparate_impact"], fairness["disparate_impact_ratio"].reindex(ladder.metrics.index)
+    )
     np.testing.assert_allclose(ladder.metrics["fairness_ratio"], fairness["relative_ratio"].reindex(ladder.metrics.index))
-    assert (ladder.metrics["fairness_ratio"] >= ladder.metrics["disparate_impact"]).all() and (ladder.metrics["fairness_ratio"] <= 1).all()
+    assert (ladder.metrics["fairness_ratio"] >= ladder.metrics["disparate_impact"]).all() and (
+        ladder.metrics["fairness_ratio"] <= 1
+    ).all()
 
 
 def test_the_plain_disparate_impact_can_be_the_gate_metric():
     plain = evaluate_ladder(_with_slices(make_examples(n_customers=150, seed=8)), fairness_relative_to_actual=False)
     np.testing.assert_allclose(plain.metrics["fairness_ratio"], plain.metrics["disparate_impact"])
-    assert plain.judge("copy", plain.predictions["btyd"])["fairness_ratio"] == pytest.approx(plain.metrics.loc["btyd", "disparate_impact"])
+    assert plain.judge("copy", plain.predictions["btyd"])["fairness_ratio"] == pytest.approx(
+        plain.metrics.loc["btyd", "disparate_impact"]
+    )
 
 
 def test_judging_other_predictions_uses_the_same_rows(ladder):

@@ -59,9 +59,13 @@ def materialize_raw():
 
     def materialize(spec: Path, database: Path, first, last, s3=None, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         return dg.materialize(
-            [raw_daily], selection=[dg.AssetKey(["raw", "transactions"])],
-            resources={"raw_source": RawSource(spec_path=str(spec)), "warehouse": DuckDBResource(database=str(database)),
-                       "s3": s3 or S3Resource(region_name="us-east-1")},
+            [raw_daily],
+            selection=[dg.AssetKey(["raw", "transactions"])],
+            resources={
+                "raw_source": RawSource(spec_path=str(spec)),
+                "warehouse": DuckDBResource(database=str(database)),
+                "s3": s3 or S3Resource(region_name="us-east-1"),
+            },
             tags=partition_range_tags(first, last),
             raise_on_error=raise_on_error,
         )
@@ -105,15 +109,20 @@ def postgres_dsn() -> Iterator[str]:
 
     bindir = _postgres_bindir()
     if bindir is None:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found in pg_config --bindir, "
-                    "/usr/lib/postgresql/*/bin or PATH: run `apt-get install postgresql`", pytrace=False)
+        pytest.fail(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found in pg_config --bindir, "
+            "/usr/lib/postgresql/*/bin or PATH: run `apt-get install postgresql`",
+            pytrace=False,
+        )
     as_root = os.geteuid() == 0
     if as_root:
         try:
             server_user = pwd.getpwnam("postgres")
         except KeyError:
-            pytest.fail("running as root and there is no 'postgres' user to run the server as: "
-                        "run `apt-get install postgresql`", pytrace=False)
+            pytest.fail(
+                "running as root and there is no 'postgres' user to run the server as: run `apt-get install postgresql`",
+                pytrace=False,
+            )
     # Not under pytest's tmp_path: its root-only parent would keep the server user out.
     root = Path(tempfile.mkdtemp(prefix="clv-pg-"))
     data, log, pwfile = root / "data", root / "server.log", root / "pwfile"
@@ -128,8 +137,20 @@ def postgres_dsn() -> Iterator[str]:
         return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
 
     try:
-        initdb = run(str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}", "-E", "UTF8",
-                     "--no-locale", "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256")
+        initdb = run(
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            PG_USER,
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        )
         pwfile.unlink()
         if initdb.returncode != 0:
             pytest.fail(f"initdb failed ({initdb.returncode}): {(initdb.stdout + initdb.stderr)[-2000:]}", pytrace=False)
@@ -143,15 +164,18 @@ def postgres_dsn() -> Iterator[str]:
             if started.returncode == 0 or "could not bind" not in server_log:
                 break
         if started.returncode != 0:
-            pytest.fail(f"PostgreSQL did not start on 127.0.0.1:{port}: {started.stderr.strip()}; server log: {server_log}",
-                        pytrace=False)
+            pytest.fail(
+                f"PostgreSQL did not start on 127.0.0.1:{port}: {started.stderr.strip()}; server log: {server_log}", pytrace=False
+            )
         server = f"postgresql://{PG_USER}:{password}@127.0.0.1:{port}"
         try:
             with psycopg.connect(f"{server}/postgres", autocommit=True, connect_timeout=10) as con:
                 con.execute(f"create database {PG_DATABASE}")
         except psycopg.Error as error:
-            pytest.fail(f"PostgreSQL on 127.0.0.1:{port} refused the test's connection: {error}; server log: "
-                        f"{log.read_text()[-2000:]}", pytrace=False)
+            pytest.fail(
+                f"PostgreSQL on 127.0.0.1:{port} refused the test's connection: {error}; server log: {log.read_text()[-2000:]}",
+                pytrace=False,
+            )
         yield f"{server}/{PG_DATABASE}"
     finally:
         if (data / "postmaster.pid").exists():
@@ -229,11 +253,16 @@ def s3_client(aws_env):
     import boto3
 
     return boto3.client(
-        "s3", endpoint_url=aws_env, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        "s3",
+        endpoint_url=aws_env,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
 
+
 # `dagster dev` as a user starts it -----------------------------------------------------------------
+
 
 class DagsterDev:
     """A running ``dagster dev`` on the project's workspace: its port, its log and its GraphQL API."""
@@ -353,9 +382,21 @@ def start_dagster_dev() -> Iterator:
         log = home / "dagster_dev.log"
         with open(log, "w") as out:
             process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-                 "--host", "127.0.0.1", "--port", str(port)],
-                cwd=PROJECT_ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    str(Path(sys.executable).parent / "dagster"),
+                    "dev",
+                    "-w",
+                    str(PROJECT_ROOT / "workspace.yaml"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                cwd=PROJECT_ROOT,
+                env=environment,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 # Background processes inherit an ignored SIGINT, which dagster dev needs to stop.
                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
@@ -390,8 +431,7 @@ def _amount_log(path: Path) -> int:
 
     lines = generate(600, seed=11, years=2).transactions
     lines = lines[lines["CustomerID"].notna()].assign(amount=lambda d: d["Quantity"] * d["UnitPrice"])
-    orders = lines.groupby(["CustomerID", "InvoiceNo"], as_index=False).agg(
-        day=("InvoiceDate", "min"), total=("amount", "sum"))
+    orders = lines.groupby(["CustomerID", "InvoiceNo"], as_index=False).agg(day=("InvoiceDate", "min"), total=("amount", "sum"))
     orders["day"] = orders["day"].dt.strftime("%Y-%m-%d")
     log = orders.rename(columns={"CustomerID": "cust"})[["cust", "day", "total"]]
     # One line that cannot be an amount: quarantined, not lost.

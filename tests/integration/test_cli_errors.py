@@ -18,15 +18,26 @@ BIN = Path(sys.executable).parent
 
 # (spec text, the one line expected after "error: <file>: "), one per kind of mistake.
 BAD_SPECS = {
-    "typo_key": ("transactions:\n  kind: files\n  preest: online_retail\n  path: sales.csv\n",
-                 "invalid source config: line 3: unknown key 'preest' in 'transactions'"),
-    "typo_section": ("transactions: {kind: files, path: sales.csv}\npii:\n  key_env: K\n  colums: {customer_id: hmac}\n",
-                     "invalid source config: line 4: unknown key 'colums' in 'pii'"),
-    "malformed_yaml": ("transactions:\n  kind: files\n  path: [sales.csv\n",
-                       "invalid source config: line 4: expected ',' or ']', but got '<stream end>'"),
-    "unknown_mapping_column": ("transactions:\n  kind: files\n  path: sales.csv\n  columns: {customer: cust}\n",
-                               "invalid source config: line 1: transactions: unknown canonical column(s) in mapping: customer;"),
-    "files_without_path": ("transactions:\n  kind: files\n", "invalid source config: line 1: transactions: a 'files' source needs 'path'"),
+    "typo_key": (
+        "transactions:\n  kind: files\n  preest: online_retail\n  path: sales.csv\n",
+        "invalid source config: line 3: unknown key 'preest' in 'transactions'",
+    ),
+    "typo_section": (
+        "transactions: {kind: files, path: sales.csv}\npii:\n  key_env: K\n  colums: {customer_id: hmac}\n",
+        "invalid source config: line 4: unknown key 'colums' in 'pii'",
+    ),
+    "malformed_yaml": (
+        "transactions:\n  kind: files\n  path: [sales.csv\n",
+        "invalid source config: line 4: expected ',' or ']', but got '<stream end>'",
+    ),
+    "unknown_mapping_column": (
+        "transactions:\n  kind: files\n  path: sales.csv\n  columns: {customer: cust}\n",
+        "invalid source config: line 1: transactions: unknown canonical column(s) in mapping: customer;",
+    ),
+    "files_without_path": (
+        "transactions:\n  kind: files\n",
+        "invalid source config: line 1: transactions: a 'files' source needs 'path'",
+    ),
 }
 
 
@@ -57,7 +68,9 @@ def test_missing_spec_and_unset_dsn_are_one_line_and_exit_2(tmp_path, environmen
     env = _env(environment_for, tmp_path / "state")
     done = _cli(["run", "--source", str(tmp_path / "nowhere.yaml")], env)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere.yaml'}: source config not found (set by CLV_SOURCE_CONFIG)"]
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nowhere.yaml'}: source config not found (set by CLV_SOURCE_CONFIG)"
+    ]
 
     spec = tmp_path / "pg.yaml"
     spec.write_text("transactions: {kind: postgres, table: orders, dsn_env: CLV_TEST_DSN_NOT_SET}\n")
@@ -65,26 +78,32 @@ def test_missing_spec_and_unset_dsn_are_one_line_and_exit_2(tmp_path, environmen
     done = _cli(["run", "--source", str(spec)], env)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "error: postgresql (CLV_TEST_DSN_NOT_SET): environment variable CLV_TEST_DSN_NOT_SET is not set (rule: connection)"]
+        "error: postgresql (CLV_TEST_DSN_NOT_SET): environment variable CLV_TEST_DSN_NOT_SET is not set (rule: connection)"
+    ]
 
 
 def test_user_error_inside_a_step_is_the_last_line_and_exit_2(tmp_path, environment_for):
     # Found only when raw_daily runs: the spec asks to hash customer ids, and the key's variable is unset.
     (tmp_path / "sales.csv").write_text("cust,day,total\n" + "".join(f"{i},2024-01-{1 + i % 28:02d},5\n" for i in range(50)))
     spec = tmp_path / "source.yaml"
-    spec.write_text("transactions: {kind: files, path: sales.csv, columns: {customer_id: cust, invoice_date: day, amount: total}}\n"
-                    "pii: {key_env: CLV_TEST_PII_KEY_NOT_SET, columns: {customer_id: hmac}}\n")
+    spec.write_text(
+        "transactions: {kind: files, path: sales.csv, columns: {customer_id: cust, invoice_date: day, amount: total}}\n"
+        "pii: {key_env: CLV_TEST_PII_KEY_NOT_SET, columns: {customer_id: hmac}}\n"
+    )
     env = _env(environment_for, tmp_path / "state")
     env.pop("CLV_TEST_PII_KEY_NOT_SET", None)
     done = _cli(["run", "--source", str(spec)], env)
     assert done.returncode == 2, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
-    assert last == ("error: raw_daily: PII column 'customer_id' is to be hashed but $CLV_TEST_PII_KEY_NOT_SET "
-                    "(the HMAC key) is not set"), last
+    assert last == (
+        "error: raw_daily: PII column 'customer_id' is to be hashed but $CLV_TEST_PII_KEY_NOT_SET (the HMAC key) is not set"
+    ), last
 
 
-@pytest.mark.parametrize("command", [["definitions", "validate", "-m", "clv_platform.definitions"],
-                                     ["asset", "list", "-m", "clv_platform.definitions"]])
+@pytest.mark.parametrize(
+    "command",
+    [["definitions", "validate", "-m", "clv_platform.definitions"], ["asset", "list", "-m", "clv_platform.definitions"]],
+)
 def test_dagster_loads_the_code_location_with_a_broken_spec(tmp_path, environment_for, command):
     spec = tmp_path / "source.yaml"
     spec.write_text(BAD_SPECS["typo_key"][0])

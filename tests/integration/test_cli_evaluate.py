@@ -26,8 +26,19 @@ def _evaluate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_a_customer_date_amount_log_gets_every_models_metrics(tmp_path, write_amount_log):
     write_amount_log(tmp_path / "sales.csv")
-    done = _evaluate(tmp_path, "--file", "sales.csv", "--mapping", "customer_id=cust,invoice_date=day,amount=total",
-                     "--cutoff", "2025-09-01", "--horizon", "91", "--out", "report")
+    done = _evaluate(
+        tmp_path,
+        "--file",
+        "sales.csv",
+        "--mapping",
+        "customer_id=cust,invoice_date=day,amount=total",
+        "--cutoff",
+        "2025-09-01",
+        "--horizon",
+        "91",
+        "--out",
+        "report",
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     table = pd.read_csv(tmp_path / "report" / "metrics.csv")
@@ -40,8 +51,9 @@ def test_a_customer_date_amount_log_gets_every_models_metrics(tmp_path, write_am
     report = (tmp_path / "report" / "metrics.md").read_text()
     # 9 cutoffs: the evaluation one, 91 days before it (its labels end exactly there), then 30 days apart.
     assert "Evaluation cutoff 2025-09-01, horizon 91 days" in report
-    assert ("trained on cutoffs 2024-11-04, 2024-12-04, 2025-01-03, 2025-02-02, 2025-03-04, 2025-04-03, "
-            "2025-05-03, 2025-06-02 (") in report
+    assert (
+        "trained on cutoffs 2024-11-04, 2024-12-04, 2025-01-03, 2025-02-02, 2025-03-04, 2025-04-03, 2025-05-03, 2025-06-02 ("
+    ) in report
     assert "| xgboost |" in report and "Decision: " in report and "fairness_floor" not in report
     assert "| xgboost |" in done.stdout
     # Its own state under the output folder; the user's state is not touched.
@@ -51,8 +63,17 @@ def test_a_customer_date_amount_log_gets_every_models_metrics(tmp_path, write_am
 
 def test_a_horizon_past_the_end_of_the_log_is_refused_in_one_line(tmp_path, write_amount_log):
     write_amount_log(tmp_path / "sales.csv")
-    done = _evaluate(tmp_path, "--file", "sales.csv", "--mapping", "customer_id=cust,invoice_date=day,amount=total",
-                     "--cutoff", "2025-11-01", "--horizon", "91")
+    done = _evaluate(
+        tmp_path,
+        "--file",
+        "sales.csv",
+        "--mapping",
+        "customer_id=cust,invoice_date=day,amount=total",
+        "--cutoff",
+        "2025-11-01",
+        "--horizon",
+        "91",
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: the log ends on 2025-12-3")
     assert "needs days through 2026-01-30" in done.stderr

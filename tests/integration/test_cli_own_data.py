@@ -53,7 +53,12 @@ def test_customer_date_amount_log_runs_the_whole_graph(tmp_path, environment_for
         quarantined = con.execute("select rule, column_name, value from raw.transactions_quarantine").fetchall()
         assert stored + len(quarantined) == rows and quarantined == [("amount_numeric", "total", "n/a")]
         # No invoice or product column: an order per customer and timestamp, product unknown.
-        assert con.execute("select count(*) from raw.transactions where stock_code is not null or invoice_no not like '%@%'").fetchone()[0] == 0
+        assert (
+            con.execute(
+                "select count(*) from raw.transactions where stock_code is not null or invoice_no not like '%@%'"
+            ).fetchone()[0]
+            == 0
+        )
         features = con.execute("select count(*), count(distinct customer_id) from marts.customer_features").fetchone()
         assert features[0] == features[1] > 500
         scored, versions = con.execute("select count(*), count(distinct model_version) from scoring.clv_scores").fetchone()

@@ -38,7 +38,9 @@ def test_ui_serves_jobs_schedules_and_sensor(dagster_dev):
     location = data["workspaceOrError"]["locationEntries"][0]["locationOrLoadError"]
     assert location["__typename"] == "RepositoryLocation", location
     (repository,) = location["repositories"]
-    assert {"clv_full_pipeline", "ingest_and_features", "weekly_scoring", "clv_retraining"} <= {j["name"] for j in repository["jobs"]}
+    assert {"clv_full_pipeline", "ingest_and_features", "weekly_scoring", "clv_retraining"} <= {
+        j["name"] for j in repository["jobs"]
+    }
     assert {s["name"]: s["cronSchedule"] for s in repository["schedules"]} == {
         "daily_ingest_and_features": "0 2 * * *",
         "weekly_scoring": "0 4 * * 1",

@@ -38,9 +38,7 @@ create table raw.transactions_quarantine as select * from (values
 
 
 def _materialize(database: Path) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [data_profile], resources={"warehouse": DuckDBResource(database=str(database))}, raise_on_error=False
-    )
+    return dg.materialize([data_profile], resources={"warehouse": DuckDBResource(database=str(database))}, raise_on_error=False)
 
 
 def test_profiles_every_raw_table_and_links_the_report(clv_state, tmp_path):

@@ -17,8 +17,14 @@ def _dbt_vars_seen(names: list[str], *args: str) -> dict:
 
     sql = "select '{{ tojson({" + ", ".join(f"'{name}': var('{name}')" for name in names) + "}) }}' as seen"
     dbt = Path(sys.executable).parent / "dbt"
-    done = subprocess.run([str(dbt), "compile", "--quiet", "--inline", sql, *args], cwd=settings.DBT_PROJECT_DIR,
-                          env=os.environ, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(dbt), "compile", "--quiet", "--inline", sql, *args],
+        cwd=settings.DBT_PROJECT_DIR,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout.strip().split("'")[1])
 

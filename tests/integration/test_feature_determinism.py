@@ -18,7 +18,6 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-
 from test_point_in_time import write_raw_frames
 
 pytestmark = pytest.mark.integration
@@ -70,18 +69,23 @@ def build(root: Path, name: str) -> dict[str, pd.DataFrame]:
     profiles = root / f"profiles_{name}"
     profiles.mkdir()
     (profiles / "profiles.yml").write_text(profile(warehouse))
-    result = dbtRunner().invoke([
-        "run", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(profiles),
-        "--target-path", str(root / "target"), "--quiet",
-    ])
+    result = dbtRunner().invoke(
+        [
+            "run",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(profiles),
+            "--target-path",
+            str(root / "target"),
+            "--quiet",
+        ]
+    )
     if not result.success:
         pytest.fail(f"dbt run on {name} failed: {result.exception or [str(r.message) for r in result.result]}")
     # Same configuration as dbt-duckdb, which keeps its database instance open in-process.
     with duckdb.connect(str(warehouse)) as con:
-        return {
-            table: con.execute(f"select * from {table} order by {', '.join(keys)}").df()
-            for table, keys in TABLES.items()
-        }
+        return {table: con.execute(f"select * from {table} order by {', '.join(keys)}").df() for table, keys in TABLES.items()}
 
 
 @pytest.fixture(scope="module")

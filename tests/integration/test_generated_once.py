@@ -41,10 +41,17 @@ def test_a_generator_load_generates_once(clv_state, tmp_path, generations):
     config = IngestConfig(n_customers=300, seed=5)  # as the CLI's --customers and --seed override the spec
     first, last = source_date_range(spec, config.generator_options(spec))
     database = tmp_path / "warehouse.duckdb"
-    resources = {"raw_source": RawSource(spec_path=str(spec_path)), "warehouse": DuckDBResource(database=str(database)),
-                 "s3": S3Resource(region_name="us-east-1")}
-    result = dg.materialize([raw_daily], resources=resources, run_config=dg.RunConfig(ops={raw_daily.op.name: config}),
-                            tags=partition_range_tags(first, last))
+    resources = {
+        "raw_source": RawSource(spec_path=str(spec_path)),
+        "warehouse": DuckDBResource(database=str(database)),
+        "s3": S3Resource(region_name="us-east-1"),
+    }
+    result = dg.materialize(
+        [raw_daily],
+        resources=resources,
+        run_config=dg.RunConfig(ops={raw_daily.op.name: config}),
+        tags=partition_range_tags(first, last),
+    )
     assert result.success
     customers_config = dg.RunConfig(ops={raw_customers.op.name: config})
     assert dg.materialize([raw_customers], resources=resources, run_config=customers_config).success

@@ -26,15 +26,23 @@ pytestmark = pytest.mark.integration
 
 FIRST, LAST = "2024-01-01", "2024-03-31"
 LINES = 200_000
-CSV_TYPES = {"invoice_no": "varchar", "stock_code": "varchar", "description": "varchar", "quantity": "bigint",
-             "invoice_date": "timestamp", "unit_price": "double", "customer_id": "varchar", "country": "varchar"}
+CSV_TYPES = {
+    "invoice_no": "varchar",
+    "stock_code": "varchar",
+    "description": "varchar",
+    "quantity": "bigint",
+    "invoice_date": "timestamp",
+    "unit_price": "double",
+    "customer_id": "varchar",
+    "country": "varchar",
+}
 CANONICAL = ", ".join(CSV_TYPES)
 
 # The run in a process of its own. Test scaffolding only, the product code runs unchanged: the
 # warehouse connection is opened when the test says go (the run then reads and stages the file),
 # and replace_window's statements leave marks ('deleted' once the old rows are gone inside the
 # open transaction, 'commit' just before the commit) so the test knows where the write is.
-RUN = textwrap.dedent('''
+RUN = textwrap.dedent("""
     import sys, time
     from contextlib import contextmanager
     from pathlib import Path
@@ -87,7 +95,7 @@ RUN = textwrap.dedent('''
         tags=partition_range_tags(first, last),
     )
     (marks / ("done" if result.success else "failed")).touch()
-''')
+""")
 
 
 def _order_lines(seed: int, n: int) -> pd.DataFrame:
@@ -96,16 +104,18 @@ def _order_lines(seed: int, n: int) -> pd.DataFrame:
     seconds = np.sort(rng.integers(0, 91 * 86_400, n))
     customers = np.char.add("c", rng.integers(0, 5_000, n).astype(str)).astype(object)
     customers[rng.random(n) < 0.0005] = None
-    return pd.DataFrame({
-        "invoice_no": np.char.add(f"s{seed}-", (np.arange(n) // 3).astype(str)),
-        "stock_code": np.char.add("sku", (np.arange(n) % 3).astype(str)),
-        "description": "item",
-        "quantity": rng.integers(1, 6, n),
-        "invoice_date": pd.Timestamp(FIRST) + pd.to_timedelta(seconds, unit="s"),
-        "unit_price": np.round(rng.uniform(1, 50, n), 2),
-        "customer_id": customers,
-        "country": "United Kingdom",
-    })
+    return pd.DataFrame(
+        {
+            "invoice_no": np.char.add(f"s{seed}-", (np.arange(n) // 3).astype(str)),
+            "stock_code": np.char.add("sku", (np.arange(n) % 3).astype(str)),
+            "description": "item",
+            "quantity": rng.integers(1, 6, n),
+            "invoice_date": pd.Timestamp(FIRST) + pd.to_timedelta(seconds, unit="s"),
+            "unit_price": np.round(rng.uniform(1, 50, n), 2),
+            "customer_id": customers,
+            "country": "United Kingdom",
+        }
+    )
 
 
 def _write_source(folder: Path, name: str, lines: pd.DataFrame) -> Path:
@@ -120,8 +130,10 @@ def _expected(csv: Path, lines: pd.DataFrame) -> tuple:
     """The state a complete load of ``csv`` must leave: the checksum of its lines with a customer, read by
     DuckDB's own CSV reader, and the file rows (the header is row 1) of those without, which are quarantined."""
     with duckdb.connect() as con:
-        accepted = con.execute(f"select count(*), sum(hash({CANONICAL})) from read_csv('{csv}', header = true, "
-                               f"columns = {CSV_TYPES}) where customer_id is not null").fetchone()
+        accepted = con.execute(
+            f"select count(*), sum(hash({CANONICAL})) from read_csv('{csv}', header = true, "
+            f"columns = {CSV_TYPES}) where customer_id is not null"
+        ).fetchone()
     return accepted, [int(i) + 2 for i in np.flatnonzero(lines["customer_id"].isna().to_numpy())]
 
 
@@ -132,8 +144,9 @@ def _state(database: Path) -> dict:
             "rows": con.execute("select count(*), sum(hash(t)) from raw.transactions t").fetchone(),
             "canonical": con.execute(f"select count(*), sum(hash({CANONICAL})) from raw.transactions").fetchone(),
             "quarantine": con.execute("select count(*), sum(hash(q)) from raw.transactions_quarantine q").fetchone(),
-            "quarantined_rows": con.execute("select list(source_row order by source_row) from raw.transactions_quarantine "
-                                            "where rule = 'customer_id_present'").fetchone()[0],
+            "quarantined_rows": con.execute(
+                "select list(source_row order by source_row) from raw.transactions_quarantine where rule = 'customer_id_present'"
+            ).fetchone()[0],
         }
 
 
@@ -151,7 +164,9 @@ class Run:
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, str(script), str(spec), str(database), FIRST, LAST, str(marks)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 300) -> None:
@@ -184,8 +199,16 @@ class Run:
 def test_killed_write_leaves_old_state_and_rerun_completes(tmp_path, materialize_raw):
     old_lines = _order_lines(seed=1, n=LINES)
     # The changed file: every price corrected, every tenth line gone, new lines, other lines without a customer.
-    new_lines = pd.concat([old_lines.assign(unit_price=(old_lines["unit_price"] + 0.5).round(2)).iloc[np.arange(LINES) % 10 != 0],
-                           _order_lines(seed=2, n=LINES // 10)]).sort_values("invoice_date", kind="stable").reset_index(drop=True)
+    new_lines = (
+        pd.concat(
+            [
+                old_lines.assign(unit_price=(old_lines["unit_price"] + 0.5).round(2)).iloc[np.arange(LINES) % 10 != 0],
+                _order_lines(seed=2, n=LINES // 10),
+            ]
+        )
+        .sort_values("invoice_date", kind="stable")
+        .reset_index(drop=True)
+    )
     old_spec = _write_source(tmp_path / "v1", "v1", old_lines)
     new_spec = _write_source(tmp_path / "v2", "v2", new_lines)
     database = tmp_path / "warehouse.duckdb"

@@ -44,7 +44,9 @@ def _write_log(home: Path, lines: list[tuple[str, date, str]]) -> None:
 
 def _expected(first: date, last: date) -> tuple[list[tuple], list[tuple]]:
     """Stored lines and quarantined (day, value) after backfilling [first, last] of the new log over the old one."""
-    chosen = [line for line in _new_log() if first <= line[1] <= last] + [line for line in _old_log() if not first <= line[1] <= last]
+    chosen = [line for line in _new_log() if first <= line[1] <= last] + [
+        line for line in _old_log() if not first <= line[1] <= last
+    ]
     numeric = [(c, day, float(a)) for c, day, a in chosen if a.replace(".", "").isdigit()]
     return sorted(numeric), sorted((day, a) for _, day, a in chosen if not a.replace(".", "").isdigit())
 
@@ -61,7 +63,8 @@ def home(tmp_path_factory, environment_for) -> Path:
     """CLV_HOME for the module: the log, its source spec and the state every process here shares."""
     home = tmp_path_factory.mktemp("backfills")
     (home / "source.yaml").write_text(
-        "transactions: {kind: files, path: sales.csv, columns: {customer_id: customer, invoice_date: day, amount: total}}\n")
+        "transactions: {kind: files, path: sales.csv, columns: {customer_id: customer, invoice_date: day, amount: total}}\n"
+    )
     # The session's dbt manifest, copied in before the processes below start: none of them parses the project
     # (two parsing at once would collide).
     environment_for(home)
@@ -86,7 +89,10 @@ def _load_old_log_everywhere(home: Path, materialize_raw) -> None:
 def _assert_one_run_replaced(home: Path, run: dg.DagsterRun, first: date, last: date) -> None:
     """The run materialized each day of [first, last] once, its counts add up, and the warehouse holds what it should."""
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (str(first), str(last))
+    assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (
+        str(first),
+        str(last),
+    )
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         records = [r for r in instance.fetch_materializations(TRANSACTIONS, limit=100).records if r.run_id == run.run_id]
     days = [str(first + timedelta(days=d)) for d in range((last - first).days + 1)]
@@ -94,7 +100,10 @@ def _assert_one_run_replaced(home: Path, run: dg.DagsterRun, first: date, last: 
     meta = {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
     lines, quarantined = _expected(first, last)
     in_range = [line for line in lines if first <= line[1] <= last]
-    assert (meta["rows_accepted"], meta["rows_quarantined"]) == (len(in_range), len([q for q in quarantined if first <= q[0] <= last]))
+    assert (meta["rows_accepted"], meta["rows_quarantined"]) == (
+        len(in_range),
+        len([q for q in quarantined if first <= q[0] <= last]),
+    )
     assert _stored(home) == (lines, quarantined)
 
 
@@ -106,8 +115,17 @@ def test_cli_backfill_replaces_the_range_in_one_run(home, environment_for, mater
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         before = {r.run_id for r in instance.get_runs()}
     # The command README.md documents.
-    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "clv_platform.definitions",
-               "--select", "raw/transactions", "--partition-range", f"{first}...{last}"]
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "clv_platform.definitions",
+        "--select",
+        "raw/transactions",
+        "--partition-range",
+        f"{first}...{last}",
+    ]
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
@@ -140,8 +158,12 @@ def test_ui_backfill_replaces_the_range_in_one_run(home, dagster_dev_on_home, ma
     first, last = DAYS[3], DAYS[5]
     server = dagster_dev_on_home.wait_until_serving()
     # What the UI sends from the asset's page (Materialize -> choose a range of partitions -> Launch backfill).
-    params = {"assetSelection": [{"path": TRANSACTIONS.path}], "fromFailure": False, "tags": [],
-              "partitionNames": [str(first + timedelta(days=d)) for d in range((last - first).days + 1)]}
+    params = {
+        "assetSelection": [{"path": TRANSACTIONS.path}],
+        "fromFailure": False,
+        "tags": [],
+        "partitionNames": [str(first + timedelta(days=d)) for d in range((last - first).days + 1)],
+    }
     launched = server.graphql(LAUNCH_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     # The daemon in dagster dev picks the backfill up (it looks every 30 s) and launches its run.

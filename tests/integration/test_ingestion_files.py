@@ -54,20 +54,22 @@ def test_uci_log_is_accounted_for_line_by_line_and_partitions_replace_exactly(cl
     # The published count: 541,909 lines, each accepted or quarantined with a reason.
     assert meta["rows_read_from_source"] == meta["rows_read"] == 541_909
     assert meta["rows_accepted"] + meta["rows_quarantined"] == 541_909
-    (stored,), = _query(database, "select count(*) from raw.transactions")
+    ((stored,),) = _query(database, "select count(*) from raw.transactions")
     rules = dict(_query(database, "select rule, count(*) from raw.transactions_quarantine group by rule"))
     assert stored == meta["rows_accepted"] and sum(rules.values()) == meta["rows_quarantined"]
     # 135,080 lines have no CustomerID; 5,268 exact duplicates, 43 of them guest lines counted above.
     assert rules == {"customer_id_present": 135_080, "duplicate_line": 5_225}
     assert stored == 541_909 - 135_080 - 5_225
     # Every quarantined row names where it came from.
-    assert _query(database, "select count(*) from raw.transactions_quarantine where source is null or source_row < 2 or rule is null") == [(0,)]
+    assert _query(
+        database, "select count(*) from raw.transactions_quarantine where source is null or source_row < 2 or rule is null"
+    ) == [(0,)]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert all(checks.values()) and "countries_stable" in checks
 
     # One day again: exactly that day is replaced, nothing doubles, nothing is lost.
     day = "select count(*) from raw.transactions where invoice_date >= '2011-01-05' and invoice_date < '2011-01-06'"
-    (before,), = _query(database, day)
+    ((before,),) = _query(database, day)
     again = load(spec, "2011-01-05", "2011-01-05")
     assert again.success
     assert _query(database, day) == [(before,)] and before > 0
@@ -129,10 +131,16 @@ def test_unreadable_input_is_one_line_and_changes_nothing(clv_state, tmp_path, l
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).event_specific_data.error
     message = failure.message.strip().splitlines()[-1]
-    assert "sales.csv: row 1: column 'customer'" in message and "wrong delimiter?" in message and "(rule: required_column)" in message
+    assert (
+        "sales.csv: row 1: column 'customer'" in message
+        and "wrong delimiter?" in message
+        and "(rule: required_column)" in message
+    )
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert "schema_matches_contract" in failed
-    assert not database.exists() or _query(database, "select count(*) from information_schema.tables where table_name = 'transactions'") == [(0,)]
+    assert not database.exists() or _query(
+        database, "select count(*) from information_schema.tables where table_name = 'transactions'"
+    ) == [(0,)]
 
 
 def test_volume_order_value_and_country_changes_fail_their_checks(clv_state, tmp_path, load):
@@ -175,7 +183,10 @@ def test_customer_feed_and_a_new_acquisition_channel(clv_state, tmp_path, load):
         feed.write_text("id,channel\n" + "".join(f"c{i},{c}\n" for i, c in enumerate(channels)) + ",orphan\n")
         return dg.materialize(
             [raw_customers],
-            resources={"raw_source": RawSource(spec_path=str(tmp_path / "source.yaml")), "warehouse": DuckDBResource(database=str(database))},
+            resources={
+                "raw_source": RawSource(spec_path=str(tmp_path / "source.yaml")),
+                "warehouse": DuckDBResource(database=str(database)),
+            },
             raise_on_error=False,
         )
 

@@ -26,8 +26,14 @@ DAYS = [FIRST + timedelta(days=d) for d in range((LAST - FIRST).days + 1)]
 COUNTRIES = ("United Kingdom", "Germany", "France")
 # canonical name -> the shop's column
 MAPPING = {
-    "invoice_no": "order_id", "stock_code": "sku", "description": "title", "quantity": "qty",
-    "invoice_date": "ordered_at", "unit_price": "price", "customer_id": "customer", "country": "country",
+    "invoice_no": "order_id",
+    "stock_code": "sku",
+    "description": "title",
+    "quantity": "qty",
+    "invoice_date": "ordered_at",
+    "unit_price": "price",
+    "customer_id": "customer",
+    "country": "country",
 }
 COLUMNS = ("invoice_no", "stock_code", "description", "quantity", "invoice_date", "unit_price", "customer_id", "country")
 
@@ -38,8 +44,18 @@ def _orders() -> list[tuple]:
     for d, day in enumerate(DAYS):
         for i in range(12 + 3 * d):
             at = datetime.combine(day, datetime.min.time()) + timedelta(minutes=7 + 113 * i % 1430)
-            rows.append((f"o{d}{i:03d}", f"sku{i % 9}", f"product {i % 9}", 1 + i % 4, at,
-                         round(2.5 + (i % 11) * 1.25, 2), f"c{(d + i) % 17:02d}", COUNTRIES[i % 3]))
+            rows.append(
+                (
+                    f"o{d}{i:03d}",
+                    f"sku{i % 9}",
+                    f"product {i % 9}",
+                    1 + i % 4,
+                    at,
+                    round(2.5 + (i % 11) * 1.25, 2),
+                    f"c{(d + i) % 17:02d}",
+                    COUNTRIES[i % 3],
+                )
+            )
     return rows
 
 
@@ -62,8 +78,10 @@ def shop(postgres_dsn, monkeypatch, tmp_path) -> Iterator[tuple[str, Path]]:
     with psycopg.connect(postgres_dsn, autocommit=True) as con:
         con.execute(f"drop schema if exists {SCHEMA} cascade")
         con.execute(f"create schema {SCHEMA}")
-        con.execute(f"create table {SCHEMA}.orders (order_id text not null, sku text not null, title text, qty integer, "
-                    "ordered_at timestamp, price numeric(10, 2), customer text, country text, primary key (order_id, sku))")
+        con.execute(
+            f"create table {SCHEMA}.orders (order_id text not null, sku text not null, title text, qty integer, "
+            "ordered_at timestamp, price numeric(10, 2), customer text, country text, primary key (order_id, sku))"
+        )
         with con.cursor() as cur:
             cur.executemany(f"insert into {SCHEMA}.orders values (%s, %s, %s, %s, %s, %s, %s, %s)", ORDERS)
     monkeypatch.setenv(DSN_ENV, postgres_dsn)
@@ -97,8 +115,9 @@ def load(materialize_raw, shop, tmp_path):
 def _stored(database: Path, where: str = "true") -> list[tuple]:
     """The stored lines (canonical columns plus _loaded_at), sorted."""
     with duckdb.connect(str(database), read_only=True) as con:
-        return con.execute(f"select {', '.join(COLUMNS)}, _loaded_at from raw.transactions where {where} "
-                           "order by invoice_no, stock_code").fetchall()
+        return con.execute(
+            f"select {', '.join(COLUMNS)}, _loaded_at from raw.transactions where {where} order by invoice_no, stock_code"
+        ).fetchall()
 
 
 def _on(day: date) -> str:
@@ -195,8 +214,9 @@ def test_rows_updated_in_postgres_replace_the_old_ones(shop, load, tmp_path):
     assert updated == {k: (q + 1, p + 1) for k, (q, p) in original.items()}
     assert [r[4].date() for r in stored if r[0] == "o1004"] == [next_day]
     with duckdb.connect(str(database), read_only=True) as con:
-        quarantined = con.execute("select rule, partition_date::date, json_extract_string(record, '$.invoice_no') "
-                                  "from raw.transactions_quarantine").fetchall()
+        quarantined = con.execute(
+            "select rule, partition_date::date, json_extract_string(record, '$.invoice_no') from raw.transactions_quarantine"
+        ).fetchall()
     assert quarantined == [("customer_id_present", day, "o1003")]
 
     # Again: nothing doubles, in the table or in the quarantine.
@@ -217,5 +237,9 @@ def test_timestamptz_column_read_by_utc_days_whatever_the_session_time_zone(shop
     days = DAYS[1:4]
     for day in days:
         meta = load(day, day)
-        assert (meta["rows_read_from_source"], meta["rows_accepted"], meta["rows_outside_partitions"]) == (per_day[day], per_day[day], 0)
+        assert (meta["rows_read_from_source"], meta["rows_accepted"], meta["rows_outside_partitions"]) == (
+            per_day[day],
+            per_day[day],
+            0,
+        )
     assert _lines(_stored(database)) == _lines(r for r in ORDERS if _day_of(r) in days)

@@ -28,12 +28,14 @@ HEADER = "invoice_no,stock_code,description,quantity,invoice_date,unit_price,cus
 TRANSACTIONS, EVENTS, CUSTOMERS = (dg.AssetKey(["raw", n]) for n in ("transactions", "behavioral_events", "customers"))
 
 
-def _day_lines(day: datetime, n: int = LINES_PER_DAY, price: float = 2.5, country: str = "United Kingdom",
-               stamp: str = "%Y-%m-%d %H:%M:%S") -> str:
+def _day_lines(
+    day: datetime, n: int = LINES_PER_DAY, price: float = 2.5, country: str = "United Kingdom", stamp: str = "%Y-%m-%d %H:%M:%S"
+) -> str:
     """n order lines of ``day``, two per invoice, every 2 minutes from 8:00."""
     return "".join(
         f"{day:%y%m%d}{i // 2},sku{i % 7},item,{1 + i % 3},{(day + timedelta(hours=8, minutes=2 * i)).strftime(stamp)},"
-        f"{price + i % 5},c{i % 40},{country}\n" for i in range(n)
+        f"{price + i % 5},c{i % 40},{country}\n"
+        for i in range(n)
     )
 
 
@@ -53,18 +55,27 @@ def _write(folder: Path, transactions: str, events: str | None = None, customers
 
 def _run(spec: Path, database: Path, first: datetime, last: datetime, keys: list[dg.AssetKey]) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [raw_daily, raw_customers], selection=keys,
-        resources={"raw_source": RawSource(spec_path=str(spec)), "warehouse": DuckDBResource(database=str(database)),
-                   "s3": S3Resource(region_name="us-east-1")},
-        tags=partition_range_tags(first.date(), last.date()), raise_on_error=False,
+        [raw_daily, raw_customers],
+        selection=keys,
+        resources={
+            "raw_source": RawSource(spec_path=str(spec)),
+            "warehouse": DuckDBResource(database=str(database)),
+            "s3": S3Resource(region_name="us-east-1"),
+        },
+        tags=partition_range_tags(first.date(), last.date()),
+        raise_on_error=False,
     )
 
 
 def _published(database: Path) -> dict:
     """Every published raw table, row for row (checksums over all columns, provenance included)."""
     with duckdb.connect(str(database), read_only=True) as con:
-        tables = [r[0] for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'raw' order by 1").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'raw' order by 1"
+            ).fetchall()
+        ]
         return {t: con.execute(f"select count(*), sum(hash(t)) from raw.{t} t").fetchone() for t in tables}
 
 
@@ -104,7 +115,8 @@ def test_redelivered_day_whose_dates_do_not_parse_keeps_the_good_rows(tmp_path):
     assert "raw__customers" not in {e.step_key for e in result.all_events if e.is_step_success or e.is_step_failure}
     # The rejected version is there to look at: every line, quarantined for its date.
     assert _query(database, "select count(*), min(rule), max(rule) from raw_staging.transactions_quarantine") == [
-        (LINES_PER_DAY, "timestamp_parseable", "timestamp_parseable")]
+        (LINES_PER_DAY, "timestamp_parseable", "timestamp_parseable")
+    ]
 
     # A good re-delivery publishes, and leaves no staged rows behind.
     fixed = _write(tmp_path / "v3", _day_lines(DAY, price=3.0))
@@ -137,8 +149,10 @@ def test_each_transaction_table_rule_keeps_the_published_day(tmp_path, check):
 
 
 def _events(day: datetime, event_type: str, n: int = 50) -> str:
-    return "".join(f"e{day:%m%d}{i},s{i // 5},c{i % 40},{event_type},{day + timedelta(hours=9, minutes=i):%Y-%m-%d %H:%M:%S}\n"
-                   for i in range(n))
+    return "".join(
+        f"e{day:%m%d}{i},s{i // 5},c{i % 40},{event_type},{day + timedelta(hours=9, minutes=i):%Y-%m-%d %H:%M:%S}\n"
+        for i in range(n)
+    )
 
 
 def test_events_quarantine_share_keeps_the_published_events(tmp_path):
@@ -153,7 +167,8 @@ def test_events_quarantine_share_keeps_the_published_events(tmp_path):
     result = _run(redelivered, database, DAY, DAY, [TRANSACTIONS, EVENTS])
     after = _published(database)
     assert {t: after[t] for t in ("behavioral_events", "behavioral_events_quarantine")} == {
-        t: before[t] for t in ("behavioral_events", "behavioral_events_quarantine")}
+        t: before[t] for t in ("behavioral_events", "behavioral_events_quarantine")
+    }
     assert _refused(result, "events_quarantine_share_within_limit").startswith("raw.behavioral_events 2010-12-01: ")
     assert _query(database, "select min(unit_price) from raw.transactions") == [(3.0,)]
 
@@ -193,8 +208,10 @@ def test_a_source_read_in_chunks_stages_the_same_tables(tmp_path, monkeypatch):
         meta = {k: v.value for k, v in event.materialization.metadata.items()}
         [schema] = [e for e in result.get_asset_check_evaluations() if e.check_name == "schema_matches_contract"]
         with duckdb.connect(str(database), read_only=True) as con:
-            tables = {t: con.execute(f"select * exclude ({stamp}) from raw.{t} order by all").fetchall()
-                      for t, stamp in (("transactions", "_loaded_at"), ("transactions_quarantine", "loaded_at"))}
+            tables = {
+                t: con.execute(f"select * exclude ({stamp}) from raw.{t} order by all").fetchall()
+                for t, stamp in (("transactions", "_loaded_at"), ("transactions_quarantine", "loaded_at"))
+            }
         counts = ("rows_read_from_source", "rows_accepted", "rows_quarantined", "quarantined_by_rule")
         return tables, {**{k: meta[k] for k in counts}, "chunks": schema.metadata["chunks"].value}
 
@@ -237,9 +254,13 @@ def test_customers_materialized_first_on_a_fresh_warehouse_are_published(tmp_pat
     spec.write_text("generator: {n_customers: 30, years: 1}\n")
     database = tmp_path / "warehouse.duckdb"
     result = dg.materialize(
-        [raw_daily, raw_customers], selection=[CUSTOMERS],
-        resources={"raw_source": RawSource(spec_path=str(spec)), "warehouse": DuckDBResource(database=str(database)),
-                   "s3": S3Resource(region_name="us-east-1")},
+        [raw_daily, raw_customers],
+        selection=[CUSTOMERS],
+        resources={
+            "raw_source": RawSource(spec_path=str(spec)),
+            "warehouse": DuckDBResource(database=str(database)),
+            "s3": S3Resource(region_name="us-east-1"),
+        },
         raise_on_error=False,
     )
     assert result.success

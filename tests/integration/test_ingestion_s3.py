@@ -35,16 +35,18 @@ DAY_TWO = HEADER + (
     "536400,22960,JAM MAKING SET WITH JARS,4,2011-12-02 09:00:00,4.25,12583,France\n"
     "536401,22913,RED COAT RACK PARIS FASHION,3,2011-12-02 10:15:00,4.95,12583,France\n"
 )
-DAY_THREE = pd.DataFrame({
-    "InvoiceNo": ["536500", "536500", "536501"],
-    "StockCode": ["21754", "21755", "22748"],
-    "Description": ["HOME BUILDING BLOCK WORD", "LOVE BUILDING BLOCK WORD", "POPPY'S PLAYHOUSE KITCHEN"],
-    "Quantity": [3, 3, 6],
-    "InvoiceDate": pd.to_datetime(["2011-12-03 11:00", "2011-12-03 11:00", "2011-12-03 12:30"]),
-    "UnitPrice": [5.95, 5.95, 2.10],
-    "CustomerID": [13748.0, 13748.0, 15100.0],  # floats, as pandas stores a column with missing ids
-    "Country": ["United Kingdom", "United Kingdom", "United Kingdom"],
-})
+DAY_THREE = pd.DataFrame(
+    {
+        "InvoiceNo": ["536500", "536500", "536501"],
+        "StockCode": ["21754", "21755", "22748"],
+        "Description": ["HOME BUILDING BLOCK WORD", "LOVE BUILDING BLOCK WORD", "POPPY'S PLAYHOUSE KITCHEN"],
+        "Quantity": [3, 3, 6],
+        "InvoiceDate": pd.to_datetime(["2011-12-03 11:00", "2011-12-03 11:00", "2011-12-03 12:30"]),
+        "UnitPrice": [5.95, 5.95, 2.10],
+        "CustomerID": [13748.0, 13748.0, 15100.0],  # floats, as pandas stores a column with missing ids
+        "Country": ["United Kingdom", "United Kingdom", "United Kingdom"],
+    }
+)
 OUTSIDE = HEADER + "536600,22111,SCOTTIE DOG HOT WATER BOTTLE,1,2011-12-04 09:00:00,4.95,17850,United Kingdom\n"
 
 
@@ -106,18 +108,26 @@ def test_objects_under_the_prefix_load_with_their_s3_uris(clv_state, tmp_path, l
     assert len(events) == 3  # one per day of the range, with the run's metadata
     meta = {k: v.value for k, v in events[0].materialization.metadata.items()}
     # README.txt is not data; every record of the three data objects is accounted for.
-    assert meta["rows_by_source"] == {f"{uri}/2011-12-01.csv": 4, f"{uri}/2011-12-02.csv.gz": 2,
-                                      f"{uri}/parquet/2011-12-03.parquet": 3}
+    assert meta["rows_by_source"] == {
+        f"{uri}/2011-12-01.csv": 4,
+        f"{uri}/2011-12-02.csv.gz": 2,
+        f"{uri}/parquet/2011-12-03.parquet": 3,
+    }
     assert (meta["rows_read"], meta["rows_accepted"], meta["rows_quarantined"]) == (9, 8, 1)
 
     assert _query(database, "select _source, count(*) from raw.transactions group by _source order by _source") == [
-        (f"{uri}/2011-12-01.csv", 3), (f"{uri}/2011-12-02.csv.gz", 2), (f"{uri}/parquet/2011-12-03.parquet", 3)]
+        (f"{uri}/2011-12-01.csv", 3),
+        (f"{uri}/2011-12-02.csv.gz", 2),
+        (f"{uri}/parquet/2011-12-03.parquet", 3),
+    ]
     # Row numbers are the object's own: CSV counts the header as row 1, Parquet has none.
-    assert _query(database, "select _source_row, customer_id from raw.transactions "
-                            "where _source like '%.parquet' order by _source_row") == [(1, "13748"), (2, "13748"), (3, "15100")]
+    assert _query(
+        database, "select _source_row, customer_id from raw.transactions where _source like '%.parquet' order by _source_row"
+    ) == [(1, "13748"), (2, "13748"), (3, "15100")]
     assert _query(database, "select count(*) from raw.transactions where invoice_date >= '2011-12-04'") == [(0,)]
     assert _query(database, "select source, source_row, rule, column_name, value from raw.transactions_quarantine") == [
-        (f"{uri}/2011-12-01.csv", 4, "quantity_integer", "Quantity", "six")]
+        (f"{uri}/2011-12-01.csv", 4, "quantity_integer", "Quantity", "six")
+    ]
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
 
@@ -131,4 +141,5 @@ def test_an_unreadable_object_fails_the_run_with_one_line_naming_its_uri(clv_sta
     assert f"s3://{landing_bucket}/landing/2011-12-05.csv.gz: corrupt or truncated gzip stream" in message
     assert message.endswith("(rule: readable_file)")
     assert not database.exists() or _query(
-        database, "select count(*) from information_schema.tables where table_name = 'transactions'") == [(0,)]
+        database, "select count(*) from information_schema.tables where table_name = 'transactions'"
+    ) == [(0,)]

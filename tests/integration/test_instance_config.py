@@ -71,11 +71,21 @@ def test_ensure_dagster_yaml_updates_its_own_older_copy_and_keeps_a_users(tmp_pa
 def test_launcher_reports_a_dead_cli_run_failed_and_leaves_other_runs_alone(tmp_path):
     launcher = ClvRunLauncher()
     state = tmp_path / "state"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom pathlib import Path\nfrom clv_platform.state_lock import hold_state_lock\n"
-        "with hold_state_lock(Path(sys.argv[1]), 'run') as lock:\n"
-        "    lock.record(run_id='cli-run')\n    print(' '.join(f'{k}={v}' for k, v in lock.run_tags().items()), flush=True)\n"
-        "    time.sleep(600)\n"), str(state)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\nfrom pathlib import Path\nfrom clv_platform.state_lock import hold_state_lock\n"
+                "with hold_state_lock(Path(sys.argv[1]), 'run') as lock:\n"
+                "    lock.record(run_id='cli-run')\n    print(' '.join(f'{k}={v}' for k, v in lock.run_tags().items()), flush=True)\n"
+                "    time.sleep(600)\n"
+            ),
+            str(state),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     tags = dict(pair.split("=", 1) for pair in holder.stdout.readline().split())
     run = dg.DagsterRun(job_name="clv_full_pipeline", run_id="cli-run", tags=tags, status=dg.DagsterRunStatus.STARTED)
     try:

@@ -53,8 +53,13 @@ FILE_B = "customer,day,total\nc4,2024-03-10,3.00\nc5,2024-03-12,4.00\n"
 
 
 def _parquet(days: list[str]) -> bytes:
-    frame = pd.DataFrame({"customer": [f"p{i}" for i in range(len(days))], "day": pd.to_datetime(days, format="ISO8601"),
-                          "total": [9.5] * len(days)})
+    frame = pd.DataFrame(
+        {
+            "customer": [f"p{i}" for i in range(len(days))],
+            "day": pd.to_datetime(days, format="ISO8601"),
+            "total": [9.5] * len(days),
+        }
+    )
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
@@ -114,8 +119,10 @@ def test_each_file_in_a_folder_is_requested_once_per_version(tmp_path, landing):
     assert _requested(first) == [("2024-03-01", "2024-03-12", [str(a), str(b)])]
     (request,) = first.run_requests
     assert request.tags[LANDED_COUNT_TAG] == "2" and request.run_key.startswith("landed-")
-    assert sensor.state["files"] == {str(a): f"{a.stat().st_size}-{a.stat().st_mtime_ns}",
-                                     str(b): f"{b.stat().st_size}-{b.stat().st_mtime_ns}"}
+    assert sensor.state["files"] == {
+        str(a): f"{a.stat().st_size}-{a.stat().st_mtime_ns}",
+        str(b): f"{b.stat().st_size}-{b.stat().st_mtime_ns}",
+    }
     assert sensor.state["unreadable"] == {}
 
     # Nothing changed: no request, the cursor stays.
@@ -178,8 +185,9 @@ def test_a_file_without_a_valid_date_is_judged_without_a_run(tmp_path, landing):
     sensor = Sensor(_files_spec(tmp_path, str(landing)))
     result = sensor.tick()
     assert result.run_requests == []
-    assert result.skip_message == (f"{empty}: no row with a valid timestamp, no days to load; "
-                                   f"{undated}: no row with a valid timestamp, no days to load")
+    assert result.skip_message == (
+        f"{empty}: no row with a valid timestamp, no days to load; {undated}: no row with a valid timestamp, no days to load"
+    )
     assert set(sensor.state["files"]) == {str(empty), str(undated)}
     assert sensor.tick().run_requests == []
 
@@ -188,8 +196,10 @@ def test_a_file_of_us_style_dates_is_judged_naming_the_format_to_set(tmp_path, l
     us = _write(landing / "us.csv", "customer,day,total\nc1,12/1/2010 8:26,5\nc2,12/13/2010 17:05,7\n")
     result = Sensor(_files_spec(tmp_path, str(landing))).tick()
     assert result.run_requests == []
-    assert result.skip_message == (f"{us}: no row with a valid timestamp, no days to load (most timestamps look like "
-                                   "'%m/%d/%Y %H:%M': add timestamp_formats: ['%m/%d/%Y %H:%M'] to the source spec)")
+    assert result.skip_message == (
+        f"{us}: no row with a valid timestamp, no days to load (most timestamps look like "
+        "'%m/%d/%Y %H:%M': add timestamp_formats: ['%m/%d/%Y %H:%M'] to the source spec)"
+    )
 
 
 def test_a_backlog_is_read_over_several_ticks_within_the_read_budget(tmp_path, landing, monkeypatch):
@@ -232,8 +242,10 @@ def test_sources_without_a_landing_zone_are_skipped(tmp_path):
     assert missing.run_requests == []
     assert missing.skip_message == f"{tmp_path / 'not-yet-created'}: no such file or folder (rule: input_present)"
 
-    for spec, kind in (("generator: {n_customers: 10}\n", "generator"),
-                       ("transactions: {kind: postgres, table: shop.orders}\n", "postgres")):
+    for spec, kind in (
+        ("generator: {n_customers: 10}\n", "generator"),
+        ("transactions: {kind: postgres, table: shop.orders}\n", "postgres"),
+    ):
         path = tmp_path / f"{kind}.yaml"
         path.write_text(spec)
         result = Sensor({"raw_source": RawSource(spec_path=str(path)), "s3": S3Resource(region_name="us-east-1")}).tick()
@@ -248,13 +260,17 @@ def test_a_requested_run_loads_the_days_of_the_landed_files(clv_state, tmp_path,
     (request,) = Sensor(resources).tick().run_requests
     database = tmp_path / "warehouse.duckdb"
     result = dg.materialize(
-        [raw_daily], selection=[dg.AssetKey(["raw", "transactions"])], tags=request.tags,
+        [raw_daily],
+        selection=[dg.AssetKey(["raw", "transactions"])],
+        tags=request.tags,
         resources={**resources, "warehouse": DuckDBResource(database=str(database))},
     )
     assert result.success
     with duckdb.connect(str(database), read_only=True) as con:
-        loaded = con.execute("select _source, count(*), min(invoice_date)::date::varchar, max(invoice_date)::date::varchar "
-                             "from raw.transactions group by _source order by _source").fetchall()
+        loaded = con.execute(
+            "select _source, count(*), min(invoice_date)::date::varchar, max(invoice_date)::date::varchar "
+            "from raw.transactions group by _source order by _source"
+        ).fetchall()
         quarantined = con.execute("select source_row, rule from raw.transactions_quarantine order by source_row").fetchall()
     assert loaded == [(str(a), 3, "2024-03-01", "2024-03-03"), (str(b), 2, "2024-03-10", "2024-03-12")]
     assert quarantined == [(5, "timestamp_parseable"), (6, "timestamp_not_in_future"), (7, "timestamp_in_history")]
@@ -296,7 +312,10 @@ def _daemon(env: dict, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(
             [str(daemon), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             # Its own process group (with the code server it spawns), so teardown can stop them all.
             start_new_session=True,
             # Background processes inherit an ignored SIGINT; Dagster maps SIGTERM onto SIGINT.
@@ -346,15 +365,20 @@ def _wait_for_runs(instance, count: int, process: subprocess.Popen, log: Path, t
     return _wait_until(
         lambda: _landing_runs(instance),
         lambda runs: len(runs) >= count and all(run.status != dg.DagsterRunStatus.NOT_STARTED for run in runs),
-        lambda runs: f"{len(runs)} landing run(s), expected {count},", process, log, timeout)
+        lambda runs: f"{len(runs)} landing run(s), expected {count},",
+        process,
+        log,
+        timeout,
+    )
 
 
 def _sensor_cursor(instance: dg.DagsterInstance) -> dict | None:
     """The cursor the daemon stored for the sensor, or None before its first tick ends."""
     from dagster._core.scheduler.instigation import InstigatorType
 
-    (state,) = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
-                if s.name == "landing_zone_sensor"]
+    (state,) = [
+        s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR) if s.name == "landing_zone_sensor"
+    ]
     cursor = state.instigator_data.cursor if state.instigator_data else None
     return json.loads(cursor) if cursor else None
 
@@ -368,7 +392,11 @@ def _wait_for_cursor(instance, files: set[str], process: subprocess.Popen, log: 
     return _wait_until(
         lambda: _sensor_cursor(instance),
         lambda cursor: cursor is not None and set(cursor["files"]) == files,
-        lambda cursor: f"the sensor's cursor {cursor}, expected the files {sorted(files)},", process, log, timeout)
+        lambda cursor: f"the sensor's cursor {cursor}, expected the files {sorted(files)},",
+        process,
+        log,
+        timeout,
+    )
 
 
 @pytest.mark.slow
@@ -382,16 +410,19 @@ def test_a_daemon_restart_neither_loses_nor_repeats_a_file(tmp_path, environment
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True)
     landing.mkdir()
-    (dagster_home / "dagster.yaml").write_text(textwrap.dedent("""\
+    (dagster_home / "dagster.yaml").write_text(
+        textwrap.dedent("""\
         telemetry:
           enabled: false
         run_queue:
           max_concurrent_runs: 0
-    """))
+    """)
+    )
     spec = tmp_path / "source.yaml"
     spec.write_text(f"transactions: {{kind: files, path: {landing}, {COLUMNS}}}\n")
-    env = environment_for(home, CLV_SOURCE_CONFIG=str(spec),
-                          PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = environment_for(
+        home, CLV_SOURCE_CONFIG=str(spec), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
     log = tmp_path / "daemon.log"
     a = _write(landing / "a.csv", FILE_A)
 
@@ -403,13 +434,22 @@ def test_a_daemon_restart_neither_loses_nor_repeats_a_file(tmp_path, environment
             dagster = Path(sys.executable).parent / "dagster"
             started = subprocess.run(
                 [str(dagster), "sensor", "start", "landing_zone_sensor", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-                cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+                cwd=PROJECT_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
             # A handled: its tick has ended, so the cursor records it (it is stored after the run is queued).
             _wait_for_cursor(instance, {str(a)}, processes[-1], log, timeout=DAEMON_TIMEOUT)
             (run_a,) = _wait_for_runs(instance, 1, processes[-1], log, timeout=DAEMON_TIMEOUT)
             assert json.loads(run_a.tags[LANDED_FILES_TAG]) == [str(a)]
-            assert (run_a.tags[RANGE_START], run_a.tags[RANGE_END], run_a.job_name) == ("2024-03-01", "2024-03-03", "ingest_and_features")
+            assert (run_a.tags[RANGE_START], run_a.tags[RANGE_END], run_a.job_name) == (
+                "2024-03-01",
+                "2024-03-03",
+                "ingest_and_features",
+            )
             assert run_a.status == dg.DagsterRunStatus.QUEUED
 
             assert _stop(processes[-1]) is not None, "dagster-daemon did not stop on SIGTERM within 60 s"

@@ -28,14 +28,16 @@ def test_gzip_bomb_stops_with_one_line_and_exit_2(tmp_path, environment_for, gzi
     bomb = gzip_bomb(tmp_path / "orders.csv.gz", expands_to=10 << 30, block=16 << 20)
     assert bomb.stat().st_size < 64 << 20
     spec = tmp_path / "source.yaml"
-    spec.write_text("transactions: {kind: files, path: orders.csv.gz, preset: canonical}\n"
-                    f"limits: {{max_file_bytes: {LIMIT_BYTES}}}\n")
+    spec.write_text(
+        f"transactions: {{kind: files, path: orders.csv.gz, preset: canonical}}\nlimits: {{max_file_bytes: {LIMIT_BYTES}}}\n"
+    )
     env = environment_for(tmp_path / "state")
     for key in ("DAGSTER_HOME", "CLV_SOURCE_CONFIG"):
         env.pop(key, None)
     cli = Path(sys.executable).parent / "clv-platform"
-    done = subprocess.run([str(cli), "run", "--source", str(spec)], env=env, capture_output=True, text=True,
-                          timeout=900, preexec_fn=_capped)
+    done = subprocess.run(
+        [str(cli), "run", "--source", str(spec)], env=env, capture_output=True, text=True, timeout=900, preexec_fn=_capped
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.strip().splitlines() == [
         f"error: {bomb}: larger than 19.1 MiB once decompressed, the limit set by limits.max_file_bytes in the source "

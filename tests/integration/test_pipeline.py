@@ -109,13 +109,18 @@ def test_row_counts_add_up(pipeline):
     data = generate(**GENERATOR)
     raw = _metadata(instance, ["raw", "transactions"])
     # Every generated line is either stored or quarantined with a reason (guest lines, exact duplicates).
-    (stored,), (quarantined,) = _query("select count(*) from raw.transactions")[0], _query("select count(*) from raw.transactions_quarantine")[0]
+    (stored,), (quarantined,) = (
+        _query("select count(*) from raw.transactions")[0],
+        _query("select count(*) from raw.transactions_quarantine")[0],
+    )
     assert stored + quarantined == len(data.transactions) == raw["rows_read"] == raw["rows_read_from_source"]
     assert (stored, quarantined) == (raw["rows_accepted"], raw["rows_quarantined"])
     assert stored == raw["dagster/row_count"] > 0
     rules = dict(_query("select rule, count(*) from raw.transactions_quarantine group by rule"))
-    assert rules == {"customer_id_present": int(data.transactions["CustomerID"].isna().sum()),
-                     "duplicate_line": quarantined - int(data.transactions["CustomerID"].isna().sum())}
+    assert rules == {
+        "customer_id_present": int(data.transactions["CustomerID"].isna().sum()),
+        "duplicate_line": quarantined - int(data.transactions["CustomerID"].isna().sum()),
+    }
     assert _query("select count(*) from raw.behavioral_events")[0][0] == len(data.behavioral_events)
     assert _query("select count(*) from raw.customers")[0][0] == len(data.customers) == GENERATOR["n_customers"]
 
@@ -186,10 +191,16 @@ def test_every_score_names_the_champion_version(pipeline):
     assert (decision["action"], champion.tags["rung"], model["baseline_serves"]) == ("baseline", "btyd", True)
     assert evaluation["versions"][champion.tags["rung"]] == str(champion.version)
     # The model names the data and code that made it, and carries its card.
-    assert champion.tags["data_version"] == evaluation["data_version"] and champion.tags["code_version"] == evaluation["code_version"]
+    assert (
+        champion.tags["data_version"] == evaluation["data_version"]
+        and champion.tags["code_version"] == evaluation["code_version"]
+    )
     # ... and the raw daily partitions those examples were built from.
     assert champion.tags["input_partitions"] == evaluation["input_partitions"]
-    assert evaluation["input_partitions"].startswith("raw.transactions ") and "; raw.behavioral_events " in evaluation["input_partitions"]
+    assert (
+        evaluation["input_partitions"].startswith("raw.transactions ")
+        and "; raw.behavioral_events " in evaluation["input_partitions"]
+    )
     assert f"- input partitions: {evaluation['input_partitions']}" in champion.description
     assert champion.description.startswith(f"# Model card: clv_model ({champion.tags['rung']})")
     assert evaluation["xgboost_normalized_gini"] > 0.3
@@ -200,7 +211,9 @@ def test_every_score_has_its_value_tier_and_its_explanation(pipeline):
 
     _, instance, _ = pipeline
     champion = MlflowClient().get_model_version_by_alias("clv_model", "champion")
-    scores = _frame("select customer_id, cutoff_date, predicted_clv, model_name, model_version from scoring.clv_scores order by customer_id")
+    scores = _frame(
+        "select customer_id, cutoff_date, predicted_clv, model_name, model_version from scoring.clv_scores order by customer_id"
+    )
 
     tiers = _frame("select * from scoring.value_tiers order by customer_id")
     pd.testing.assert_frame_equal(tiers[list(scores.columns)], scores)
@@ -210,7 +223,10 @@ def test_every_score_has_its_value_tier_and_its_explanation(pipeline):
     values = scores["predicted_clv"].to_numpy()
     assert tiers["value_tier"].tolist() == np.where(values > high, "High", np.where(values > medium, "Medium", "Low")).tolist()
     about_tiers = _metadata(instance, ["scoring", "value_tiers"])
-    assert about_tiers["tier_counts"] == tiers["value_tier"].value_counts().reindex(["Low", "Medium", "High"], fill_value=0).to_dict()
+    assert (
+        about_tiers["tier_counts"]
+        == tiers["value_tier"].value_counts().reindex(["Low", "Medium", "High"], fill_value=0).to_dict()
+    )
     assert sum(about_tiers["value_share"].values()) == pytest.approx(1.0)
     assert about_tiers["model_version"] == str(champion.version)
 
@@ -285,8 +301,7 @@ def test_rerun_on_unchanged_history_is_incremental_and_changes_nothing(pipeline)
     assert again["history_fingerprint"] == first["history_fingerprint"]
     assert again["definition_fingerprint"] == first["definition_fingerprint"]
     # Money is exact in the models: an incremental build equals the full one to the last bit.
-    pd.testing.assert_frame_equal(_frame("select * from marts.customer_features order by customer_id"), before,
-                                  check_exact=True)
+    pd.testing.assert_frame_equal(_frame("select * from marts.customer_features order by customer_id"), before, check_exact=True)
 
 
 def test_drift_sensor_requests_one_retraining_per_drifted_report(pipeline):
@@ -298,7 +313,8 @@ def test_drift_sensor_requests_one_retraining_per_drifted_report(pipeline):
 
     # Customers now spend 2.5x and buy twice as often: rebuild features, rescore, report.
     drifted = definitions.resolve_job_def("ingest_and_features").execute_in_process(
-        run_config=_generator_config(spend_multiplier=2.5, purchase_rate_multiplier=2.0), instance=instance,
+        run_config=_generator_config(spend_multiplier=2.5, purchase_rate_multiplier=2.0),
+        instance=instance,
         tags=_full_range(),
     )
     assert drifted.success

@@ -33,8 +33,7 @@ ONE_SECOND_BEFORE_SC = datetime(2011, 6, 30, 23, 59, 59)  # also TC1 + horizon -
 ONE_SECOND_BEFORE_TC1 = datetime(2011, 5, 31, 23, 59, 59)  # also TC2 + horizon - 1s
 # Capping off: the hand-computed values below are the logged ones (test_order_value_caps... caps).
 DBT_VARS = (
-    "{cutoff_date: '2011-07-01', horizon_days: 30, training_cutoffs: 2, cutoff_spacing_days: 30,"
-    " order_value_cap_quantile: null}"
+    "{cutoff_date: '2011-07-01', horizon_days: 30, training_cutoffs: 2, cutoff_spacing_days: 30, order_value_cap_quantile: null}"
 )
 # Quantile 1: each cutoff's cap is the largest order (purchase day) strictly before it.
 CAP_AT_MAX_VARS = DBT_VARS.replace("order_value_cap_quantile: null", "order_value_cap_quantile: 1")
@@ -53,8 +52,7 @@ LABEL_COLUMNS = ["horizon_days", "future_revenue", "future_purchase_days"]
 A, B, C, D, E, F = "12345", "22222", "33333", "44444", "55555", "66666"
 
 
-def line(invoice_no, invoiced_at, quantity, unit_price, customer_id,
-         stock_code="85123A", country="United Kingdom"):
+def line(invoice_no, invoiced_at, quantity, unit_price, customer_id, stock_code="85123A", country="United Kingdom"):
     return {
         "invoice_no": invoice_no,
         "stock_code": stock_code,
@@ -122,11 +120,14 @@ def base_events() -> list[dict]:
 
 def base_customers() -> list[dict]:
     return [
-        {"customer_id": A, "country": "United Kingdom", "acquisition_channel": "organic",
-         "signup_date": datetime(2011, 1, 1, 15)},
+        {
+            "customer_id": A,
+            "country": "United Kingdom",
+            "acquisition_channel": "organic",
+            "signup_date": datetime(2011, 1, 1, 15),
+        },
         # Signed up after the scoring cutoff: the signup must not leak into tenure.
-        {"customer_id": E, "country": "Norway", "acquisition_channel": "email",
-         "signup_date": datetime(2011, 8, 1)},
+        {"customer_id": E, "country": "Norway", "acquisition_channel": "email", "signup_date": datetime(2011, 8, 1)},
     ]
 
 
@@ -181,9 +182,7 @@ class Warehouse:
         )
         if not result.success:
             failed = result.exception or [
-                f"{r.node.name}: {r.status} {r.message or ''}"
-                for r in result.result
-                if str(r.status) not in ("pass", "success")
+                f"{r.node.name}: {r.status} {r.message or ''}" for r in result.result if str(r.status) not in ("pass", "success")
             ]
             pytest.fail(f"dbt {command} failed: {failed}")
         # Same configuration as dbt-duckdb, which keeps its database instance open in-process.
@@ -260,49 +259,105 @@ def test_scoring_features_match_hand_computed_values(baseline):
     assert set(features.cutoff_date) == {pd.Timestamp(SC)}
 
     # A: purchase days 03-01, 04-10, 05-01, 05-31, 06-01, 06-30; A7 at SC itself is ignored.
-    assert_values(row(features, A, SC), {
-        "frequency": 5, "recency": 121, "T": 122,
-        "monetary_value": (30 + 4 + 50 + 40 + 8) / 5,  # first day (10.0) excluded; postage/free ignored
-        "orders_30d": 2, "spend_30d": 48.0,  # A5 at 06-01 00:00 (= SC - 30 days) is in, A7 is out
-        "orders_90d": 5, "spend_90d": 30 - 2.5 + 4 + 50 + 40 + 8,
-        "orders_365d": 6, "spend_365d": 10 + 30 - 2.5 + 4 + 50 + 40 + 8,
-        "sessions_90d": 4,  # s1, s3 (at SC - 90 days exactly), s5, s6; not s2 (at SC), s4 (a second early)
-        "add_to_cart_90d": 3,
-        "tenure_days": 181, "country": "United Kingdom", "acquisition_channel": "organic",
-        "first_purchase_date": date(2011, 3, 1), "last_purchase_date": date(2011, 6, 30),
-        # Purchase lines: A1 (2 items), A2 x2 (4 + 1 items, two products), A3, A4, A5 (2 items), A6.
-        "items_30d": 3, "items_90d": 10, "items_365d": 12,
-        "distinct_products_30d": 1, "distinct_products_90d": 2, "distinct_products_365d": 2,
-        "distinct_products": 2, "product_diversity": 2 / 7,
-        "orders_trend_90d_365d": (5 / 90) / (6 / 365), "spend_trend_90d_365d": (129.5 / 90) / (139.5 / 365),
-        "purchase_gap_mean_days": 121 / 5, "purchase_gap_stddev_days": statistics.stdev([40, 21, 30, 1, 29]),
-        "basket_value_mean": 142 / 6, "basket_items_mean": 2.0,
-        "return_rate": 2.5 / 142, "spend_share_90d": 132 / 142,
-        # Every session has a single timestamp; each add-to-cart day (05-31, 06-01, 06-30) is a purchase day.
-        "session_seconds_mean_90d": 0.0, "page_views_90d": 1, "searches_90d": 1, "cart_to_purchase_90d": 1.0,
-        "country_customer_share": 3 / 5, "channel_organic_search": 0, "channel_email": 0,
-    })
+    assert_values(
+        row(features, A, SC),
+        {
+            "frequency": 5,
+            "recency": 121,
+            "T": 122,
+            "monetary_value": (30 + 4 + 50 + 40 + 8) / 5,  # first day (10.0) excluded; postage/free ignored
+            "orders_30d": 2,
+            "spend_30d": 48.0,  # A5 at 06-01 00:00 (= SC - 30 days) is in, A7 is out
+            "orders_90d": 5,
+            "spend_90d": 30 - 2.5 + 4 + 50 + 40 + 8,
+            "orders_365d": 6,
+            "spend_365d": 10 + 30 - 2.5 + 4 + 50 + 40 + 8,
+            "sessions_90d": 4,  # s1, s3 (at SC - 90 days exactly), s5, s6; not s2 (at SC), s4 (a second early)
+            "add_to_cart_90d": 3,
+            "tenure_days": 181,
+            "country": "United Kingdom",
+            "acquisition_channel": "organic",
+            "first_purchase_date": date(2011, 3, 1),
+            "last_purchase_date": date(2011, 6, 30),
+            # Purchase lines: A1 (2 items), A2 x2 (4 + 1 items, two products), A3, A4, A5 (2 items), A6.
+            "items_30d": 3,
+            "items_90d": 10,
+            "items_365d": 12,
+            "distinct_products_30d": 1,
+            "distinct_products_90d": 2,
+            "distinct_products_365d": 2,
+            "distinct_products": 2,
+            "product_diversity": 2 / 7,
+            "orders_trend_90d_365d": (5 / 90) / (6 / 365),
+            "spend_trend_90d_365d": (129.5 / 90) / (139.5 / 365),
+            "purchase_gap_mean_days": 121 / 5,
+            "purchase_gap_stddev_days": statistics.stdev([40, 21, 30, 1, 29]),
+            "basket_value_mean": 142 / 6,
+            "basket_items_mean": 2.0,
+            "return_rate": 2.5 / 142,
+            "spend_share_90d": 132 / 142,
+            # Every session has a single timestamp; each add-to-cart day (05-31, 06-01, 06-30) is a purchase day.
+            "session_seconds_mean_90d": 0.0,
+            "page_views_90d": 1,
+            "searches_90d": 1,
+            "cart_to_purchase_90d": 1.0,
+            "country_customer_share": 3 / 5,
+            "channel_organic_search": 0,
+            "channel_email": 0,
+        },
+    )
     # B: one purchase a second before SC; B2 exactly at SC is ignored. Unknown in raw.customers.
-    assert_values(row(features, B, SC), {
-        "frequency": 0, "recency": 0, "T": 1, "monetary_value": 0.0,
-        "orders_30d": 1, "spend_30d": 12.5, "spend_365d": 12.5,
-        "sessions_90d": 0, "add_to_cart_90d": 0,
-        "tenure_days": 1, "country": "France", "acquisition_channel": "unknown",
-    })
+    assert_values(
+        row(features, B, SC),
+        {
+            "frequency": 0,
+            "recency": 0,
+            "T": 1,
+            "monetary_value": 0.0,
+            "orders_30d": 1,
+            "spend_30d": 12.5,
+            "spend_365d": 12.5,
+            "sessions_90d": 0,
+            "add_to_cart_90d": 0,
+            "tenure_days": 1,
+            "country": "France",
+            "acquisition_channel": "unknown",
+        },
+    )
     # C: the zero-price line is not a purchase; first purchase exactly at TC1.
-    assert_values(row(features, C, SC), {
-        "frequency": 0, "T": 30, "orders_30d": 1, "spend_30d": 7.0,
-        "first_purchase_date": date(2011, 6, 1),
-    })
+    assert_values(
+        row(features, C, SC),
+        {
+            "frequency": 0,
+            "T": 30,
+            "orders_30d": 1,
+            "spend_30d": 7.0,
+            "first_purchase_date": date(2011, 6, 1),
+        },
+    )
     # D: a cancellation larger than the purchase makes the window spend negative.
-    assert_values(row(features, D, SC), {
-        "frequency": 0, "T": 172, "orders_30d": 0, "spend_30d": -150.0, "spend_365d": -50.0,
-    })
+    assert_values(
+        row(features, D, SC),
+        {
+            "frequency": 0,
+            "T": 172,
+            "orders_30d": 0,
+            "spend_30d": -150.0,
+            "spend_365d": -50.0,
+        },
+    )
     # E: signup recorded after the cutoff is ignored; tenure starts at the first purchase.
-    assert_values(row(features, E, SC), {
-        "T": 136, "tenure_days": 136, "country": "Norway", "acquisition_channel": "email",
-        "channel_email": 1, "country_customer_share": 1 / 5,
-    })
+    assert_values(
+        row(features, E, SC),
+        {
+            "T": 136,
+            "tenure_days": 136,
+            "country": "Norway",
+            "acquisition_channel": "email",
+            "channel_email": 1,
+            "country_customer_share": 1 / 5,
+        },
+    )
 
 
 def test_training_features_and_labels_match_hand_computed_values(baseline):
@@ -313,22 +368,47 @@ def test_training_features_and_labels_match_hand_computed_values(baseline):
     )
     assert set(examples.horizon_days) == {30}
 
-    assert_values(row(examples, A, TC1), {
-        "frequency": 3, "recency": 91, "T": 92, "monetary_value": (30 + 4 + 50) / 3,
-        "orders_30d": 1, "spend_30d": 50.0, "orders_90d": 3, "spend_90d": 30 - 2.5 + 4 + 50,
-        "orders_365d": 4, "spend_365d": 10 + 30 - 2.5 + 4 + 50,
-        "sessions_90d": 3, "add_to_cart_90d": 1,  # s3, s4, s5; ev7 exactly at TC1 is out
-        "tenure_days": 151, "last_purchase_date": date(2011, 5, 31),
-        # Label [TC1, SC): A5 at TC1 and A6 a second before SC count; A7 at SC does not.
-        "future_revenue": 40.0 + 8.0, "future_purchase_days": 2,
-    })
-    assert_values(row(examples, A, TC2), {
-        "frequency": 2, "recency": 61, "T": 62, "monetary_value": (30 + 4) / 2,
-        "orders_30d": 2, "spend_30d": 30 - 2.5 + 4, "orders_90d": 3, "spend_90d": 10 + 30 - 2.5 + 4,
-        "sessions_90d": 2, "add_to_cart_90d": 0, "tenure_days": 121,
-        # Label [TC2, TC1): A4 a second before TC1 counts; A5 exactly at TC1 does not.
-        "future_revenue": 50.0, "future_purchase_days": 1,
-    })
+    assert_values(
+        row(examples, A, TC1),
+        {
+            "frequency": 3,
+            "recency": 91,
+            "T": 92,
+            "monetary_value": (30 + 4 + 50) / 3,
+            "orders_30d": 1,
+            "spend_30d": 50.0,
+            "orders_90d": 3,
+            "spend_90d": 30 - 2.5 + 4 + 50,
+            "orders_365d": 4,
+            "spend_365d": 10 + 30 - 2.5 + 4 + 50,
+            "sessions_90d": 3,
+            "add_to_cart_90d": 1,  # s3, s4, s5; ev7 exactly at TC1 is out
+            "tenure_days": 151,
+            "last_purchase_date": date(2011, 5, 31),
+            # Label [TC1, SC): A5 at TC1 and A6 a second before SC count; A7 at SC does not.
+            "future_revenue": 40.0 + 8.0,
+            "future_purchase_days": 2,
+        },
+    )
+    assert_values(
+        row(examples, A, TC2),
+        {
+            "frequency": 2,
+            "recency": 61,
+            "T": 62,
+            "monetary_value": (30 + 4) / 2,
+            "orders_30d": 2,
+            "spend_30d": 30 - 2.5 + 4,
+            "orders_90d": 3,
+            "spend_90d": 10 + 30 - 2.5 + 4,
+            "sessions_90d": 2,
+            "add_to_cart_90d": 0,
+            "tenure_days": 121,
+            # Label [TC2, TC1): A4 a second before TC1 counts; A5 exactly at TC1 does not.
+            "future_revenue": 50.0,
+            "future_purchase_days": 1,
+        },
+    )
     # D's cancellation exactly at TC1 lands in the TC1 label, which is floored at 0.
     assert_values(row(examples, D, TC1), {"T": 142, "future_revenue": 0.0, "future_purchase_days": 0})
     assert_values(row(examples, D, TC2), {"T": 112, "future_revenue": 0.0})
@@ -374,9 +454,14 @@ def test_rows_in_the_label_window_change_labels_but_not_training_features(wareho
 
     # The scoring cutoff sees those rows.
     scoring = changed["marts.customer_features"]
-    assert_values(row(scoring, A, SC), {
-        "orders_30d": 3, "spend_30d": 48.0 + 100.0 - 30.0, "add_to_cart_90d": 4,
-    })
+    assert_values(
+        row(scoring, A, SC),
+        {
+            "orders_30d": 3,
+            "spend_30d": 48.0 + 100.0 - 30.0,
+            "add_to_cart_90d": 4,
+        },
+    )
     assert_values(row(scoring, "77777", SC), {"frequency": 0, "T": 30})
 
 
@@ -416,13 +501,10 @@ def test_incremental_run_rebuilds_only_the_recent_days(warehouse):
     """
     warehouse.materialize("run", base_transactions(), base_events(), base_customers())
     transactions = [
-        {**r, "unit_price": 7.0} if r["invoice_no"] == "A1" else
-        {**r, "unit_price": 13.0} if r["invoice_no"] == "B1" else r
+        {**r, "unit_price": 7.0} if r["invoice_no"] == "A1" else {**r, "unit_price": 13.0} if r["invoice_no"] == "B1" else r
         for r in base_transactions()
     ] + [line("A20", datetime(2011, 7, 2, 9), 1, 3.0, A)]
-    changed = warehouse.materialize(
-        "run", transactions, base_events(), base_customers(), full_refresh=False
-    )
+    changed = warehouse.materialize("run", transactions, base_events(), base_customers(), full_refresh=False)
     days = changed["intermediate.int_customer_days"].set_index(["customer_id", "activity_date"]).gross_purchase_value
     assert days[(A, pd.Timestamp("2011-07-02"))] == 3.0
     assert days[(B, pd.Timestamp("2011-06-30"))] == 13.0
@@ -444,9 +526,7 @@ def test_incremental_run_builds_the_session_days_earlier_cutoffs_read(warehouse)
     first = warehouse.materialize("run", base_transactions(), base_events(), base_customers(), scoring_only)
     assert first["intermediate.int_customer_session_days"].activity_date.min() == pd.Timestamp("2011-04-02")
 
-    incremental = warehouse.materialize(
-        "run", base_transactions(), base_events(), base_customers(), full_refresh=False
-    )
+    incremental = warehouse.materialize("run", base_transactions(), base_events(), base_customers(), full_refresh=False)
     full = warehouse.materialize("run", base_transactions(), base_events(), base_customers())
     session_days = incremental["intermediate.int_customer_session_days"]
     assert pd.Timestamp("2011-04-01") in set(session_days.activity_date)  # ev5's day, filled in

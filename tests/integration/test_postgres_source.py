@@ -25,8 +25,14 @@ COUNTRIES = ("United Kingdom", "Germany", "United States", "France")
 def _orders() -> list[tuple]:
     """300 orders, one every 37 minutes from 1 March 2024, plus three on the window's edges."""
     rows = [
-        (f"o{i:04d}", f"c{i % 23:02d}", DAY1 + timedelta(minutes=37 * i), 1 + i % 5, round(1.25 + (i % 40) * 0.5, 2),
-         COUNTRIES[i % len(COUNTRIES)])
+        (
+            f"o{i:04d}",
+            f"c{i % 23:02d}",
+            DAY1 + timedelta(minutes=37 * i),
+            1 + i % 5,
+            round(1.25 + (i % 40) * 0.5, 2),
+            COUNTRIES[i % len(COUNTRIES)],
+        )
         for i in range(300)
     ]
     rows += [
@@ -50,8 +56,10 @@ def shop_dsn(postgres_dsn) -> str:
     """The session's database with ``shop.orders`` filled once for this module."""
     with psycopg.connect(postgres_dsn, autocommit=True) as con:
         con.execute("create schema shop")
-        con.execute("create table shop.orders (order_id text primary key, customer text not null, "
-                    "ordered_at timestamp not null, qty integer not null, price numeric(10, 2), country text)")
+        con.execute(
+            "create table shop.orders (order_id text primary key, customer text not null, "
+            "ordered_at timestamp not null, qty integer not null, price numeric(10, 2), country text)"
+        )
         with con.cursor() as cur:
             cur.executemany("insert into shop.orders values (%s, %s, %s, %s, %s, %s)", ORDERS)
     return postgres_dsn
@@ -122,8 +130,11 @@ def _port(dsn: str) -> int:
         (lambda dsn: dsn.replace("clv:", "clv:Wr0ng-", 1), "Wr0ng-", "password authentication failed"),
         (lambda dsn: "postgresql://clv:Sw0rdfish@127.0.0.1:1/clv_test", "Sw0rdfish", "Connection refused"),
         # libpq's own parse error would quote "horse": the reader says only that the string is invalid.
-        (lambda dsn: f"host=127.0.0.1 port={_port(dsn)} password=correct horse battery", "horse",
-         f"{DSN_ENV} is not a valid connection string"),
+        (
+            lambda dsn: f"host=127.0.0.1 port={_port(dsn)} password=correct horse battery",
+            "horse",
+            f"{DSN_ENV} is not a valid connection string",
+        ),
     ],
     ids=["wrong-password", "no-server", "malformed"],
 )
@@ -164,17 +175,21 @@ def test_missing_timestamp_column_is_a_source_column_error(dsn_env):
 
 # --- a source is read, never written --------------------------------------------------------------
 
+
 @pytest.fixture
 def victim(shop_dsn) -> Iterator[str]:
     """``shop.victim`` (3 rows), a sequence and a function that deletes from it, made afresh for each test."""
     with psycopg.connect(shop_dsn, autocommit=True) as con:
-        con.execute("drop table if exists shop.victim; drop sequence if exists shop.ids; "
-                    "drop function if exists shop.purge()")
-        con.execute("create table shop.victim as select g as id, timestamp '2024-03-01' + g * interval '1 hour' as ordered_at "
-                    "from generate_series(1, 3) as g")
+        con.execute("drop table if exists shop.victim; drop sequence if exists shop.ids; drop function if exists shop.purge()")
+        con.execute(
+            "create table shop.victim as select g as id, timestamp '2024-03-01' + g * interval '1 hour' as ordered_at "
+            "from generate_series(1, 3) as g"
+        )
         con.execute("create sequence shop.ids")
-        con.execute("create function shop.purge() returns timestamp language sql volatile as "
-                    "$$ delete from shop.victim; select timestamp '2024-03-01' $$")
+        con.execute(
+            "create function shop.purge() returns timestamp language sql volatile as "
+            "$$ delete from shop.victim; select timestamp '2024-03-01' $$"
+        )
     yield shop_dsn
     with psycopg.connect(shop_dsn, autocommit=True) as con:
         assert con.execute("select count(*) from shop.victim").fetchone() == (3,)
@@ -186,7 +201,7 @@ WRITES = {
     "appended_statement": "select * from shop.victim) as x; drop table shop.victim; select * from (select now() as ordered_at",
     "appended_then_comment": "select * from shop.victim) as x; drop table shop.victim; --",
     "data_modifying_cte": "select * from shop.victim) as x; with gone as (delete from shop.victim returning *) "
-                          "select * from gone; select * from (select now() as ordered_at",
+    "select * from gone; select * from (select now() as ordered_at",
     "sequence": "select nextval('shop.ids') as id, timestamp '2024-03-01' as ordered_at",
     "writing_function": "select shop.purge() as ordered_at",
     "select_into": "select * into shop.copy from shop.victim",
@@ -195,9 +210,14 @@ WRITES = {
 
 # The rule each one breaks: the server refuses a second statement or a write in the read-only transaction;
 # a SELECT INTO or a comment that swallows the closing parenthesis no longer parses inside the subquery.
-WRITE_RULES = {"appended_statement": "read_only_query", "appended_then_comment": "source_query",
-               "data_modifying_cte": "read_only_query", "sequence": "read_only_query",
-               "writing_function": "read_only_query", "select_into": "source_query"}
+WRITE_RULES = {
+    "appended_statement": "read_only_query",
+    "appended_then_comment": "source_query",
+    "data_modifying_cte": "read_only_query",
+    "sequence": "read_only_query",
+    "writing_function": "read_only_query",
+    "select_into": "source_query",
+}
 
 
 @pytest.mark.parametrize(("query", "rule"), [(WRITES[k], WRITE_RULES[k]) for k in WRITES], ids=WRITES.keys())

@@ -22,8 +22,15 @@ DAY = "2010-12-01"
 
 
 def _materialize(env: dict, *selection: str) -> None:
-    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "clv_platform.definitions",
-               "--select", ",".join(selection)]
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "clv_platform.definitions",
+        "--select",
+        ",".join(selection),
+    ]
     if selection == ("raw/transactions",):
         command += ["--partition", DAY]
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -43,15 +50,19 @@ def _warehouse_cells_holding(database: Path, needle: str) -> list[str]:
     with duckdb.connect(str(database), read_only=True) as con:
         columns = con.execute("select table_schema, table_name, column_name from information_schema.columns").fetchall()
         for schema, table, column in columns:
-            hits = con.execute(f'select count(*) from "{schema}"."{table}" where cast("{column}" as varchar) like ?',
-                               [f"%{needle}%"]).fetchone()[0]
+            hits = con.execute(
+                f'select count(*) from "{schema}"."{table}" where cast("{column}" as varchar) like ?', [f"%{needle}%"]
+            ).fetchone()[0]
             if hits:
                 found.append(f"{schema}.{table}.{column}")
     return found
 
 
-@pytest.mark.parametrize("pii", [{"customer_id": "hmac", "description": "drop", "country": "drop"},
-                                 {"description": "drop", "country": "drop"}], ids=["hmac_and_drop", "drop_only"])
+@pytest.mark.parametrize(
+    "pii",
+    [{"customer_id": "hmac", "description": "drop", "country": "drop"}, {"description": "drop", "country": "drop"}],
+    ids=["hmac_and_drop", "drop_only"],
+)
 def test_no_byte_of_a_hashed_or_dropped_field_is_stored_or_logged_anywhere(tmp_path, environment_for, pii_bad_lines, pii):
     bad = pii_bad_lines(pii)
     inputs = tmp_path / "in"  # outside the state directory: the input file holds the sentinel, of course
@@ -59,9 +70,11 @@ def test_no_byte_of_a_hashed_or_dropped_field_is_stored_or_logged_anywhere(tmp_p
     (inputs / "sales.csv").write_bytes(bad.content)
     columns = ", ".join(f"{column}: {how}" for column, how in bad.pii.items())
     spec = tmp_path / "source.yaml"
-    spec.write_text(f"transactions: {{kind: files, path: in/sales.csv, preset: online_retail}}\n"
-                    f"pii: {{columns: {{{columns}}}}}\n"
-                    "limits: {max_quarantine_share: 1.0}\n")  # almost every line is bad: the run goes on to the profile
+    spec.write_text(
+        f"transactions: {{kind: files, path: in/sales.csv, preset: online_retail}}\n"
+        f"pii: {{columns: {{{columns}}}}}\n"
+        "limits: {max_quarantine_share: 1.0}\n"
+    )  # almost every line is bad: the run goes on to the profile
     home = tmp_path / "state"
     key = {"CLV_PII_KEY": "test-key-not-secret"} if "hmac" in pii.values() else {}  # a spec that only drops needs none
     env = environment_for(home, CLV_SOURCE_CONFIG=str(spec), **key)
@@ -89,7 +102,8 @@ def test_no_byte_of_a_hashed_or_dropped_field_is_stored_or_logged_anywhere(tmp_p
     assert _warehouse_cells_holding(database, bad.sentinel) == []
     # The control: a value that is not PII is found where quarantined values go, so the searches above can fail.
     assert {"raw.transactions_quarantine.value", "raw.transactions_quarantine.message"} <= set(
-        _warehouse_cells_holding(database, bad.control))
+        _warehouse_cells_holding(database, bad.control)
+    )
     assert any(name.endswith(".db") and name.startswith("dagster") for name in _files_holding(home, bad.control))
     # The compute logs hold the run's log lines, the example of a quarantined row among them (the first bad line).
     assert any(b"row(s) quarantined, e.g." in p.read_bytes() for p in compute_logs)

@@ -16,7 +16,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_point_in_time import write_raw_frames
 
 pytestmark = pytest.mark.integration
@@ -53,12 +52,22 @@ def warehouse(tmp_path_factory):
         mp.setenv("DBT_PROFILES_DIR", str(DBT_PROJECT_DIR))
         mp.setenv("DBT_TARGET_PATH", str(root / "target"))
         mp.setenv("DBT_LOG_PATH", str(root / "logs"))
-        result = dbtRunner().invoke([
-            "build", "--project-dir", str(DBT_PROJECT_DIR), "--select", "+customer_features",
-            "--vars", "{order_value_cap_quantile: null, training_cutoffs: 0}", "--quiet",
-        ])
+        result = dbtRunner().invoke(
+            [
+                "build",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--select",
+                "+customer_features",
+                "--vars",
+                "{order_value_cap_quantile: null, training_cutoffs: 0}",
+                "--quiet",
+            ]
+        )
     if not result.success:
-        pytest.fail(f"dbt build failed: {result.exception or [str(r.message) for r in result.result if r.status not in ('pass', 'success')]}")
+        pytest.fail(
+            f"dbt build failed: {result.exception or [str(r.message) for r in result.result if r.status not in ('pass', 'success')]}"
+        )
     return path
 
 

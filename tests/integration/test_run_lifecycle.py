@@ -47,9 +47,12 @@ def _start_and_kill_a_cli_run(home: Path, env: dict) -> tuple[str, int]:
     log = open(home / "killed_run.log", "w")
     process = subprocess.Popen([str(CLI), "run", "--customers", "300"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
+
         def started_run_id():
             if process.poll() is not None:
-                raise AssertionError(f"clv-platform run exited {process.returncode}:\n{(home / 'killed_run.log').read_text()[-3000:]}")
+                raise AssertionError(
+                    f"clv-platform run exited {process.returncode}:\n{(home / 'killed_run.log').read_text()[-3000:]}"
+                )
             run_id = read_holder(home / LOCK_FILE).get("run_id")
             return run_id if run_id and _run_status(home, run_id) == dg.DagsterRunStatus.STARTED else None
 
@@ -71,14 +74,20 @@ def _failure_message(home: Path, run_id: str) -> str:
 def test_second_run_is_refused_and_a_killed_run_is_failed_by_the_next(tmp_path, environment_for):
     home = tmp_path / "state"
     env = _cli_env(environment_for, home)
-    first = subprocess.Popen([str(CLI), "run", "--customers", "300"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [str(CLI), "run", "--customers", "300"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
-        holder = _poll("the first run to hold the state", lambda: read_holder(home / LOCK_FILE).get("run_id") and read_holder(home / LOCK_FILE))
+        holder = _poll(
+            "the first run to hold the state",
+            lambda: read_holder(home / LOCK_FILE).get("run_id") and read_holder(home / LOCK_FILE),
+        )
         second = subprocess.run([str(CLI), "run", "--customers", "300"], env=env, capture_output=True, text=True, timeout=600)
         assert second.returncode == 2
         (line,) = second.stderr.strip().splitlines()
-        assert line.startswith(f"error: {home} is in use by clv-platform run (pid {first.pid}, run {holder['run_id']}, since "), line
+        assert line.startswith(f"error: {home} is in use by clv-platform run (pid {first.pid}, run {holder['run_id']}, since "), (
+            line
+        )
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=120)
@@ -88,11 +97,16 @@ def test_second_run_is_refused_and_a_killed_run_is_failed_by_the_next(tmp_path, 
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
     assert f"Run {killed_run} was left unfinished by a clv-platform process that died: marked failed." in third.stdout
     assert _run_status(home, killed_run) == dg.DagsterRunStatus.FAILURE
-    assert f"the clv-platform process (pid {pid}) executing this run ended without finishing it" in _failure_message(home, killed_run)
+    assert f"the clv-platform process (pid {pid}) executing this run ended without finishing it" in _failure_message(
+        home, killed_run
+    )
     # The first, killed before it started, and the second, refused, left no run behind that holds the queue.
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-        unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING,
-                                                                       dg.DagsterRunStatus.NOT_STARTED]))
+        unfinished = instance.get_runs(
+            filters=dg.RunsFilter(
+                statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
+            )
+        )
     assert unfinished == []
 
 
@@ -108,11 +122,20 @@ def test_daemon_fails_a_run_whose_cli_process_died_and_the_queue_moves(tmp_path,
     dead_run, pid = _start_and_kill_a_cli_run(home, _cli_env(environment_for, home))
     server = start_dagster_dev(home)
     # One run at a time: this run queues behind the dead one until run monitoring marks that failed.
-    launched = server.graphql(LAUNCH, {"params": {
-        "selector": {"repositoryLocationName": "clv_platform", "repositoryName": "__repository__", "pipelineName": "__ASSET_JOB",
-                     "assetSelection": [{"path": ["raw", "customers"]}]},
-        "runConfigData": {},
-    }})["launchPipelineExecution"]
+    launched = server.graphql(
+        LAUNCH,
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": "clv_platform",
+                    "repositoryName": "__repository__",
+                    "pipelineName": "__ASSET_JOB",
+                    "assetSelection": [{"path": ["raw", "customers"]}],
+                },
+                "runConfigData": {},
+            }
+        },
+    )["launchPipelineExecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     queued = launched["run"]["runId"]
 
@@ -120,9 +143,15 @@ def test_daemon_fails_a_run_whose_cli_process_died_and_the_queue_moves(tmp_path,
         return server.graphql(STATUS, {"id": run_id})["runOrError"]["status"]
 
     _poll("the daemon to mark the dead run failed", lambda: status(dead_run) == "FAILURE", timeout=900, interval=2)
-    assert f"the clv-platform process (pid {pid}) executing this run ended without finishing it" in _failure_message(home, dead_run)
-    final = _poll("the queued run to finish", lambda: (s := status(queued)) in ("SUCCESS", "FAILURE", "CANCELED") and s,
-                  timeout=900, interval=2)
+    assert f"the clv-platform process (pid {pid}) executing this run ended without finishing it" in _failure_message(
+        home, dead_run
+    )
+    final = _poll(
+        "the queued run to finish",
+        lambda: (s := status(queued)) in ("SUCCESS", "FAILURE", "CANCELED") and s,
+        timeout=900,
+        interval=2,
+    )
     assert final == "SUCCESS", server.log_tail()
 
 
@@ -136,5 +165,6 @@ def test_cli_run_is_refused_while_a_run_the_daemon_launched_is_in_progress(tmp_p
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"error: run {busy.run_id} of __ASSET_JOB is STARTED on the Dagster instance in {home / 'dagster'}: wait for it to "
-        "finish (or cancel it in the UI); the warehouse takes one run at a time"]
+        "finish (or cancel it in the UI); the warehouse takes one run at a time"
+    ]
     assert _run_status(home, busy.run_id) == dg.DagsterRunStatus.STARTED  # not the CLI's to judge

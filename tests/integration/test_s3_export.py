@@ -104,11 +104,19 @@ def test_exports_only_the_latest_cutoff_to_s3_with_a_matching_manifest(warehouse
     manifest = json.loads(stored[manifest_key])
     assert manifest["sha256"] == hashlib.sha256(stored[parquet_key]).hexdigest()
     assert (manifest["row_count"], manifest["cutoff_date"], manifest["model_name"], manifest["model_version"]) == (
-        3, "2011-12-05", "clv_xgboost", "4")
+        3,
+        "2011-12-05",
+        "clv_xgboost",
+        "4",
+    )
     metadata = export_metadata(result)
     assert metadata["uri"] == f"s3://{bucket}/{parquet_key}"
     assert (metadata["dagster/row_count"], metadata["model_version"], metadata["sha256"], metadata["bytes"]) == (
-        3, "4", manifest["sha256"], len(stored[parquet_key]))
+        3,
+        "4",
+        manifest["sha256"],
+        len(stored[parquet_key]),
+    )
 
 
 def test_re_export_overwrites_the_cutoff_in_place(warehouse, bucket, s3_client):
@@ -135,7 +143,9 @@ def test_re_export_overwrites_the_cutoff_in_place(warehouse, bucket, s3_client):
 def test_scores_whose_tiers_are_not_computed_yet_are_not_exported(warehouse, monkeypatch, tmp_path):
     monkeypatch.setenv("CLV_EXPORT_URI", str(tmp_path / "exports"))
     with duckdb.connect(str(warehouse)) as con:  # rescored by a newer model; value_tiers still holds version 4's tiers
-        con.execute("update scoring.clv_scores set model_version = '5', predicted_clv = predicted_clv + 1 where cutoff_date = ?", [LATEST])
+        con.execute(
+            "update scoring.clv_scores set model_version = '5', predicted_clv = predicted_clv + 1 where cutoff_date = ?", [LATEST]
+        )
     with pytest.raises(dg.Failure) as failure:
         materialize_export(warehouse)
     assert failure.value.description == (
@@ -183,5 +193,8 @@ def test_export_uri_names_a_local_folder(warehouse, monkeypatch, tmp_path):
     materialize_export(warehouse)
 
     assert read_folder_export(tmp_path / "shared" / "marketing") == [
-        ("c1", LATEST, "4"), ("c2", LATEST, "4"), ("c3", LATEST, "4")]
+        ("c1", LATEST, "4"),
+        ("c2", LATEST, "4"),
+        ("c3", LATEST, "4"),
+    ]
     assert not (tmp_path / "clv_home" / "exports").exists()

@@ -107,7 +107,9 @@ def test_an_xgboost_champion_explains_every_scored_customer(models):
     # Each row's drivers are those of that customer's own features, from the booster directly.
     model = fitted["xgboost"]
     rows = features.set_index("customer_id").loc[explained["customer_id"]].reset_index()
-    inputs = rows.assign(btyd_expected_revenue=model.btyd.predict(rows), btyd_probability_alive=model.btyd.probability_alive(rows))
+    inputs = rows.assign(
+        btyd_expected_revenue=model.btyd.predict(rows), btyd_probability_alive=model.btyd.probability_alive(rows)
+    )
     expected = top_drivers(xgb_contributions(model.model_, inputs, approx=True), k=3)
     assert explained["driver_1"].tolist() == expected["driver_1"].tolist()
     np.testing.assert_allclose(explained["driver_2_contribution"], expected["driver_2_contribution"], rtol=1e-6)
@@ -182,16 +184,18 @@ def test_formulas_in_a_source_reach_the_export_as_inert_text(models, tmp_path, m
 
     examples, _, versions = models
     # A real file through ingestion: the formulas are stored as they are, in every text field.
-    log = pd.DataFrame({
-        "InvoiceNo": ["536365", "536366", "536367", "536368", "536369"],
-        "StockCode": ["85123A"] * 5,
-        "Description": [*FORMULAS, "WHITE HANGING HEART"],
-        "Quantity": [6, 2, 1, 3, 4],
-        "InvoiceDate": ["2024-09-02 08:26"] * 5,
-        "UnitPrice": [2.55, 3.39, 1.0, 7.65, 4.25],
-        "CustomerID": [*FORMULAS, "c000001"],
-        "Country": [*reversed(FORMULAS), "France"],
-    })
+    log = pd.DataFrame(
+        {
+            "InvoiceNo": ["536365", "536366", "536367", "536368", "536369"],
+            "StockCode": ["85123A"] * 5,
+            "Description": [*FORMULAS, "WHITE HANGING HEART"],
+            "Quantity": [6, 2, 1, 3, 4],
+            "InvoiceDate": ["2024-09-02 08:26"] * 5,
+            "UnitPrice": [2.55, 3.39, 1.0, 7.65, 4.25],
+            "CustomerID": [*FORMULAS, "c000001"],
+            "Country": [*reversed(FORMULAS), "France"],
+        }
+    )
     log.to_csv(tmp_path / "sales.csv", index=False)
     spec = tmp_path / "source.yaml"
     spec.write_text("transactions: {kind: files, path: sales.csv, preset: online_retail}\n")

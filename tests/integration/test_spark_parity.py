@@ -33,8 +33,7 @@ import jinja2
 import pandas as pd
 import pytest
 import yaml
-
-from test_point_in_time import A, B, DBT_VARS, base_customers, base_events, base_transactions, line, write_raw
+from test_point_in_time import DBT_VARS, A, B, base_customers, base_events, base_transactions, line, write_raw
 
 pytestmark = pytest.mark.integration
 
@@ -50,9 +49,18 @@ DATE_COLUMNS = {"cutoff_date", "first_purchase_date", "last_purchase_date", "act
 # these columns must be equal, not close. DuckDB's fetchdf gives a DECIMAL as the nearest float64,
 # Spark's toPandas a decimal.Decimal; as floats both are the double nearest the same exact value.
 MONEY_COLUMNS = {
-    "gross_purchase_value", "cancelled_value", "net_value",
-    "monetary_value", "spend_30d", "spend_90d", "spend_365d", "spend_trend_90d_365d",
-    "basket_value_mean", "return_rate", "spend_share_90d", "future_revenue",
+    "gross_purchase_value",
+    "cancelled_value",
+    "net_value",
+    "monetary_value",
+    "spend_30d",
+    "spend_90d",
+    "spend_365d",
+    "spend_trend_90d_365d",
+    "basket_value_mean",
+    "return_rate",
+    "spend_share_90d",
+    "future_revenue",
 }
 # Capping on, at a quantile that interpolates between orders (percentile_cont on both engines).
 PARITY_VARS = DBT_VARS.replace("order_value_cap_quantile: null", "order_value_cap_quantile: 0.9")
@@ -64,6 +72,7 @@ def later_transactions() -> list[dict]:
         line("A20", dt.datetime(2011, 7, 2, 9), 1, 3.0, A),
         line("B20", dt.datetime(2011, 7, 2, 10), 2, 4.0, B, country="France"),
     ]
+
 
 # Spark column types of the raw tables, matching test_point_in_time.RAW_DDL. timestamp_ntz keeps
 # the naive datetimes as written (like DuckDB's timestamp) whatever the machine's time zone; the
@@ -108,8 +117,12 @@ def repeated_data_tests(manifest: Path) -> list[str]:
         if node["resource_type"] != "test" or not generic:
             continue
         arguments = {k: v for k, v in generic["kwargs"].items() if k not in ("model", "column_name")}
-        key = (generic["name"], tuple(sorted(arguments)), tuple(str(arguments.get(k)) for k in SQL_ARGUMENTS),
-               node["config"].get("where"))
+        key = (
+            generic["name"],
+            tuple(sorted(arguments)),
+            tuple(str(arguments.get(k)) for k in SQL_ARGUMENTS),
+            node["config"].get("where"),
+        )
         if key in seen:
             repeats.append(node["name"])
         seen.add(key)
@@ -120,20 +133,24 @@ def dbt_build(target: str, root: Path, command: str = "build", exclude: list[str
     """Run ``dbt <command>`` on ``target``; the names of the data tests it ran (all passed)."""
     from dbt.cli.main import dbtRunner
 
-    result = dbtRunner().invoke([
-        command,
-        "--project-dir", str(DBT_PROJECT_DIR),
-        "--target", target,
-        "--target-path", str(root / f"target_{target}"),
-        "--vars", PARITY_VARS,
-        "--quiet",
-        *(["--exclude", *exclude] if exclude else []),
-    ])
+    result = dbtRunner().invoke(
+        [
+            command,
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--target",
+            target,
+            "--target-path",
+            str(root / f"target_{target}"),
+            "--vars",
+            PARITY_VARS,
+            "--quiet",
+            *(["--exclude", *exclude] if exclude else []),
+        ]
+    )
     if not result.success:
         failed = result.exception or [
-            f"{r.node.name}: {r.status} {r.message or ''}"
-            for r in result.result
-            if str(r.status) not in ("pass", "success")
+            f"{r.node.name}: {r.status} {r.message or ''}" for r in result.result if str(r.status) not in ("pass", "success")
         ]
         pytest.fail(f"dbt build --target {target} failed: {failed}")
     return {r.node.name for r in result.result if r.node.resource_type == "test"}
@@ -154,9 +171,7 @@ def assert_same_value(column: str, expected, actual, exact: bool = False) -> Non
         if exact:
             assert float(expected) == float(actual), f"{column}: {expected!r} != {actual!r}"
         else:
-            assert math.isclose(float(expected), float(actual), rel_tol=1e-9, abs_tol=1e-12), (
-                f"{column}: {expected} != {actual}"
-            )
+            assert math.isclose(float(expected), float(actual), rel_tol=1e-9, abs_tol=1e-12), f"{column}: {expected} != {actual}"
     elif isinstance(expected, dt.date):
         assert isinstance(actual, dt.date) and actual == expected, f"{column}: {expected!r} != {actual!r}"
     else:
@@ -257,8 +272,16 @@ def test_spark_ran_every_data_test_but_the_repeats(marts):
     ran = marts["data_tests"]
     assert ran["spark"] == ran["duckdb"] - ran["repeats"]
     # Singular tests, every SQL expression and each generic test ran on Spark too.
-    for kind in ("assert_", "expression_is_true_", "accepted_range_", "accepted_values_", "not_null_", "unique_",
-                 "unique_combination_of_columns_", "feature_columns_not_null_"):
+    for kind in (
+        "assert_",
+        "expression_is_true_",
+        "accepted_range_",
+        "accepted_values_",
+        "not_null_",
+        "unique_",
+        "unique_combination_of_columns_",
+        "feature_columns_not_null_",
+    ):
         assert any(name.startswith(kind) for name in ran["spark"]), kind
     # Each distinct SQL expression ran on Spark; a skipped one repeats the same SQL on another model.
     expressions = {n for n in ran["duckdb"] if n.startswith("expression_is_true_")}

@@ -26,9 +26,20 @@ LOCATION = "{ workspaceOrError { ... on Workspace { locationEntries { locationOr
 
 def _bare_env(tmp_path: Path) -> dict:
     """A shell without the venv: PATH holds only the system's folders; a fresh state dir and HOME."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DAGSTER_HOME", "CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DBT_TARGET_PATH", "DBT_LOG_PATH",
-                          "CLV_SOURCE_CONFIG", "VIRTUAL_ENV")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key
+        not in (
+            "DAGSTER_HOME",
+            "CLV_WAREHOUSE_PATH",
+            "MLFLOW_TRACKING_URI",
+            "DBT_TARGET_PATH",
+            "DBT_LOG_PATH",
+            "CLV_SOURCE_CONFIG",
+            "VIRTUAL_ENV",
+        )
+    }
     path = [d for d in env.get("PATH", "/usr/bin:/bin").split(os.pathsep) if d and Path(d).resolve() != BIN.resolve()]
     (tmp_path / "home").mkdir()
     env.update(PATH=os.pathsep.join(path), CLV_HOME=str(tmp_path / "state"), HOME=str(tmp_path / "home"))
@@ -39,8 +50,14 @@ def test_venv_dagster_without_the_venv_on_path_loads_the_project(tmp_path):
     # A fresh state has no dbt manifest: loading the definitions runs `dbt parse`, found beside the interpreter.
     env = _bare_env(tmp_path)
     assert subprocess.run(["sh", "-c", "command -v dbt"], env=env, capture_output=True).returncode != 0
-    done = subprocess.run([str(BIN / "dagster"), "asset", "list", "-m", "clv_platform.definitions"], cwd=PROJECT_ROOT,
-                          env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [str(BIN / "dagster"), "asset", "list", "-m", "clv_platform.definitions"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert {"raw/transactions", "marts/customer_features", "scoring/clv_scores"} <= set(done.stdout.split())
 
@@ -52,8 +69,11 @@ def _free_port() -> int:
 
 
 def _location_loaded(port: int) -> str | None:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": LOCATION}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": LOCATION}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
@@ -71,7 +91,11 @@ def test_dagster_dev_from_the_checkout_records_no_telemetry(tmp_path):
     with open(log, "w") as out:
         process = subprocess.Popen(
             [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:

@@ -11,9 +11,15 @@ def _metadata(models: list[str]) -> dict:
     """The metadata of ``ml/model_evaluation`` that ``write_evaluation`` reads (the metrics table as JSON records)."""
     table = [{"model": name, "mae": 513.7847, "bias": -0.2588, "disparate_impact": None} for name in models]
     return {
-        "metrics_table": table, "champion_decision": {"reason": "no champion yet: btyd scores"},
-        "evaluation_cutoff": "2011-09-09", "horizon_days": 91, "evaluation_rows": 3360,
-        "train_cutoffs": ["2011-06-10"], "train_rows": 12466, "metrics": "| model |", "fairness": "| slice |",
+        "metrics_table": table,
+        "champion_decision": {"reason": "no champion yet: btyd scores"},
+        "evaluation_cutoff": "2011-09-09",
+        "horizon_days": 91,
+        "evaluation_rows": 3360,
+        "train_cutoffs": ["2011-06-10"],
+        "train_rows": 12466,
+        "metrics": "| model |",
+        "fairness": "| slice |",
         "actual_fairness_ratio": float("nan"),
     }
 

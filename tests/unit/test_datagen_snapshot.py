@@ -9,8 +9,14 @@ from clv_platform.datagen import generator
 from clv_platform.datagen.generator import TABLES
 from clv_platform.datagen.snapshot import generated_once, snapshot_key
 
-OPTIONS = {"n_customers": 300, "years": 1, "end_date": "2025-06-30", "seed": 5, "spend_multiplier": 1.0,
-           "purchase_rate_multiplier": 1.0}
+OPTIONS = {
+    "n_customers": 300,
+    "years": 1,
+    "end_date": "2025-06-30",
+    "seed": 5,
+    "spend_multiplier": 1.0,
+    "purchase_rate_multiplier": 1.0,
+}
 
 
 def test_generated_once_then_read_back_identical(tmp_path):

@@ -9,17 +9,26 @@ from clv_platform.lib.dbt import incremental_definition_fingerprint
 
 def _manifest() -> dict:
     """staging view -> incremental daily model -> mart; macros: one called through another, one unused."""
+
     def model(name, materialized, nodes=(), macros=()):
-        return {"resource_type": "model", "config": {"materialized": materialized}, "checksum": {"checksum": name},
-                "depends_on": {"nodes": list(nodes), "macros": list(macros)}}
+        return {
+            "resource_type": "model",
+            "config": {"materialized": materialized},
+            "checksum": {"checksum": name},
+            "depends_on": {"nodes": list(nodes), "macros": list(macros)},
+        }
 
     return {
         "nodes": {
             "model.p.stg": model("stg", "view", nodes=["source.p.raw.lines"], macros=["macro.p.clean"]),
             "model.p.daily": model("daily", "incremental", nodes=["model.p.stg"], macros=["macro.p.daily_config"]),
             "model.p.mart": model("mart", "table", nodes=["model.p.daily"], macros=["macro.p.unused_by_daily"]),
-            "test.p.not_null_daily": {"resource_type": "test", "config": {}, "checksum": {"checksum": "t"},
-                                      "depends_on": {"nodes": ["model.p.daily"], "macros": []}},
+            "test.p.not_null_daily": {
+                "resource_type": "test",
+                "config": {},
+                "checksum": {"checksum": "t"},
+                "depends_on": {"nodes": ["model.p.daily"], "macros": []},
+            },
         },
         "macros": {
             "macro.p.clean": {"macro_sql": "trim(x)", "depends_on": {"macros": ["macro.dbt.cast"]}},

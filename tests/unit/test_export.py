@@ -6,7 +6,7 @@ import doctest
 import hashlib
 import io
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import duckdb
 import pandas as pd
@@ -17,18 +17,20 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from clv_platform import export
 from clv_platform.export import build_export, parse_export_uri
 
-EXPORTED_AT = datetime(2011, 12, 6, 4, 30, tzinfo=timezone.utc)
+EXPORTED_AT = datetime(2011, 12, 6, 4, 30, tzinfo=UTC)
 
 
 def scores(cutoff: str = "2011-12-05", version: str = "7", customers=("c3", "c1", "c2")) -> pd.DataFrame:
-    return pd.DataFrame({
-        "customer_id": list(customers),
-        "cutoff_date": pd.to_datetime([cutoff] * len(customers)),
-        "predicted_clv": [30.5, 10.25, 0.0][: len(customers)] + [1.0] * max(0, len(customers) - 3),
-        "value_tier": ["High", "Medium", "Low"][: len(customers)] + ["Low"] * max(0, len(customers) - 3),
-        "model_name": "clv_xgboost",
-        "model_version": version,
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": list(customers),
+            "cutoff_date": pd.to_datetime([cutoff] * len(customers)),
+            "predicted_clv": [30.5, 10.25, 0.0][: len(customers)] + [1.0] * max(0, len(customers) - 3),
+            "value_tier": ["High", "Medium", "Low"][: len(customers)] + ["Low"] * max(0, len(customers) - 3),
+            "model_name": "clv_xgboost",
+            "model_version": version,
+        }
+    )
 
 
 def test_parquet_round_trips_without_the_partition_column_sorted_by_customer():
@@ -71,7 +73,7 @@ def test_key_layout_is_hive_style_per_cutoff():
 
 def test_same_scores_give_the_same_bytes_whatever_the_row_order():
     first = build_export(scores(), EXPORTED_AT)
-    shuffled = build_export(scores().iloc[[2, 0, 1]], datetime.now(timezone.utc))
+    shuffled = build_export(scores().iloc[[2, 0, 1]], datetime.now(UTC))
     assert shuffled.parquet == first.parquet
     assert shuffled.manifest["sha256"] == first.manifest["sha256"]
     assert build_export(scores(version="8"), EXPORTED_AT).manifest["sha256"] != first.manifest["sha256"]
@@ -81,7 +83,10 @@ def test_same_scores_give_the_same_bytes_whatever_the_row_order():
     ("frame", "match"),
     [
         (pd.concat([scores(cutoff="2011-11-28"), scores(cutoff="2011-12-05")]), "'cutoff_date' holds 2 values"),
-        (pd.concat([scores(version="6", customers=("a",)), scores(version="7", customers=("b",))]), "'model_version' holds 2 values"),
+        (
+            pd.concat([scores(version="6", customers=("a",)), scores(version="7", customers=("b",))]),
+            "'model_version' holds 2 values",
+        ),
         (scores().drop(columns=["model_version"]), "lack column.*model_version"),
         (scores().iloc[0:0], "no rows"),
         (pd.concat([scores(), scores()]), "'customer_id' must be present and unique"),
@@ -102,8 +107,12 @@ def test_parse_export_uri(tmp_path):
     assert (s3.scheme, s3.bucket, s3.prefix) == ("s3", "bucket", "a/b")
     assert parse_export_uri(str(tmp_path)).folder == tmp_path.resolve()
     assert parse_export_uri(f"file://{tmp_path}").folder == tmp_path.resolve()
-    for bad, match in [("s3://", "names a bucket"), ("gs://bucket/x", "unsupported scheme 'gs'"),
-                       ("file://host/x", "local folder"), ("  ", "empty")]:
+    for bad, match in [
+        ("s3://", "names a bucket"),
+        ("gs://bucket/x", "unsupported scheme 'gs'"),
+        ("file://host/x", "local folder"),
+        ("  ", "empty"),
+    ]:
         with pytest.raises(ValueError, match=match):
             parse_export_uri(bad)
 
@@ -133,7 +142,10 @@ def client_error(code: str, message: str = "nope") -> ClientError:
     ("error", "expected"),
     [
         (client_error("NoSuchBucket"), "bucket 'missing' does not exist"),
-        (client_error("InvalidAccessKeyId", "The key\nis unknown"), "refused the credentials (InvalidAccessKeyId: The key is unknown)"),
+        (
+            client_error("InvalidAccessKeyId", "The key\nis unknown"),
+            "refused the credentials (InvalidAccessKeyId: The key is unknown)",
+        ),
         (client_error("AccessDenied"), "access denied"),
         (NoCredentialsError(), "no AWS credentials found"),
         (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), "http://127.0.0.1:9"),
@@ -154,19 +166,21 @@ def test_docstring_examples():
 
 
 # What an attacker can put in a source's text fields, and what the spreadsheet would run.
-FORMULAS = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "@SUM(A1)", "-2+3", "\t=1+1", "\r=1+1", "=HYPERLINK(\"http://x\")"]
+FORMULAS = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "@SUM(A1)", "-2+3", "\t=1+1", "\r=1+1", '=HYPERLINK("http://x")']
 
 
 def test_every_text_cell_a_spreadsheet_would_run_is_made_inert_whatever_the_column_or_dtype():
     n = len(FORMULAS)
-    frame = pd.DataFrame({
-        "customer_id": FORMULAS + ["c1", "-12", "+3.5e2"],  # object; text that is only a number stays
-        "description": pd.array(["WHITE MUG", "- 50% off", *FORMULAS, None], dtype="string"),
-        "country": pd.Categorical(["@SUM(A1)", *["France"] * (n + 1), "=1"]),
-        "mixed": [-5, None, 2.5, "=1+1", *["ok"] * (n - 1)],  # object holding numbers too
-        "net_amount": [-2.5, -0.0, 3.0, *[1.0] * n],
-        "orders": [-1, 0, 2, *[1] * n],
-    })
+    frame = pd.DataFrame(
+        {
+            "customer_id": FORMULAS + ["c1", "-12", "+3.5e2"],  # object; text that is only a number stays
+            "description": pd.array(["WHITE MUG", "- 50% off", *FORMULAS, None], dtype="string"),
+            "country": pd.Categorical(["@SUM(A1)", *["France"] * (n + 1), "=1"]),
+            "mixed": [-5, None, 2.5, "=1+1", *["ok"] * (n - 1)],  # object holding numbers too
+            "net_amount": [-2.5, -0.0, 3.0, *[1.0] * n],
+            "orders": [-1, 0, 2, *[1] * n],
+        }
+    )
     before = frame.copy()
     safe, counts = export.neutralize_formulas(frame)
 

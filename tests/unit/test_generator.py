@@ -32,9 +32,7 @@ def loyal():
 
 def _purchases(tx: pd.DataFrame) -> pd.DataFrame:
     """Customer product lines of non-cancelled invoices."""
-    return tx[
-        ~tx.InvoiceNo.str.startswith("C") & tx.CustomerID.notna() & ~tx.StockCode.isin(NON_PRODUCT)
-    ]
+    return tx[~tx.InvoiceNo.str.startswith("C") & tx.CustomerID.notna() & ~tx.StockCode.isin(NON_PRODUCT)]
 
 
 def _invoices_per_customer(data) -> pd.Series:
@@ -115,9 +113,7 @@ def test_cancellations_reverse_an_earlier_purchase_of_the_same_customer(data):
     cancels = tx[tx.InvoiceNo.str.startswith("C") & (tx.StockCode != "D")]
     assert len(cancels) > 0 and cancels.CustomerID.notna().all()
     originals = tx[~tx.InvoiceNo.str.startswith("C")].assign(Quantity=lambda d: -d.Quantity)
-    matched = cancels.merge(
-        originals, on=["CustomerID", "StockCode", "Quantity", "UnitPrice"], suffixes=("", "_orig")
-    )
+    matched = cancels.merge(originals, on=["CustomerID", "StockCode", "Quantity", "UnitPrice"], suffixes=("", "_orig"))
     matched = matched[matched.InvoiceDate_orig < matched.InvoiceDate]
     assert set(matched.line) == set(cancels.line)
 
@@ -301,9 +297,7 @@ def test_write_parquet_chunks_are_deterministic_with_unique_ids(tmp_path):
     assert (per_invoice.CustomerID.nunique() == 1).all()
     assert (per_invoice.InvoiceDate.nunique() == 1).all()
     # The first chunk is what generate() gives for its customers.
-    pd.testing.assert_frame_equal(
-        customers.iloc[:300], generate(300, seed=5).customers, check_index_type=False
-    )
+    pd.testing.assert_frame_equal(customers.iloc[:300], generate(300, seed=5).customers, check_index_type=False)
 
 
 def test_invalid_configuration_is_rejected():

@@ -21,17 +21,22 @@ LINE = b"536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850,Unit
 
 
 def _load(spec: SourceSpec, contract=TRANSACTIONS, **read):
-    return validate(list(iter_source(spec, **read)), contract, spec, RuleLimits(), PiiSpec(), None,
-                    datetime(2026, 1, 1), date(2000, 1, 1))
+    return validate(
+        list(iter_source(spec, **read)), contract, spec, RuleLimits(), PiiSpec(), None, datetime(2026, 1, 1), date(2000, 1, 1)
+    )
 
 
 def _load_chunk_by_chunk(spec: SourceSpec, contract=TRANSACTIONS, chunk_rows: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each chunk validated on its own, as raw_daily stages them, the cross-row rules remembered across chunks."""
     seen = SeenRows()
-    parts = [validate([chunk], contract, spec, RuleLimits(), PiiSpec(), None, datetime(2026, 1, 1), date(2000, 1, 1), seen)
-             for chunk in iter_source(spec, chunk_rows=chunk_rows)]
-    return (pd.concat([p.accepted for p in parts], ignore_index=True),
-            pd.concat([p.quarantine for p in parts], ignore_index=True))
+    parts = [
+        validate([chunk], contract, spec, RuleLimits(), PiiSpec(), None, datetime(2026, 1, 1), date(2000, 1, 1), seen)
+        for chunk in iter_source(spec, chunk_rows=chunk_rows)
+    ]
+    return (
+        pd.concat([p.accepted for p in parts], ignore_index=True),
+        pd.concat([p.quarantine for p in parts], ignore_index=True),
+    )
 
 
 def test_gzip_bomb_is_refused_past_the_limit_without_expanding_it(tmp_path, gzip_bomb):
@@ -47,8 +52,10 @@ def test_gzip_bomb_is_refused_past_the_limit_without_expanding_it(tmp_path, gzip
     finally:
         tracemalloc.stop()
     message = str(refused.value)
-    assert message == (f"{bomb}: larger than 4.0 MiB once decompressed, the limit set by limits.max_file_bytes in the source "
-                       "config: raise it to read this file, or split the file (rule: file_size_within_limit)")
+    assert message == (
+        f"{bomb}: larger than 4.0 MiB once decompressed, the limit set by limits.max_file_bytes in the source "
+        "config: raise it to read this file, or split the file (rule: file_size_within_limit)"
+    )
     assert refused.value.rule == "file_size_within_limit" and "\n" not in message
     # Streamed: what was allocated at once is of the order of the limit, not of the 1 GiB the file expands to.
     assert peak < 8 << 20, f"peak {peak / 2**20:.0f} MiB allocated while refusing"
@@ -62,7 +69,11 @@ def test_every_format_is_refused_past_the_limit(tmp_path):
     frame.to_parquet(tmp_path / "orders.parquet", compression="gzip")
     with zipfile.ZipFile(tmp_path / "orders.xlsx", "w", zipfile.ZIP_DEFLATED) as workbook:
         workbook.writestr("xl/worksheets/sheet1.xml", b" " * 100_000)  # a zip bomb's shape: small stored, large unzipped
-    for name, what in (("orders.csv", "larger than 5.9 KiB,"), ("orders.parquet", "uncompressed"), ("orders.xlsx", "once unzipped")):
+    for name, what in (
+        ("orders.csv", "larger than 5.9 KiB,"),
+        ("orders.parquet", "uncompressed"),
+        ("orders.xlsx", "once unzipped"),
+    ):
         assert (tmp_path / name).stat().st_size < 100_000
         with pytest.raises(SourceError) as refused:
             list(iter_source(SourceSpec(kind="files", path=str(tmp_path / name)), max_file_bytes=6_000))
@@ -79,7 +90,7 @@ CSV = (
     "3,C,short,1\n"  # 7: wrong field count
     "4,D,no customer,1,2024-03-01 12:00:00,4.0,,UK\n"  # 8
     "5,E,bad \xff byte,1,2024-03-01 13:00:00,5.0,c3,UK\n"  # 9: not UTF-8 once encoded as latin-1
-    "2,B,\"two\nlines\",1,2024-03-01 11:00:00,3.0,c2,UK\n"  # 10-11: duplicate of 5, two chunks later
+    '2,B,"two\nlines",1,2024-03-01 11:00:00,3.0,c2,UK\n'  # 10-11: duplicate of 5, two chunks later
     "6,F,last,2,2024-03-01 14:00:00,6.0,c4,UK\n"  # 12
 )
 
@@ -101,7 +112,12 @@ def test_chunks_name_the_files_real_rows_and_load_the_same_as_one_frame(tmp_path
     assert chunked.rows_by_source == whole.rows_by_source == {str(path): 8}
     # Rules across chunks (duplicates) and within them, each at the file's own row.
     assert dict(zip(chunked.quarantine["source_row"], chunked.quarantine["rule"])) == {
-        3: "duplicate_line", 7: "field_count", 8: "customer_id_present", 9: "valid_encoding", 10: "duplicate_line"}
+        3: "duplicate_line",
+        7: "field_count",
+        8: "customer_id_present",
+        9: "valid_encoding",
+        10: "duplicate_line",
+    }
     assert sorted(chunked.accepted["_source_row"]) == [2, 5, 12]
 
     accepted, quarantine = _load_chunk_by_chunk(spec)
@@ -111,10 +127,12 @@ def test_chunks_name_the_files_real_rows_and_load_the_same_as_one_frame(tmp_path
 
 def test_event_ids_are_unique_across_chunks(tmp_path):
     path = tmp_path / "events.csv"
-    path.write_text("event_id,session_id,customer_id,event_type,event_timestamp\n"
-                    + "".join(f"e{i},s1,c1,page_view,2024-03-01 10:{i:02d}:00\n" for i in range(5))
-                    + "e1,s2,c2,search,2024-03-01 11:00:00\n"  # row 7: an id of chunk 1 again
-                    + "e0,s1,c1,page_view,2024-03-01 10:00:00\n")  # row 8: a line of chunk 1 again
+    path.write_text(
+        "event_id,session_id,customer_id,event_type,event_timestamp\n"
+        + "".join(f"e{i},s1,c1,page_view,2024-03-01 10:{i:02d}:00\n" for i in range(5))
+        + "e1,s2,c2,search,2024-03-01 11:00:00\n"  # row 7: an id of chunk 1 again
+        + "e0,s1,c1,page_view,2024-03-01 10:00:00\n"
+    )  # row 8: a line of chunk 1 again
     spec = SourceSpec(kind="files", path=str(path))
     loaded = _load(spec, EVENTS, chunk_rows=2)
     assert loaded.quarantine[["source_row", "rule"]].values.tolist() == [[7, "event_id_unique"], [8, "duplicate_line"]]

@@ -19,8 +19,7 @@ HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,Custome
 LINE = "536365,85123A,WHITE HEART,6,2010-12-01 08:26,2.55,17850,United Kingdom"
 
 
-def _load(tmp_path: Path, content: str | bytes, pii: PiiSpec = PiiSpec(), key: bytes | None = None,
-          **spec) -> Validated:
+def _load(tmp_path: Path, content: str | bytes, pii: PiiSpec = PiiSpec(), key: bytes | None = None, **spec) -> Validated:
     path = tmp_path / "a.csv"
     path.write_bytes(content.encode() if isinstance(content, str) else content)
     source = SourceSpec(kind="files", path=str(path), preset="online_retail", **spec)
@@ -28,6 +27,7 @@ def _load(tmp_path: Path, content: str | bytes, pii: PiiSpec = PiiSpec(), key: b
 
 
 # --- header names ----------------------------------------------------------------------------------------------
+
 
 def test_header_names_match_whatever_their_case_and_spaces(tmp_path):
     header = "invoiceno,STOCKCODE,Description , quantity,Invoice Date,unit price,customer id,country"
@@ -49,9 +49,11 @@ def test_two_columns_matching_one_name_are_an_error_naming_both(tmp_path):
     with pytest.raises(SourceError) as raised:
         _load(tmp_path, f"{header}\n{LINE},17851\n")
     assert (raised.value.rule, raised.value.row, raised.value.column) == ("ambiguous_column", 1, "CustomerID")
-    assert str(raised.value) == (f"{tmp_path / 'a.csv'}: row 1: column 'CustomerID': 'customerid' and 'CUSTOMER ID' match it "
-                                 "when case and spaces are ignored: rename one, or map the exact name in the source spec "
-                                 "(rule: ambiguous_column)")
+    assert str(raised.value) == (
+        f"{tmp_path / 'a.csv'}: row 1: column 'CustomerID': 'customerid' and 'CUSTOMER ID' match it "
+        "when case and spaces are ignored: rename one, or map the exact name in the source spec "
+        "(rule: ambiguous_column)"
+    )
 
 
 def test_an_exact_name_wins_over_one_that_differs_in_case(tmp_path):
@@ -65,12 +67,15 @@ def test_an_exact_name_wins_over_one_that_differs_in_case(tmp_path):
 TEXT = f"{HEADER}\n{LINE.replace('WHITE HEART', 'CAFÉ CRÈME')}\n"
 
 
-@pytest.mark.parametrize(("codec", "says"), [
-    ("utf-16", "the file is UTF-16 text (by its byte-order mark), not utf-8: set encoding: utf-16 (or encoding: auto)"),
-    ("utf-16-le", "the file is UTF-16 text (NUL bytes between its characters), not utf-8: set encoding: utf-16-le"),
-    ("utf-16-be", "the file is UTF-16 text (NUL bytes between its characters), not utf-8: set encoding: utf-16-be"),
-    ("utf-32", "the file is UTF-32 text (by its byte-order mark), not utf-8: set encoding: utf-32 (or encoding: auto)"),
-])
+@pytest.mark.parametrize(
+    ("codec", "says"),
+    [
+        ("utf-16", "the file is UTF-16 text (by its byte-order mark), not utf-8: set encoding: utf-16 (or encoding: auto)"),
+        ("utf-16-le", "the file is UTF-16 text (NUL bytes between its characters), not utf-8: set encoding: utf-16-le"),
+        ("utf-16-be", "the file is UTF-16 text (NUL bytes between its characters), not utf-8: set encoding: utf-16-be"),
+        ("utf-32", "the file is UTF-32 text (by its byte-order mark), not utf-8: set encoding: utf-32 (or encoding: auto)"),
+    ],
+)
 def test_a_utf16_or_utf32_file_read_as_utf8_is_named_with_the_setting_to_use(tmp_path, codec, says):
     with pytest.raises(SourceError) as raised:
         _load(tmp_path, TEXT.encode(codec))
@@ -78,9 +83,18 @@ def test_a_utf16_or_utf32_file_read_as_utf8_is_named_with_the_setting_to_use(tmp
     assert raised.value.rule == "encoding" and says in message and "binary" not in message and "\n" not in message
 
 
-@pytest.mark.parametrize(("codec", "declared"), [("utf-16", "utf-16"), ("utf-16-be", "utf-16"), ("utf-16", "auto"),
-                                                 ("utf-16-be", "auto"),
-                                                 ("utf-32", "auto"), ("utf-8-sig", "auto"), ("utf-8", "auto")])
+@pytest.mark.parametrize(
+    ("codec", "declared"),
+    [
+        ("utf-16", "utf-16"),
+        ("utf-16-be", "utf-16"),
+        ("utf-16", "auto"),
+        ("utf-16-be", "auto"),
+        ("utf-32", "auto"),
+        ("utf-8-sig", "auto"),
+        ("utf-8", "auto"),
+    ],
+)
 def test_a_unicode_file_loads_with_its_encoding_declared_or_auto(tmp_path, codec, declared):
     result = _load(tmp_path, TEXT.encode(codec), encoding=declared)
     assert result.accepted["description"].tolist() == ["CAFÉ CRÈME"] and result.quarantine.empty
@@ -96,8 +110,10 @@ def test_bytes_of_another_encoding_are_quarantined_naming_the_declared_one_and_w
     result = _load(tmp_path, f"{HEADER}\n{LINE}\n".encode() + LINE.replace("WHITE HEART", "CAFÉ").encode("cp1252") + b"\n")
     (row,) = result.quarantine.to_dict("records")
     assert (row["rule"], row["column_name"]) == ("valid_encoding", "Description")
-    assert row["message"] == ("bytes that are not valid in the file's encoding: 'CAF\\\\xc9' (the file is read as utf-8; if it "
-                              "has another encoding, name it in the source spec, e.g. encoding: cp1252 or encoding: latin-1)")
+    assert row["message"] == (
+        "bytes that are not valid in the file's encoding: 'CAF\\\\xc9' (the file is read as utf-8; if it "
+        "has another encoding, name it in the source spec, e.g. encoding: cp1252 or encoding: latin-1)"
+    )
 
 
 def test_an_unknown_encoding_in_the_spec_is_one_line(tmp_path):
@@ -116,8 +132,10 @@ def test_us_style_dates_are_quarantined_naming_the_format_and_the_setting(tmp_pa
     result = _load(tmp_path, "\n".join([HEADER, *US_LINES]) + "\n")
     assert result.accepted.empty and set(result.quarantine["rule"]) == {"timestamp_parseable"}
     first = result.quarantine.iloc[0]
-    assert first["message"] == ("timestamp is missing or not in an accepted format: '12/1/2010 8:26' (most timestamps look like "
-                                "'%m/%d/%Y %H:%M': add timestamp_formats: ['%m/%d/%Y %H:%M'] to the source spec)")
+    assert first["message"] == (
+        "timestamp is missing or not in an accepted format: '12/1/2010 8:26' (most timestamps look like "
+        "'%m/%d/%Y %H:%M': add timestamp_formats: ['%m/%d/%Y %H:%M'] to the source spec)"
+    )
     fixed = _load(tmp_path, "\n".join([HEADER, *US_LINES]) + "\n", timestamp_formats=["%m/%d/%Y %H:%M"])
     assert len(fixed.accepted) == 3 and fixed.quarantine.empty
 
@@ -125,7 +143,8 @@ def test_us_style_dates_are_quarantined_naming_the_format_and_the_setting(tmp_pa
 def test_dates_ambiguous_between_month_and_day_first_name_both(tmp_path):
     result = _load(tmp_path, "\n".join([HEADER, US_LINES[0], US_LINES[2]]) + "\n")
     assert result.quarantine.iloc[0]["message"].endswith(
-        "add timestamp_formats: ['%m/%d/%Y %H:%M'] to the source spec (or ['%d/%m/%Y %H:%M'], which reads them as well))")
+        "add timestamp_formats: ['%m/%d/%Y %H:%M'] to the source spec (or ['%d/%m/%Y %H:%M'], which reads them as well))"
+    )
 
 
 def test_a_few_bad_timestamps_get_no_format_hint(tmp_path):
@@ -134,6 +153,7 @@ def test_a_few_bad_timestamps_get_no_format_hint(tmp_path):
 
 
 # --- whole-record rules ------------------------------------------------------------------------------------------
+
 
 def test_whole_record_rules_name_no_column(tmp_path):
     result = _load(tmp_path, "\n".join([HEADER, LINE, LINE, LINE + ",extra"]) + "\n")
@@ -160,8 +180,9 @@ def test_no_text_of_a_dropped_or_hashed_field_is_kept_for_any_kind_of_bad_line(t
     path.write_bytes(bad.content)
     source = SourceSpec(kind="files", path=str(path), preset="online_retail")
     key = b"test-key" if "hmac" in pii.values() else None
-    result = validate(list(iter_source(source)), TRANSACTIONS, source, RuleLimits(), PiiSpec(columns=pii), key,
-                      LOADED_AT, date(2010, 1, 1))
+    result = validate(
+        list(iter_source(source)), TRANSACTIONS, source, RuleLimits(), PiiSpec(columns=pii), key, LOADED_AT, date(2010, 1, 1)
+    )
     assert result.rows_read == bad.records == len(result.accepted) + len(result.quarantine)
     assert set(bad.rules) <= set(result.quarantine["rule"])
     stored = result.accepted.astype(str).to_csv() + result.quarantine.astype(str).to_csv()
@@ -170,7 +191,8 @@ def test_no_text_of_a_dropped_or_hashed_field_is_kept_for_any_kind_of_bad_line(t
     field_count = result.quarantine[result.quarantine["rule"] == "field_count"]
     assert field_count["value"].isna().all()
     assert set(field_count["message"]) == {
-        "record has the wrong number of fields (the line is not shown: the spec hashes or drops PII)"}
+        "record has the wrong number of fields (the line is not shown: the spec hashes or drops PII)"
+    }
     assert all(set(json.loads(r).values()) == {None} for r in field_count["record"])
 
 
@@ -180,11 +202,14 @@ def test_a_misaligned_customer_feed_line_keeps_no_raw_id_in_another_column(tmp_p
     from clv_platform.defs.ingestion.assets import _customer_feed
 
     # The country left out: the hashed id's raw value would land under 'country'.
-    (tmp_path / "customers.csv").write_text("signup_date,country,customer_id,acquisition_channel\n"
-                                            "2011-01-01,France,C1,email\n2011-01-02,ZQXS-C2,email\n")
-    spec = IngestionSpec(transactions=SourceSpec(kind="files", path=str(tmp_path / "t.csv")),
-                         customers=SourceSpec(kind="files", path=str(tmp_path / "customers.csv")),
-                         pii=PiiSpec(columns={"customer_id": "hmac"}))
+    (tmp_path / "customers.csv").write_text(
+        "signup_date,country,customer_id,acquisition_channel\n2011-01-01,France,C1,email\n2011-01-02,ZQXS-C2,email\n"
+    )
+    spec = IngestionSpec(
+        transactions=SourceSpec(kind="files", path=str(tmp_path / "t.csv")),
+        customers=SourceSpec(kind="files", path=str(tmp_path / "customers.csv")),
+        pii=PiiSpec(columns={"customer_id": "hmac"}),
+    )
     derived = pd.DataFrame(columns=["customer_id", "country", "acquisition_channel", "signup_date"])
     customers, dropped = _customer_feed(spec, b"test-key", derived)
     assert "ZQXS" not in customers.astype(str).to_csv()

@@ -16,8 +16,9 @@ C489449,22087,PAPER BUNTING WHITE LACE,-12,2009-12-01 10:33:00,2.95,16321.0,Aust
 
 
 def _load(spec: SourceSpec):
-    return validate(list(iter_source(spec)), TRANSACTIONS, spec, RuleLimits(), PiiSpec(), None,
-                    datetime(2026, 1, 1), date(2000, 1, 1))
+    return validate(
+        list(iter_source(spec)), TRANSACTIONS, spec, RuleLimits(), PiiSpec(), None, datetime(2026, 1, 1), date(2000, 1, 1)
+    )
 
 
 def test_online_retail_ii_loads_by_name(tmp_path):
@@ -51,7 +52,9 @@ def test_spec_file_resolves_relative_paths_and_rejects_unknown_keys(tmp_path):
     with pytest.raises(ValueError, match=r"bad.yaml: invalid source config: line 1: unknown key 'delimeter' in 'transactions'"):
         load_spec(tmp_path / "bad.yaml")
     (tmp_path / "bad_mapping.yaml").write_text("transactions: {kind: files, path: x.csv, columns: {customer: c}}\n")
-    with pytest.raises(ValueError, match="bad_mapping.yaml: invalid source config: line 1: transactions: unknown canonical column"):
+    with pytest.raises(
+        ValueError, match="bad_mapping.yaml: invalid source config: line 1: transactions: unknown canonical column"
+    ):
         load_spec(tmp_path / "bad_mapping.yaml")
     with pytest.raises(ValueError, match="unknown canonical column"):
         SourceSpec(kind="files", path="x.csv", columns={"customer": "c"}).mapping(TRANSACTIONS.fields)

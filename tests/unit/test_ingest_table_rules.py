@@ -5,8 +5,14 @@ from clv_platform.ingest import table_rules
 
 def test_previous_window_keeps_weekdays_aligned():
     # One day: the same weekday a week earlier. Ten days: shifted by two whole weeks.
-    assert table_rules.previous_window(datetime(2024, 3, 9), datetime(2024, 3, 10)) == (datetime(2024, 3, 2), datetime(2024, 3, 3))
-    assert table_rules.previous_window(datetime(2024, 3, 1), datetime(2024, 3, 11)) == (datetime(2024, 2, 16), datetime(2024, 2, 26))
+    assert table_rules.previous_window(datetime(2024, 3, 9), datetime(2024, 3, 10)) == (
+        datetime(2024, 3, 2),
+        datetime(2024, 3, 3),
+    )
+    assert table_rules.previous_window(datetime(2024, 3, 1), datetime(2024, 3, 11)) == (
+        datetime(2024, 2, 16),
+        datetime(2024, 2, 26),
+    )
 
 
 def test_quarantine_share_limit_is_inclusive():
@@ -51,10 +57,18 @@ def test_staged_verdicts_judge_the_staged_rows_against_the_published_history():
                    ('C1', -1, 10, '2024-03-09 12:00', 'UK'), ('e', 1, 60, '2024-03-09 13:00', null)""")
     con.execute("insert into raw_staging.transactions_quarantine values (7), (8), (9), (10), (11)")
     verdicts = table_rules.staged_transaction_verdicts(
-        con, "raw_staging.transactions", "raw_staging.transactions_quarantine", "raw.transactions",
-        datetime(2024, 3, 9), datetime(2024, 3, 10), RuleLimits(max_order_value_ratio=2.9))
-    share, volume, value, countries = (verdicts[k] for k in (
-        "quarantine_share_within_limit", "volume_change_within_limit", "mean_order_value_stable", "countries_stable"))
+        con,
+        "raw_staging.transactions",
+        "raw_staging.transactions_quarantine",
+        "raw.transactions",
+        datetime(2024, 3, 9),
+        datetime(2024, 3, 10),
+        RuleLimits(max_order_value_ratio=2.9),
+    )
+    share, volume, value, countries = (
+        verdicts[k]
+        for k in ("quarantine_share_within_limit", "volume_change_within_limit", "mean_order_value_stable", "countries_stable")
+    )
     assert share[0] is False and share[2]["rows_in_scope"] == 9 and share[2]["rows_quarantined"] == 5
     assert volume[0] is True and volume[2]["current_lines_per_day"] == 4 and volume[2]["previous_lines_per_day"] == 2
     assert value[0] is False and value[2]["current_order_value"] == 60 and value[2]["previous_order_value"] == 20

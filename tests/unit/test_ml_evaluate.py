@@ -156,8 +156,12 @@ def test_slice_table_by_hand():
 def test_relative_fairness_flags_only_a_gap_wider_than_the_actual_one():
     slices = pd.DataFrame({"country": ["GB"] * 4 + ["FR"] * 4, "acquisition_channel": ["email"] * 8})
     actual = np.array([10.0] * 4 + [5.0] * 4)  # FR customers really spend half: actual ratio 0.5
-    report = slice_table(actual, {"perfect": actual, "flat": np.full(8, 7.0), "widening": np.array([10.0] * 4 + [2.0] * 4)},
-                         slices, min_slice_size=2)
+    report = slice_table(
+        actual,
+        {"perfect": actual, "flat": np.full(8, 7.0), "widening": np.array([10.0] * 4 + [2.0] * 4)},
+        slices,
+        min_slice_size=2,
+    )
     fairness = report.fairness
     assert fairness.loc["perfect", "disparate_impact_ratio"] == pytest.approx(0.5)
     assert fairness.loc["perfect", "relative_ratio"] == pytest.approx(1.0)

@@ -24,11 +24,12 @@ def fitted():
 
     examples = make_examples(600, cutoffs=("2024-01-01", "2024-04-01"), seed=5)
     train, valid = examples.iloc[:600], examples.iloc[600:]
-    model = xgb.XGBRegressor(
-        n_estimators=400, max_depth=3, learning_rate=0.3, early_stopping_rounds=5, n_jobs=1, random_state=0
-    )
+    model = xgb.XGBRegressor(n_estimators=400, max_depth=3, learning_rate=0.3, early_stopping_rounds=5, n_jobs=1, random_state=0)
     model.fit(
-        train[list(FEATURE_COLUMNS)], train[LABEL_COLUMN], eval_set=[(valid[list(FEATURE_COLUMNS)], valid[LABEL_COLUMN])], verbose=False
+        train[list(FEATURE_COLUMNS)],
+        train[LABEL_COLUMN],
+        eval_set=[(valid[list(FEATURE_COLUMNS)], valid[LABEL_COLUMN])],
+        verbose=False,
     )
     assert model.best_iteration + 1 < model.get_booster().num_boosted_rounds(), "the test needs unused trees"
     rows = valid.set_index(pd.RangeIndex(1000, 1000 + len(valid)))
@@ -181,7 +182,9 @@ def test_explain_customers_of_an_xgboost_rung_approximate_by_default(examples):
     exact = explain_customers(model, current.iloc[:40], approx=False)
     assert set(exact["method"]) == {"treeshap"}
     pd.testing.assert_frame_equal(
-        exact.drop(columns=["method", "contribution_scale"]), top_drivers(model.contributions(current.iloc[:40])), check_dtype=False
+        exact.drop(columns=["method", "contribution_scale"]),
+        top_drivers(model.contributions(current.iloc[:40])),
+        check_dtype=False,
     )
 
 
@@ -210,8 +213,15 @@ def test_explain_customers_says_so_for_a_rung_without_contributions(examples):
     train, current = _split(examples)
     explained = explain_customers(HeuristicModel().fit(train), current)
     assert list(explained.columns) == [
-        "driver_1", "driver_1_contribution", "driver_2", "driver_2_contribution", "driver_3", "driver_3_contribution",
-        "drivers", "method", "contribution_scale",
+        "driver_1",
+        "driver_1_contribution",
+        "driver_2",
+        "driver_2_contribution",
+        "driver_3",
+        "driver_3_contribution",
+        "drivers",
+        "method",
+        "contribution_scale",
     ]
     assert set(explained["method"]) == {"none"}
     assert set(explained["drivers"]) == {"no drivers: the heuristic model has no additive per-feature contributions"}

@@ -15,8 +15,17 @@ METRICS = pd.DataFrame(
 def test_the_card_has_every_section_with_this_models_numbers():
     slices = pd.DataFrame({"slice": ["country=UK", "country=DE"], "n": [2900, 200], "mean_prediction": [120.0, 110.0]})
     card = ModelCard(
-        model_name="clv_model", rung="xgboost", window=WINDOW, metrics=METRICS, slices=slices, fairness_ratio=0.9167, actual_fairness_ratio=0.8,
-        data_version="abc", code_version="def@git:123", params={"max_depth": 4}, decision=["beats_baselines: passed: ..."],
+        model_name="clv_model",
+        rung="xgboost",
+        window=WINDOW,
+        metrics=METRICS,
+        slices=slices,
+        fairness_ratio=0.9167,
+        actual_fairness_ratio=0.8,
+        data_version="abc",
+        code_version="def@git:123",
+        params={"max_depth": 4},
+        decision=["beats_baselines: passed: ..."],
         input_partitions="raw.transactions 2010-12-01..2011-12-08: 10 rows, hash 42",
     ).markdown()
     assert card.startswith("# Model card: clv_model (xgboost)\n")
@@ -36,7 +45,9 @@ def test_the_card_has_every_section_with_this_models_numbers():
 
 
 def test_a_baseline_card_names_its_own_limits():
-    card = ModelCard(model_name="clv_model", rung="btyd", window=WINDOW, metrics=METRICS, data_version="a", code_version="b").markdown()
+    card = ModelCard(
+        model_name="clv_model", rung="btyd", window=WINDOW, metrics=METRICS, data_version="a", code_version="b"
+    ).markdown()
     assert "| **this model** | btyd |" in card and "Gamma-Gamma assumes spend per purchase" in card
     assert "Trees cannot extrapolate" not in card and "## Slices" not in card
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixture_estimators import ConstantModel, SpendRateModel
 
 from clv_platform.ml import registry
 from clv_platform.ml.features import FEATURE_COLUMNS, LABEL_COLUMN, PREDICTION_COLUMN
 from clv_platform.ml.metrics import mae, normalized_gini, spearman
 from clv_platform.ml.synthetic import make_examples
-from fixture_estimators import ConstantModel, SpendRateModel
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,9 @@ def store(tmp_path_factory):
 def split():
     examples = make_examples(n_customers=300, seed=3)
     last = examples["cutoff_date"].max()
-    return examples[examples["cutoff_date"] < last].reset_index(drop=True), examples[examples["cutoff_date"] == last].reset_index(drop=True)
+    return examples[examples["cutoff_date"] < last].reset_index(drop=True), examples[examples["cutoff_date"] == last].reset_index(
+        drop=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +48,18 @@ def models(split):
 
 def evaluation_metrics(model, valid) -> dict:
     y, p = valid[LABEL_COLUMN].to_numpy(), model.predict(valid)
-    return {"mae": mae(y, p), "spearman": spearman(y, p),
-            "normalized_gini": normalized_gini(y, p), "fairness_ratio": 1.0}
+    return {"mae": mae(y, p), "spearman": spearman(y, p), "normalized_gini": normalized_gini(y, p), "fairness_ratio": 1.0}
 
 
 def log(model, valid, name, **kwargs):
     return registry.log_estimator(
-        model, reference=registry.build_reference(valid, model.predict(valid)), data_version="d1",
-        code_version="abc123", model_name=name, metrics=evaluation_metrics(model, valid), **kwargs,
+        model,
+        reference=registry.build_reference(valid, model.predict(valid)),
+        data_version="d1",
+        code_version="abc123",
+        model_name=name,
+        metrics=evaluation_metrics(model, valid),
+        **kwargs,
     )
 
 
@@ -85,7 +91,9 @@ def test_any_estimator_round_trips_as_a_pyfunc_with_its_card_plots_and_lineage(s
     run = client.get_run(info.run_id)
     assert run.data.params["scale"] == str(models["spend_rate"].scale) and run.data.params["horizon_days"] == "90"
     assert run.data.metrics["mae"] == pytest.approx(info.metrics["mae"])
-    artifacts = {a.path for a in client.list_artifacts(info.run_id)} | {a.path for a in client.list_artifacts(info.run_id, "plots")}
+    artifacts = {a.path for a in client.list_artifacts(info.run_id)} | {
+        a.path for a in client.list_artifacts(info.run_id, "plots")
+    }
     assert {"model_card.md", "reference", "plots/lorenz.png"} <= artifacts
     reference = registry.load_reference("clv_roundtrip", info.version)
     assert list(reference.columns) == ["customer_id", "cutoff_date", *FEATURE_COLUMNS, PREDICTION_COLUMN]
@@ -141,15 +149,21 @@ def test_the_gates_move_the_aliases_a_better_model_in_a_worse_one_out(store, spl
     champion_model = registry.load_alias(name, registry.CHAMPION_ALIAS)
     champion_pred = registry.predict(champion_model, valid)["predicted_clv"]
     y = valid[LABEL_COLUMN].to_numpy()
-    champion_metrics = {"mae": mae(y, champion_pred), "normalized_gini": normalized_gini(y, champion_pred),
-                        "spearman": spearman(y, champion_pred)}
+    champion_metrics = {
+        "mae": mae(y, champion_pred),
+        "normalized_gini": normalized_gini(y, champion_pred),
+        "spearman": spearman(y, champion_pred),
+    }
     worse = log(models["constant"], valid, name)
     rate_metrics = evaluation_metrics(models["spend_rate"], valid)
-    decision = registry.decide_challenger(evaluation_metrics(models["constant"], valid), champion_metrics, {"spend_rate": rate_metrics}, policy)
+    decision = registry.decide_challenger(
+        evaluation_metrics(models["constant"], valid), champion_metrics, {"spend_rate": rate_metrics}, policy
+    )
     assert not decision.passed
     assert any(f.startswith("beats_champion: ") and "normalized Gini 0.0000 is not > champion's" in f for f in decision.failures)
-    choice = registry.decide_champion("constant", decision, champion_metrics, {"spend_rate": rate_metrics},
-                                      champion_is_baseline=False, policy=policy)
+    choice = registry.decide_champion(
+        "constant", decision, champion_metrics, {"spend_rate": rate_metrics}, champion_is_baseline=False, policy=policy
+    )
     assert choice.action == "keep" and "champion stays" in choice.reason
     assert str(registry.champion_version(name).version) == "2"
     assert str(registry.get_alias_version(name, registry.CHALLENGER_ALIAS).version) == "2"
@@ -177,7 +191,12 @@ GOOD = {"mae": 90.0, "spearman": 0.60, "normalized_gini": 0.70, "fairness_ratio"
 def test_a_better_model_passes_every_gate():
     decision = registry.decide_challenger(GOOD, CHAMPION, {"btyd": BTYD, "heuristic": HEURISTIC})
     assert decision.passed and decision.failures == []
-    assert [r.split(":")[0] for r in decision.reasons] == ["beats_champion", "beats_baselines", "normalized_gini_floor", "fairness_floor"]
+    assert [r.split(":")[0] for r in decision.reasons] == [
+        "beats_champion",
+        "beats_baselines",
+        "normalized_gini_floor",
+        "fairness_floor",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -188,14 +207,23 @@ def test_a_better_model_passes_every_gate():
         # 0.565 < 0.56 + 0.01
         ({"spearman": 0.565}, {"beats_champion": "Spearman 0.5650 is not > champion's 0.5600 + 0.01"}),
         # 0.605 < BTYD's 0.60 + 0.01 and the champion's 0.65 + 0.01; above the heuristic's 0.55 + 0.01
-        ({"normalized_gini": 0.605, "spearman": 0.60},
-         {"beats_champion": "normalized Gini 0.6050 is not > champion's 0.6500 + 0.01",
-          "beats_baselines": "btyd: normalized Gini 0.6050 is not > btyd's 0.6000 + 0.01"}),
+        (
+            {"normalized_gini": 0.605, "spearman": 0.60},
+            {
+                "beats_champion": "normalized Gini 0.6050 is not > champion's 0.6500 + 0.01",
+                "beats_baselines": "btyd: normalized Gini 0.6050 is not > btyd's 0.6000 + 0.01",
+            },
+        ),
         ({"fairness_ratio": 0.79}, {"fairness_floor": "fairness ratio 0.7900 is not >= 0.8"}),
         # a nan beats nothing: refused against the champion and every baseline
-        ({"mae": float("nan")}, {"beats_champion": "MAE nan is not < champion's 95.0000 x (1 - 0.01)",
-                                 "beats_baselines": "btyd: MAE nan is not < btyd's 100.0000 x (1 - 0.01); "
-                                                    "heuristic: MAE nan is not < heuristic's 120.0000 x (1 - 0.01)"}),
+        (
+            {"mae": float("nan")},
+            {
+                "beats_champion": "MAE nan is not < champion's 95.0000 x (1 - 0.01)",
+                "beats_baselines": "btyd: MAE nan is not < btyd's 100.0000 x (1 - 0.01); "
+                "heuristic: MAE nan is not < heuristic's 120.0000 x (1 - 0.01)",
+            },
+        ),
     ],
 )
 def test_a_worse_model_is_refused_by_exactly_the_gates_it_fails(change, failed):
@@ -235,11 +263,25 @@ def test_best_model_ranks_over_the_three_metrics():
     # heuristic: ranks 2+2+2 = 6; btyd: 1+1+1 = 3
     assert registry.best_model({"heuristic": HEURISTIC, "btyd": BTYD}) == "btyd"
     # a: ranks 1+2+2 = 5, b: 2+1+1 = 4 -> b despite the higher MAE
-    assert registry.best_model({"a": {"mae": 1.0, "spearman": 0.1, "normalized_gini": 0.1},
-                                "b": {"mae": 2.0, "spearman": 0.2, "normalized_gini": 0.2}}) == "b"
+    assert (
+        registry.best_model(
+            {
+                "a": {"mae": 1.0, "spearman": 0.1, "normalized_gini": 0.1},
+                "b": {"mae": 2.0, "spearman": 0.2, "normalized_gini": 0.2},
+            }
+        )
+        == "b"
+    )
     # equal rank sums (3 + 3): the lower MAE wins
-    assert registry.best_model({"a": {"mae": 1.0, "spearman": 0.1, "normalized_gini": 0.3},
-                                "b": {"mae": 2.0, "spearman": 0.2, "normalized_gini": 0.2}}) == "a"
+    assert (
+        registry.best_model(
+            {
+                "a": {"mae": 1.0, "spearman": 0.1, "normalized_gini": 0.3},
+                "b": {"mae": 2.0, "spearman": 0.2, "normalized_gini": 0.2},
+            }
+        )
+        == "a"
+    )
 
 
 def test_champion_rules_first_model_baseline_wins_and_keep():
@@ -248,7 +290,9 @@ def test_champion_rules_first_model_baseline_wins_and_keep():
     assert (first.action, first.model, first.baseline_serves) == ("baseline", "btyd", True)
     assert "xgboost was refused (fairness_floor" in first.reason and "no champion yet" in first.reason
 
-    short = registry.decide_champion(None, None, None, {"btyd": BTYD}, no_candidate_reason="history too short for supervised training")
+    short = registry.decide_champion(
+        None, None, None, {"btyd": BTYD}, no_candidate_reason="history too short for supervised training"
+    )
     assert short.model == "btyd" and short.reason.startswith("history too short")
 
     weak_champion = {"mae": 130.0, "spearman": 0.30, "normalized_gini": 0.40}
@@ -257,6 +301,7 @@ def test_champion_rules_first_model_baseline_wins_and_keep():
 
     kept = registry.decide_champion("xgboost", refused, CHAMPION, {"btyd": BTYD})
     assert (kept.action, kept.model) == ("keep", "champion") and "btyd does not beat it" in kept.reason
+
 
 def test_a_tie_is_not_a_win():
     policy = registry.GatePolicy(mae_margin=0.0, spearman_margin=0.0, gini_margin=0.0)
@@ -267,4 +312,6 @@ def test_a_tie_is_not_a_win():
 def test_fairness_without_slices_to_compare_is_not_a_refusal():
     decision = registry.decide_challenger({**GOOD, "fairness_ratio": float("nan")}, CHAMPION, {"btyd": BTYD})
     assert decision.passed and decision.gates["fairness_floor"] == (
-        True, "fairness ratio undefined: fewer than two slices large enough to compare")
+        True,
+        "fairness ratio undefined: fewer than two slices large enough to compare",
+    )

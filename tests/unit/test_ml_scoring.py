@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from fixture_estimators import SpendRateModel
 
 from clv_platform.ml.features import FEATURE_COLUMNS, LABEL_COLUMN
 from clv_platform.ml.scoring import (
@@ -14,7 +15,6 @@ from clv_platform.ml.scoring import (
     value_tiers,
 )
 from clv_platform.ml.synthetic import make_examples
-from fixture_estimators import SpendRateModel
 
 
 class FixedModel:
@@ -50,8 +50,16 @@ def test_value_tier_table_by_hand(features):
     scores = score_customers(FixedModel([-3.0, 0, 1, 2, 3, 4, 5, 6, 7, 100]), features, "clv_model", 7)
     tiers = value_tier_table(scores)
     assert list(tiers.columns) == [
-        "customer_id", "cutoff_date", "predicted_clv", "value_tier",
-        "medium_quantile", "medium_cut_point", "high_quantile", "high_cut_point", "model_name", "model_version",
+        "customer_id",
+        "cutoff_date",
+        "predicted_clv",
+        "value_tier",
+        "medium_quantile",
+        "medium_cut_point",
+        "high_quantile",
+        "high_cut_point",
+        "model_name",
+        "model_version",
     ]
     # Predictions 0, 0, 1, ..., 7, 100: the median is 3.5, the 90th percentile 7 + 0.1 * 93 = 16.3.
     assert tiers["value_tier"].tolist() == ["Low"] * 5 + ["Medium"] * 4 + ["High"]

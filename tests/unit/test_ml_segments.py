@@ -13,14 +13,18 @@ def _customers(groups: dict[str, tuple[float, float, float]], per_group: int = 5
     frames = []
     for name, (days_since, frequency, spend) in groups.items():
         T = np.full(per_group, 400.0)
-        frames.append(pd.DataFrame({
-            "customer_id": [f"{name}{i}" for i in range(per_group)],
-            "T": T,
-            "recency": T - np.clip(rng.normal(days_since, days_since * 0.1, per_group), 0, 399).round(),
-            "frequency": np.clip(rng.normal(frequency, frequency * 0.1, per_group), 0, None).round(),
-            "spend_365d": rng.lognormal(np.log(spend), 0.1, per_group),
-            "group": name,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "customer_id": [f"{name}{i}" for i in range(per_group)],
+                    "T": T,
+                    "recency": T - np.clip(rng.normal(days_since, days_since * 0.1, per_group), 0, 399).round(),
+                    "frequency": np.clip(rng.normal(frequency, frequency * 0.1, per_group), 0, None).round(),
+                    "spend_365d": rng.lognormal(np.log(spend), 0.1, per_group),
+                    "group": name,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 

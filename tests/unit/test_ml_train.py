@@ -112,8 +112,15 @@ def test_log1p_smearing_is_duans_estimator_on_a_known_case():
     for column in FEATURE_COLUMNS:
         frame[column] = 1.0
     frame["recency"] = 0.0
-    params = {"n_estimators": 400, "learning_rate": 0.3, "min_child_weight": 0.0, "reg_lambda": 0.0,
-              "subsample": 1.0, "colsample_bytree": 1.0, "early_stopping_rounds": None}
+    params = {
+        "n_estimators": 400,
+        "learning_rate": 0.3,
+        "min_child_weight": 0.0,
+        "reg_lambda": 0.0,
+        "subsample": 1.0,
+        "colsample_bytree": 1.0,
+        "early_stopping_rounds": None,
+    }
     model = XGBoostModel(params, objectives=("log1p",)).fit(frame)
     assert model.smearing_ == pytest.approx(np.cosh(1.0), rel=1e-4)
     np.testing.assert_allclose(model.predict(frame[:3]), (np.e**2 - 1) / 2, rtol=1e-4)

@@ -33,9 +33,8 @@ def _holder(state: Path, run_id: str) -> subprocess.Popen:
 def test_second_holder_is_refused_naming_the_first_and_a_killed_holder_frees_it(tmp_path):
     holder = _holder(tmp_path, "run-1")
     try:
-        with pytest.raises(StateBusy) as refused:
-            with hold_state_lock(tmp_path, "evaluate"):
-                pass
+        with pytest.raises(StateBusy) as refused, hold_state_lock(tmp_path, "evaluate"):
+            pass
         message = str(refused.value)
         assert str(tmp_path) in message and f"pid {holder.pid}" in message and "run run-1" in message
         assert message.startswith(f"{tmp_path} is in use by clv-platform run (pid {holder.pid}, run run-1, since ")
@@ -63,8 +62,7 @@ def test_runs_the_cli_did_not_execute_are_not_judged(tmp_path):
 
 
 def test_the_lock_is_released_when_the_block_raises(tmp_path):
-    with pytest.raises(RuntimeError):
-        with hold_state_lock(tmp_path, "run"):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), hold_state_lock(tmp_path, "run"):
+        raise RuntimeError("boom")
     with hold_state_lock(tmp_path, "run") as lock:  # non-blocking: a lock still held would raise StateBusy
         assert lock.holder["pid"] == os.getpid()

@@ -21,7 +21,11 @@ def test_a_cutoff_is_replaced_and_the_others_stay():
     assert replace_cutoff_rows(con, "scoring.t", rows(FEB, ["a"], x=[3.0]), FEB) == 1
     assert replace_cutoff_rows(con, "scoring.t", rows(FEB, ["b", "c"], x=[4.0, 5.0]), FEB) == 2
     assert con.execute("select customer_id, cutoff_date, x from scoring.t order by 2, 1").fetchall() == [
-        ("a", JAN, 1.0), ("b", JAN, 2.0), ("b", FEB, 4.0), ("c", FEB, 5.0)]
+        ("a", JAN, 1.0),
+        ("b", JAN, 2.0),
+        ("b", FEB, 4.0),
+        ("c", FEB, 5.0),
+    ]
 
 
 def test_the_table_follows_the_columns_the_code_writes():
@@ -29,8 +33,16 @@ def test_the_table_follows_the_columns_the_code_writes():
     con = duckdb.connect()
     replace_cutoff_rows(con, "scoring.t", rows(JAN, ["a"], x=[1.0], value_tier=["High"]), JAN)
     replace_cutoff_rows(con, "scoring.t", rows(FEB, ["a"], x=[2.0], model_version=["7"]), FEB)
-    assert [row[0] for row in con.execute("describe scoring.t").fetchall()] == ["customer_id", "cutoff_date", "x", "model_version"]
-    assert con.execute("select cutoff_date, x, model_version from scoring.t order by 1").fetchall() == [(JAN, 1.0, None), (FEB, 2.0, "7")]
+    assert [row[0] for row in con.execute("describe scoring.t").fetchall()] == [
+        "customer_id",
+        "cutoff_date",
+        "x",
+        "model_version",
+    ]
+    assert con.execute("select cutoff_date, x, model_version from scoring.t order by 1").fetchall() == [
+        (JAN, 1.0, None),
+        (FEB, 2.0, "7"),
+    ]
 
 
 def test_a_failed_write_leaves_the_table_as_it_was():

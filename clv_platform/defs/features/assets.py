@@ -1,6 +1,5 @@
 """staging -> intermediate -> marts: the dbt models, with dbt tests as asset checks."""
 
-
 import json
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -20,7 +19,6 @@ from clv_platform.lib.dbt import (
     vars_args,
 )
 from clv_platform.lib.warehouse import markdown_table
-
 
 # dbt_project.yml's vars: a hand-run dbt build and a Dagster run with the default config build the same features.
 _DBT_DEFAULTS = settings.dbt_var_defaults()
@@ -42,17 +40,17 @@ class FeatureConfig(dg.Config):
     cutoff_spacing_days: int = Field(
         default=_DBT_DEFAULTS["cutoff_spacing_days"],
         description="Days between training cutoffs from the second on (the first, the evaluation cutoff, and the second, "
-                    "the newest trainable on it, are horizon_days apart).",
+        "the newest trainable on it, are horizon_days apart).",
     )
     order_value_cap_quantile: float | None = Field(
         default=_DBT_DEFAULTS["order_value_cap_quantile"],
         description="Order values (a customer's purchases of one day) above this quantile of the orders before each cutoff "
-                    "are capped, in features and labels; null disables capping.",
+        "are capped, in features and labels; null disables capping.",
     )
     incremental_lookback_days: int = Field(
         default=_DBT_DEFAULTS["incremental_lookback_days"],
         description="Days before the latest built day that an incremental run rebuilds (the daily models: "
-                    "int_transaction_lines, int_customer_days, int_customer_session_days).",
+        "int_transaction_lines, int_customer_days, int_customer_session_days).",
     )
     full_refresh: bool = Field(
         default=False,
@@ -91,14 +89,20 @@ class _IncrementalSource(NamedTuple):
 
 _INCREMENTAL_SOURCES = (
     _IncrementalSource(
-        "raw.transactions", "cast(invoice_date as date)",
+        "raw.transactions",
+        "cast(invoice_date as date)",
         "invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country",
-        "intermediate.int_transaction_lines", "invoice_date", "incremental_boundary_date",
+        "intermediate.int_transaction_lines",
+        "invoice_date",
+        "incremental_boundary_date",
     ),
     _IncrementalSource(
-        "raw.behavioral_events", "cast(event_timestamp as date)",
+        "raw.behavioral_events",
+        "cast(event_timestamp as date)",
         "event_id, session_id, customer_id, event_type, event_timestamp",
-        "intermediate.int_customer_session_days", "activity_date", "events_incremental_boundary_date",
+        "intermediate.int_customer_session_days",
+        "activity_date",
+        "events_incremental_boundary_date",
     ),
 )
 
@@ -217,8 +221,11 @@ def clv_dbt_models(
 ) -> Iterator:
     on_duckdb = dbt.target in (None, "duckdb")
     definitions = definition_fingerprint()  # read once: the manifest is several MB of JSON
-    reason = ("asked for in the run config" if config.full_refresh
-              else (needs_full_refresh(context, warehouse, definitions) if on_duckdb else None))
+    reason = (
+        "asked for in the run config"
+        if config.full_refresh
+        else (needs_full_refresh(context, warehouse, definitions) if on_duckdb else None)
+    )
     context.log.info(f"full refresh of the daily aggregates: {reason}" if reason else "incremental run of the daily aggregates")
     args = ["build", *vars_args(config.dbt_vars()), *(["--full-refresh"] if reason else [])]
 
@@ -234,8 +241,7 @@ def clv_dbt_models(
         key = context.asset_key_for_output(event.output_name) if isinstance(event, dg.Output) else None
         extra = {}
         if key == CUSTOMER_DAYS:
-            extra = {"full_refresh": bool(reason), "full_refresh_reason": reason or "",
-                     "definition_fingerprint": definitions}
+            extra = {"full_refresh": bool(reason), "full_refresh_reason": reason or "", "definition_fingerprint": definitions}
             if on_duckdb:
                 with warehouse.get_connection() as con:
                     extra |= incremental_state(con, config.incremental_lookback_days)

@@ -8,7 +8,6 @@ those days and of the sources it read) in one DuckDB transaction; otherwise the 
 stay as they were and the run fails saying so.
 """
 
-
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -72,8 +71,15 @@ class IngestConfig(dg.Config):
 
 
 # pandera (with its optional pyspark probing) is imported in function bodies: definitions load fast.
-def _chunks(source: SourceSpec, contract, generated_table: pd.DataFrame | None, s3: S3Resource,
-            start: datetime, end: datetime, max_file_bytes: int) -> Iterator[SourceFrame]:
+def _chunks(
+    source: SourceSpec,
+    contract,
+    generated_table: pd.DataFrame | None,
+    s3: S3Resource,
+    start: datetime,
+    end: datetime,
+    max_file_bytes: int,
+) -> Iterator[SourceFrame]:
     if source.kind == "generator":
         import numpy as np
 
@@ -86,7 +92,9 @@ def _chunks(source: SourceSpec, contract, generated_table: pd.DataFrame | None, 
 
 
 def _generator_spec(contract) -> SourceSpec:
-    return SourceSpec(kind="generator", preset="online_retail") if contract.name == "transactions" else SourceSpec(kind="generator")
+    return (
+        SourceSpec(kind="generator", preset="online_retail") if contract.name == "transactions" else SourceSpec(kind="generator")
+    )
 
 
 def _split_window(validated, contract, start: datetime, end: datetime):
@@ -138,8 +146,17 @@ class _Staged:
                     self.cleaning.loc[counted, column] = self.cleaning.loc[counted, column] + cleaning.loc[counted, column]
 
 
-def _stage_chunks(con, chunks: Iterable[SourceFrame], contract, source_spec: SourceSpec, spec: IngestionSpec,
-                  pii_key: bytes | None, loaded_at: datetime, start: datetime, end: datetime) -> tuple[_Staged, str, str]:
+def _stage_chunks(
+    con,
+    chunks: Iterable[SourceFrame],
+    contract,
+    source_spec: SourceSpec,
+    spec: IngestionSpec,
+    pii_key: bytes | None,
+    loaded_at: datetime,
+    start: datetime,
+    end: datetime,
+) -> tuple[_Staged, str, str]:
     """Validate the source chunk by chunk and append each chunk's rows of ``[start, end)`` to the staging tables.
 
     Only one chunk is in memory at a time; duplicates across chunks are found as in one pass.
@@ -169,8 +186,9 @@ def _stage_chunks(con, chunks: Iterable[SourceFrame], contract, source_spec: Sou
 
 def _counts_metadata(staged: _Staged) -> dict:
     in_scope = staged.accepted + staged.quarantined
-    by_rule = (pd.DataFrame(sorted(staged.by_rule.items(), key=lambda kv: -kv[1]), columns=["rule", "rows"])
-               if staged.by_rule else None)
+    by_rule = (
+        pd.DataFrame(sorted(staged.by_rule.items(), key=lambda kv: -kv[1]), columns=["rule", "rows"]) if staged.by_rule else None
+    )
     examples = staged.examples[["source", "source_row", "rule", "column_name", "value"]] if staged.examples is not None else None
     return {
         "dagster/row_count": staged.accepted,
@@ -190,8 +208,11 @@ def _counts_metadata(staged: _Staged) -> dict:
 def _check(key: dg.AssetKey, name: str, verdict: tuple[bool, str, dict]) -> dg.AssetCheckResult:
     passed, description, metadata = verdict
     return dg.AssetCheckResult(
-        asset_key=key, check_name=name, passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR, description=description,
+        asset_key=key,
+        check_name=name,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
         metadata={"summary": description, **{k: v for k, v in metadata.items() if v is not None}},
     )
 
@@ -204,14 +225,18 @@ def _days(start: datetime, end: datetime) -> str:
 def _kept_previous(what: str, failed: dict, staged: list[str]) -> str:
     """The one line a load rejected by its blocking checks ends with."""
     reasons = "; ".join(verdict[1] for verdict in failed.values())
-    return (f"{what}: the new version was not published, the previous one is kept: {reasons}; "
-            f"rejected rows in {' and '.join(staged)} (rule: {', '.join(failed)})")
+    return (
+        f"{what}: the new version was not published, the previous one is kept: {reasons}; "
+        f"rejected rows in {' and '.join(staged)} (rule: {', '.join(failed)})"
+    )
 
 
 def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceError):
     """Yield failed checks for an input that cannot be read, then fail with the one-line message."""
     for name in check_names:
-        yield _check(key, name, (False, str(error), {"source": error.source, "rule": error.rule, "row": error.row, "column": error.column}))
+        yield _check(
+            key, name, (False, str(error), {"source": error.source, "rule": error.rule, "row": error.row, "column": error.column})
+        )
     raise dg.Failure(description=str(error), metadata={"source": error.source, "rule": error.rule}, allow_retries=False)
 
 
@@ -219,10 +244,22 @@ def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceErro
     name="raw_daily",
     # Inline: module-level AssetSpecs would be loaded as definitions of their own.
     specs=[
-        dg.AssetSpec(TRANSACTIONS_KEY, description="Order lines by event day, canonical columns plus _source/_source_row/_loaded_at; rows that break a row rule are in raw/transactions_quarantine.",
-                     group_name="ingestion", kinds={"duckdb", "pandas"}, partitions_def=DAILY_PARTITIONS, skippable=True),
-        dg.AssetSpec(EVENTS_KEY, description="Web events (page views, searches, add-to-cart) by event day.",
-                     group_name="ingestion", kinds={"duckdb", "pandas"}, partitions_def=DAILY_PARTITIONS, skippable=True),
+        dg.AssetSpec(
+            TRANSACTIONS_KEY,
+            description="Order lines by event day, canonical columns plus _source/_source_row/_loaded_at; rows that break a row rule are in raw/transactions_quarantine.",
+            group_name="ingestion",
+            kinds={"duckdb", "pandas"},
+            partitions_def=DAILY_PARTITIONS,
+            skippable=True,
+        ),
+        dg.AssetSpec(
+            EVENTS_KEY,
+            description="Web events (page views, searches, add-to-cart) by event day.",
+            group_name="ingestion",
+            kinds={"duckdb", "pandas"},
+            partitions_def=DAILY_PARTITIONS,
+            skippable=True,
+        ),
     ],
     check_specs=[
         *(dg.AssetCheckSpec(name, asset=TRANSACTIONS_KEY, description=text, blocking=True) for name, text in TX_CHECKS.items()),
@@ -231,8 +268,9 @@ def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceErro
     can_subset=True,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_source: RawSource,
-              warehouse: DuckDBResource, s3: S3Resource):
+def raw_daily(
+    context: dg.AssetExecutionContext, config: IngestConfig, raw_source: RawSource, warehouse: DuckDBResource, s3: S3Resource
+):
     """Load the run's days of transactions and events, quarantining what breaks a rule."""
     from clv_platform.ingest.validate import EVENTS, TRANSACTIONS
 
@@ -241,15 +279,25 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
     start, end = window_of(context)
     loaded_at = datetime.now().replace(microsecond=0)
     data = generated(config.generator_options(spec)) if spec.is_generated else None
-    context.log.info(f"source: {spec.transactions.kind}; window [{start:%Y-%m-%d}, {end:%Y-%m-%d}) ({len(context.partition_keys)} days)")
+    context.log.info(
+        f"source: {spec.transactions.kind}; window [{start:%Y-%m-%d}, {end:%Y-%m-%d}) ({len(context.partition_keys)} days)"
+    )
 
     plans = []
     if TRANSACTIONS_KEY in context.selected_asset_keys:
-        plans.append((TRANSACTIONS, TRANSACTIONS_KEY, TX_QUARANTINE_KEY, spec.transactions,
-                      data.transactions if data is not None else None))
+        plans.append(
+            (
+                TRANSACTIONS,
+                TRANSACTIONS_KEY,
+                TX_QUARANTINE_KEY,
+                spec.transactions,
+                data.transactions if data is not None else None,
+            )
+        )
     if EVENTS_KEY in context.selected_asset_keys:
-        plans.append((EVENTS, EVENTS_KEY, EV_QUARANTINE_KEY, spec.behavioral_events,
-                      data.behavioral_events if data is not None else None))
+        plans.append(
+            (EVENTS, EVENTS_KEY, EV_QUARANTINE_KEY, spec.behavioral_events, data.behavioral_events if data is not None else None)
+        )
 
     rejected = []
     for contract, asset_key, quarantine_key, source, generated_table in plans:
@@ -273,15 +321,22 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
             if unreadable is None and not (contract is TRANSACTIONS and source is not None and staged.rows_read == 0):
                 verdicts = (
                     table_rules.staged_transaction_verdicts(con, staged_t, staged_q, table, start, end, spec.limits)
-                    if contract is TRANSACTIONS else table_rules.staged_event_verdicts(con, staged_t, staged_q, spec.limits))
+                    if contract is TRANSACTIONS
+                    else table_rules.staged_event_verdicts(con, staged_t, staged_q, spec.limits)
+                )
                 failed = {name: verdict for name, verdict in verdicts.items() if not verdict[0]}
                 if not failed:
                     window = f"{ts} >= TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' and {ts} < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
-                    q_window = (f"(partition_date >= TIMESTAMP '{start:%Y-%m-%d}' and "
-                                f"partition_date < TIMESTAMP '{end:%Y-%m-%d}')"
-                                " or (partition_date is null and list_contains($sources, source))")
-                    replace_window(con, [(table, staged_t, window), (f"{table}_quarantine", staged_q, q_window)],
-                                   sorted(staged.rows_by_source))
+                    q_window = (
+                        f"(partition_date >= TIMESTAMP '{start:%Y-%m-%d}' and "
+                        f"partition_date < TIMESTAMP '{end:%Y-%m-%d}')"
+                        " or (partition_date is null and list_contains($sources, source))"
+                    )
+                    replace_window(
+                        con,
+                        [(table, staged_t, window), (f"{table}_quarantine", staged_q, q_window)],
+                        sorted(staged.rows_by_source),
+                    )
         if unreadable is not None:
             context.log.error(str(unreadable))
             yield from _fail_unreadable(asset_key, list(checks), unreadable)
@@ -289,11 +344,20 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
             # Nothing to load is an error, and the stored days stay as they were.
             empty = ", ".join(staged.empty_sources) or source.kind
             yield _check(asset_key, "input_not_empty", (False, f"the source delivered no rows ({empty})", {}))
-            raise dg.Failure(description=f"{empty}: the source delivered no rows (rule: input_not_empty)",
-                             metadata={"rule": "input_not_empty"}, allow_retries=False)
-        read_check = (True, "every source read with the mapped columns", {
-            "sources": len(staged.rows_by_source), "chunks": staged.chunks,
-            "extra_columns_ignored": str(staged.extra_columns) if staged.extra_columns else None})
+            raise dg.Failure(
+                description=f"{empty}: the source delivered no rows (rule: input_not_empty)",
+                metadata={"rule": "input_not_empty"},
+                allow_retries=False,
+            )
+        read_check = (
+            True,
+            "every source read with the mapped columns",
+            {
+                "sources": len(staged.rows_by_source),
+                "chunks": staged.chunks,
+                "extra_columns_ignored": str(staged.extra_columns) if staged.extra_columns else None,
+            },
+        )
         if failed:
             rejected.append(_kept_previous(f"{table} {_days(start, end)}", failed, [staged_t, staged_q]))
             context.log.error(rejected[-1])
@@ -309,8 +373,7 @@ def raw_daily(context: dg.AssetExecutionContext, config: IngestConfig, raw_sourc
         raise dg.Failure(description="; ".join(rejected), metadata={"rule": "blocking_checks"}, allow_retries=False)
 
 
-def _published(context, staged: _Staged, asset_key, quarantine_key, contract, source, table: str,
-               start: datetime, end: datetime):
+def _published(context, staged: _Staged, asset_key, quarantine_key, contract, source, table: str, start: datetime, end: datetime):
     """The materializations (the table's and its quarantine's) and the log line of a load that was published."""
     from clv_platform.ingest.validate import describe_quarantined
 
@@ -319,13 +382,23 @@ def _published(context, staged: _Staged, asset_key, quarantine_key, contract, so
     if staged.cleaning is not None:
         meta["cleaning_rules"] = dg.MetadataValue.md(markdown_table(staged.cleaning.fillna("-")))
     if quarantine_key is not None:
-        context.log_event(dg.AssetMaterialization(asset_key=quarantine_key, metadata={
-            "dagster/row_count": staged.quarantined, "rows_quarantined_this_run": staged.quarantined,
-            "quarantined_by_rule": meta["quarantined_by_rule"], "window_start": meta["window_start"], "window_end": meta["window_end"],
-        }))
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=quarantine_key,
+                metadata={
+                    "dagster/row_count": staged.quarantined,
+                    "rows_quarantined_this_run": staged.quarantined,
+                    "quarantined_by_rule": meta["quarantined_by_rule"],
+                    "window_start": meta["window_start"],
+                    "window_end": meta["window_end"],
+                },
+            )
+        )
     if staged.quarantined:
-        context.log.warning(f"{staged.quarantined:,} {contract.name} row(s) quarantined, "
-                            f"e.g. {describe_quarantined(staged.examples.iloc[0])}; see {table}_quarantine")
+        context.log.warning(
+            f"{staged.quarantined:,} {contract.name} row(s) quarantined, "
+            f"e.g. {describe_quarantined(staged.examples.iloc[0])}; see {table}_quarantine"
+        )
     yield dg.MaterializeResult(asset_key=asset_key, metadata=meta)
 
 
@@ -335,9 +408,15 @@ def _published(context, staged: _Staged, asset_key, quarantine_key, contract, so
     group_name="ingestion",
     kinds={"duckdb", "pandas"},
     description="One row per customer: country, acquisition channel, signup date. From the customer feed, "
-                "else derived from raw.transactions (most frequent country, channel 'unknown', first purchase).",
-    check_specs=[dg.AssetCheckSpec("acquisition_channels_stable", asset=CUSTOMERS_KEY, blocking=True,
-                                   description="Channels never seen before hold at most limits.max_new_category_share of the customers.")],
+    "else derived from raw.transactions (most frequent country, channel 'unknown', first purchase).",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "acquisition_channels_stable",
+            asset=CUSTOMERS_KEY,
+            blocking=True,
+            description="Channels never seen before hold at most limits.max_new_category_share of the customers.",
+        )
+    ],
 )
 def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_source: RawSource, warehouse: DuckDBResource):
     from clv_platform import schemas
@@ -381,9 +460,14 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
         context.log.error(message)
         yield _check(CUSTOMERS_KEY, "acquisition_channels_stable", verdict)
         raise dg.Failure(description=message, metadata={"rule": "acquisition_channels_stable"}, allow_retries=False)
-    yield dg.MaterializeResult(metadata={
-        "dagster/row_count": count, "origin": origin, "customers_by_channel": dg.MetadataValue.json(counts), **extra,
-    })
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": count,
+            "origin": origin,
+            "customers_by_channel": dg.MetadataValue.json(counts),
+            **extra,
+        }
+    )
     yield _check(CUSTOMERS_KEY, "acquisition_channels_stable", verdict)
 
 
@@ -391,13 +475,21 @@ def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataF
     """The customer feed mapped to the contract; gaps filled from the transactions (first purchase, country)."""
     from clv_platform.ingest.readers import BAD_LINE
     from clv_platform.ingest.validate import (
-        CUSTOMERS, apply_pii, check_columns, normalize_customer_ids, parse_text, parse_timestamp, withhold_misaligned,
+        CUSTOMERS,
+        apply_pii,
+        check_columns,
+        normalize_customer_ids,
+        parse_text,
+        parse_timestamp,
+        withhold_misaligned,
     )
 
     source = spec.customers
     mapping = source.mapping(CUSTOMERS.fields)
     if "customer_id" not in mapping:
-        raise SourceError(source.path or source.kind, "required_column", "the customer feed's mapping names no customer_id column")
+        raise SourceError(
+            source.path or source.kind, "required_column", "the customer feed's mapping names no customer_id column"
+        )
     parts = []
     timestamps = mapping.get("signup_date", mapping["customer_id"])
     for frame in iter_source(source, timestamps, max_file_bytes=spec.limits.max_file_bytes):
@@ -408,7 +500,9 @@ def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataF
         if spec.pii.columns and BAD_LINE in frame.frame:  # shifted fields: a raw id may sit under 'country'
             part = withhold_misaligned(part, frame.frame[BAD_LINE].notna())
         if "signup_date" in mapping:
-            part["signup_date"] = parse_timestamp(frame.frame[mapping["signup_date"]], part["signup_date"], source.timestamp_formats)
+            part["signup_date"] = parse_timestamp(
+                frame.frame[mapping["signup_date"]], part["signup_date"], source.timestamp_formats
+            )
         parts.append(part)
     feed = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id"])
     feed["customer_id"] = normalize_customer_ids(feed["customer_id"])
@@ -429,17 +523,24 @@ def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataF
     out = merged[["customer_id", "country", "acquisition_channel", "signup_date"]].reset_index(drop=True)
     out["signup_date"] = pd.to_datetime(out["signup_date"]).astype("datetime64[ns]")
     # Dropped rows are counted, never silent: a customer without an id, or without a signup date or purchase.
-    return out, {"without_customer_id": without_id, "repeated_customer_id_kept_last": repeated,
-                 "without_signup_date_or_purchase": no_date}
+    return out, {
+        "without_customer_id": without_id,
+        "repeated_customer_id_kept_last": repeated,
+        "without_signup_date_or_purchase": no_date,
+    }
 
 
 # Written by raw_daily in the same transaction as the table they belong to; shown in the graph as assets.
 transactions_quarantine = dg.AssetSpec(
-    TX_QUARANTINE_KEY, group_name="ingestion", kinds={"duckdb"},
+    TX_QUARANTINE_KEY,
+    group_name="ingestion",
+    kinds={"duckdb"},
     description="Transaction lines that broke a row rule: source, source_row, partition_date, rule, column_name, value, "
-                "message, every rule broken (rules) and the record as JSON. Rows read = accepted + quarantined.",
+    "message, every rule broken (rules) and the record as JSON. Rows read = accepted + quarantined.",
 )
 behavioral_events_quarantine = dg.AssetSpec(
-    EV_QUARANTINE_KEY, group_name="ingestion", kinds={"duckdb"},
+    EV_QUARANTINE_KEY,
+    group_name="ingestion",
+    kinds={"duckdb"},
     description="Events that broke a row rule; same columns as raw/transactions_quarantine.",
 )

@@ -47,7 +47,7 @@ def _files_tag(uris: list[str]) -> str:
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Watches the transaction source's folder or S3 prefix; per tick, one ingest_and_features run for "
-                "the days of the files new or changed since the last tick: each file version once.",
+    "the days of the files new or changed since the last tick: each file version once.",
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, raw_source: RawSource, s3: S3Resource):
     started = time.monotonic()
@@ -57,8 +57,9 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, raw_source: RawSour
     spec = raw_source.spec()
     source = spec.transactions
     if source.kind not in ("files", "s3"):
-        return dg.SkipReason(f"The transaction source is '{source.kind}': nothing lands there "
-                             "(the sensor watches a 'files' or 's3' source).")
+        return dg.SkipReason(
+            f"The transaction source is '{source.kind}': nothing lands there (the sensor watches a 'files' or 's3' source)."
+        )
     where = source.location
     client = s3.get_client() if source.kind == "s3" else None
     try:
@@ -99,9 +100,11 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, raw_source: RawSour
             continue
         landed.append((file, days))
     if deferred:
-        context.log.info(f"{deferred} new file(s) left for the next tick: their reads would end past the tick's "
-                         f"budget of {READ_BUDGET_SECONDS:g} s ({budget.files_read} read in "
-                         f"{time.monotonic() - started:.1f} s)")
+        context.log.info(
+            f"{deferred} new file(s) left for the next tick: their reads would end past the tick's "
+            f"budget of {READ_BUDGET_SECONDS:g} s ({budget.files_read} read in "
+            f"{time.monotonic() - started:.1f} s)"
+        )
 
     if not landed:
         if not pending:

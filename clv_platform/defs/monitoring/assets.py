@@ -1,7 +1,6 @@
 """monitoring/drift_report: today's features and scores against the champion's training data."""
 
-
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -44,7 +43,7 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, m
 
     columns = [*FEATURE_COLUMNS, PREDICTION_COLUMN]
     cutoff = pd.Timestamp(current["cutoff_date"].iloc[0]).date()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     html_path = settings.reports_dir() / "drift" / f"drift_{cutoff}_{stamp}.html"
     result = drift.drift_report(reference, current, columns)
     result.save_html(html_path)

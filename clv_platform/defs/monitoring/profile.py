@@ -1,8 +1,7 @@
 """monitoring/data_profile: per-column statistics of every raw table, as metadata and as an HTML report."""
 
-
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -50,7 +49,7 @@ def data_profile(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
     if absent:
         context.log.info(f"Not profiled, no such table: {', '.join(absent)}")
 
-    generated_at = datetime.now(timezone.utc)
+    generated_at = datetime.now(UTC)
     html_path = settings.reports_dir() / "data_profile" / f"data_profile_{generated_at:%Y%m%dT%H%M%SZ}.html"
     html_path.parent.mkdir(parents=True, exist_ok=True)
     notes = [f"Not profiled (no such table): {', '.join(absent)}."] if absent else []

@@ -1,6 +1,5 @@
 """Retrain when the latest drift report shows the prediction or a key feature has moved."""
 
-
 import dagster as dg
 
 from clv_platform.lib.resources import DriftPolicy

@@ -1,6 +1,5 @@
 """scoring/clv_scores (every active customer, scored by the version the champion alias names), its value tiers, and segments."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
@@ -12,7 +11,9 @@ SCORES_KEY = dg.AssetKey(["scoring", "clv_scores"])
 
 
 class ScoringConfig(dg.Config):
-    active_within_days: int = Field(default=365, description="Score customers whose last purchase is at most this many days before the cutoff.")
+    active_within_days: int = Field(
+        default=365, description="Score customers whose last purchase is at most this many days before the cutoff."
+    )
 
 
 @dg.asset(
@@ -131,7 +132,9 @@ def value_tiers(context: dg.AssetExecutionContext, config: ValueTierConfig, ware
             "tier_quantiles": dg.MetadataValue.json(dict(zip(cut_points, quantiles))),
             "cut_points": dg.MetadataValue.json(cut_points),
             "tier_counts": dg.MetadataValue.json({t: int(n) for t, n in zip(summary["value_tier"], summary["customers"])}),
-            "value_share": dg.MetadataValue.json({t: round(float(v), 6) for t, v in zip(summary["value_tier"], summary["value_share"])}),
+            "value_share": dg.MetadataValue.json(
+                {t: round(float(v), 6) for t, v in zip(summary["value_tier"], summary["value_share"])}
+            ),
             "tiers": dg.MetadataValue.md(markdown_table(summary, floatfmt=".3f")),
         }
     )

@@ -18,7 +18,9 @@ from clv_platform.lib.warehouse import markdown_table
 
 
 class ExplanationConfig(dg.Config):
-    top_drivers: int = Field(default=3, description="Drivers kept per customer: the features with the largest absolute contributions.")
+    top_drivers: int = Field(
+        default=3, description="Drivers kept per customer: the features with the largest absolute contributions."
+    )
     exact_treeshap: bool = Field(
         default=False,
         description="XGBoost champions: exact TreeSHAP (60-440x the cost of scoring) instead of its approximation (3-7x).",
@@ -55,7 +57,9 @@ def clv_explanations(
     if len(versions) != 1:
         raise dg.Failure(f"scoring.clv_scores at {cutoff} holds {len(versions)} model versions; one cutoff is scored by one.")
     model_name, model_version = (str(v) for v in versions.iloc[0])
-    rows = scores[["customer_id", "cutoff_date", "predicted_clv"]].merge(features, on=["customer_id", "cutoff_date"], how="left", indicator=True)
+    rows = scores[["customer_id", "cutoff_date", "predicted_clv"]].merge(
+        features, on=["customer_id", "cutoff_date"], how="left", indicator=True
+    )
     unmatched = int((rows.pop("_merge") != "both").sum())
     if unmatched:
         raise dg.Failure(
@@ -74,12 +78,16 @@ def clv_explanations(
     except ValueError as error:
         raise dg.Failure(f"Cannot explain the {estimator.name} model version {model_version}: {error}") from None
     seconds = time.perf_counter() - started
-    table = pd.concat([rows[["customer_id", "cutoff_date"]], drivers], axis=1).assign(model_name=model_name, model_version=model_version)
+    table = pd.concat([rows[["customer_id", "cutoff_date"]], drivers], axis=1).assign(
+        model_name=model_name, model_version=model_version
+    )
     with warehouse.get_connection() as con:
         stored = replace_cutoff_rows(con, "scoring.clv_explanations", table, cutoff)
 
     method = str(drivers["method"].iloc[0])
-    top = table.assign(predicted_clv=rows["predicted_clv"]).nlargest(10, "predicted_clv")[["customer_id", "predicted_clv", "drivers"]]
+    top = table.assign(predicted_clv=rows["predicted_clv"]).nlargest(10, "predicted_clv")[
+        ["customer_id", "predicted_clv", "drivers"]
+    ]
     first_drivers = table["driver_1"].value_counts().head(10)
     return dg.MaterializeResult(
         metadata={

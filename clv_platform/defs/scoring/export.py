@@ -4,7 +4,7 @@ Where it goes is ``CLV_EXPORT_URI``: a folder (default ``exports/`` in the state
 ``s3://bucket/prefix`` through the ``s3`` resource. Layout and write order: ``clv_platform/export.py``.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -60,7 +60,7 @@ def clv_scores_export(context: dg.AssetExecutionContext, warehouse: DuckDBResour
             "scoring.value_tiers: materialize scoring/value_tiers after scoring/clv_scores."
         )
     try:
-        files = export.build_export(scores, exported_at=datetime.now(timezone.utc))
+        files = export.build_export(scores, exported_at=datetime.now(UTC))
     except ValueError as error:
         raise dg.Failure(f"The latest cutoff in scoring.clv_scores cannot be exported: {error}") from None
 
@@ -79,8 +79,9 @@ def clv_scores_export(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     parquet_uri = location.join(files.parquet_key)
     context.log.info(f"Exported {manifest['row_count']} scores of cutoff {manifest['cutoff_date']} to {parquet_uri}")
     if manifest["neutralized_cells"]:
-        context.log.warning(f"Text cells that a spreadsheet would run as formulas, prefixed with ': "
-                            f"{manifest['neutralized_cells']}")
+        context.log.warning(
+            f"Text cells that a spreadsheet would run as formulas, prefixed with ': {manifest['neutralized_cells']}"
+        )
     return dg.MaterializeResult(
         metadata={
             "uri": dg.MetadataValue.path(parquet_uri),

@@ -24,17 +24,27 @@ GATES = ("beats_champion", "beats_baselines", "normalized_gini_floor", "fairness
 class TrainConfig(dg.Config):
     """The evaluation window, the sliding training window, tuning and the gates' margins and floors."""
 
-    eval_cutoff: str = Field(default="", description="Evaluation cutoff (YYYY-MM-DD, a cutoff of marts.training_examples); empty = the latest.")
+    eval_cutoff: str = Field(
+        default="", description="Evaluation cutoff (YYYY-MM-DD, a cutoff of marts.training_examples); empty = the latest."
+    )
     train_window_cutoffs: int = Field(
         default=0, description="Stateless sliding window: train on at most this many latest eligible cutoffs (0 = all)."
     )
     tune: bool = Field(default=False, description="Also fit xgboost_tuned: a bounded Optuna search over time folds.")
     tune_trials: int = Field(default=20, description="Optuna trials when tune is on.")
-    mae_margin: float = Field(default=0.01, description="A challenger's MAE must be below (1 - this) x the champion's and every baseline's.")
-    spearman_margin: float = Field(default=0.01, description="A challenger's Spearman must exceed the champion's and every baseline's plus this.")
-    gini_margin: float = Field(default=0.01, description="A challenger's normalized Gini must exceed the champion's and every baseline's plus this.")
+    mae_margin: float = Field(
+        default=0.01, description="A challenger's MAE must be below (1 - this) x the champion's and every baseline's."
+    )
+    spearman_margin: float = Field(
+        default=0.01, description="A challenger's Spearman must exceed the champion's and every baseline's plus this."
+    )
+    gini_margin: float = Field(
+        default=0.01, description="A challenger's normalized Gini must exceed the champion's and every baseline's plus this."
+    )
     min_normalized_gini: float = Field(default=0.3, description="Floor on a challenger's normalized Gini.")
-    min_fairness_ratio: float = Field(default=0.8, description="Floor on a challenger's fairness ratio across country and channel slices.")
+    min_fairness_ratio: float = Field(
+        default=0.8, description="Floor on a challenger's fairness ratio across country and channel slices."
+    )
     fairness_relative_to_actual: bool = Field(
         default=True,
         description="The fairness ratio is the disparate-impact ratio of mean prediction relative to the actual revenue's "
@@ -46,8 +56,11 @@ class TrainConfig(dg.Config):
         from clv_platform.ml.registry import GatePolicy
 
         return GatePolicy(
-            mae_margin=self.mae_margin, spearman_margin=self.spearman_margin, gini_margin=self.gini_margin,
-            min_normalized_gini=self.min_normalized_gini, min_fairness_ratio=self.min_fairness_ratio,
+            mae_margin=self.mae_margin,
+            spearman_margin=self.spearman_margin,
+            gini_margin=self.gini_margin,
+            min_normalized_gini=self.min_normalized_gini,
+            min_fairness_ratio=self.min_fairness_ratio,
         )
 
 
@@ -75,7 +88,9 @@ def _plots(result, candidate: str | None) -> dict[str, bytes]:
     contributions = model.contributions(sample) if model is not None else None
     if contributions is not None:
         importance = explain.global_importance(contributions)
-        figures["importance"] = plots.to_png(plots.importance_figure(importance, title=f"Feature importance ({explained}, mean |SHAP|)"))
+        figures["importance"] = plots.to_png(
+            plots.importance_figure(importance, title=f"Feature importance ({explained}, mean |SHAP|)")
+        )
     return figures
 
 
@@ -87,23 +102,28 @@ def _plots(result, candidate: str | None) -> dict[str, bytes]:
     description="Every rung of the ladder fitted on earlier cutoffs, judged with the champion on the evaluation cutoff, registered in MLflow with its model card.",
 )
 def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, warehouse: DuckDBResource, mlflow: MlflowResource):
+    import pandas as pd
+
     from clv_platform import lineage
+    from clv_platform.defs.features.assets import input_fingerprint
     from clv_platform.ml import plots, registry
     from clv_platform.ml.ladder import evaluate_ladder
     from clv_platform.ml.model_card import DataWindow, ModelCard
 
-    import pandas as pd
-
-    from clv_platform.defs.features.assets import input_fingerprint
-
     with warehouse.get_connection() as con:
         examples = con.execute("select * from marts.training_examples order by cutoff_date, customer_id").df()
         # Every raw day the examples can have read: features before a cutoff, labels up to the last horizon end.
-        label_end = (examples["cutoff_date"] + pd.to_timedelta(examples["horizon_days"], unit="D")).max() if len(examples) else None
+        label_end = (
+            (examples["cutoff_date"] + pd.to_timedelta(examples["horizon_days"], unit="D")).max() if len(examples) else None
+        )
         input_partitions = input_fingerprint(con, str(pd.Timestamp(label_end).date())) if label_end is not None else ""
     result = evaluate_ladder(
-        examples, eval_cutoff=config.eval_cutoff or None, train_window_cutoffs=config.train_window_cutoffs or None,
-        tune=config.tune, tune_options={"n_trials": config.tune_trials}, min_slice_size=config.min_slice_size,
+        examples,
+        eval_cutoff=config.eval_cutoff or None,
+        train_window_cutoffs=config.train_window_cutoffs or None,
+        tune=config.tune,
+        tune_options={"n_trials": config.tune_trials},
+        min_slice_size=config.min_slice_size,
         fairness_relative_to_actual=config.fairness_relative_to_actual,
     )
     mlflow.activate()
@@ -117,36 +137,61 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
         champion_pred = registry.predict(champion_model, result.evaluation)["predicted_clv"].to_numpy()
         champion_metrics = result.judge("champion", champion_pred)
     baselines = {name: result.gate_metrics(name) for name in result.baselines}
-    decision = registry.decide_challenger(result.gate_metrics(result.candidate), champion_metrics, baselines, policy) if result.candidate else None
+    decision = (
+        registry.decide_challenger(result.gate_metrics(result.candidate), champion_metrics, baselines, policy)
+        if result.candidate
+        else None
+    )
     choice = registry.decide_champion(
-        result.candidate, decision, champion_metrics, baselines, policy=policy,
+        result.candidate,
+        decision,
+        champion_metrics,
+        baselines,
+        policy=policy,
         champion_is_baseline=champion is not None and champion.tags.get("rung") in result.baselines,
         no_candidate_reason=result.no_candidate_reason or "no supervised candidate",
     )
     context.log.info(f"gate decision: {choice.reason}")
 
     figures = _plots(result, result.candidate)
-    window = DataWindow(result.train_cutoffs, result.evaluation_cutoff, result.horizon_days, len(result.train), len(result.evaluation))
+    window = DataWindow(
+        result.train_cutoffs, result.evaluation_cutoff, result.horizon_days, len(result.train), len(result.evaluation)
+    )
     data_version = lineage.data_version(examples)
     code_version = _code_version()
     versions = {}
     for name, model in result.models.items():
         card = ModelCard(
-            model_name=mlflow.model_name, rung=name, window=window, metrics=result.metrics,
+            model_name=mlflow.model_name,
+            rung=name,
+            window=window,
+            metrics=result.metrics,
             slices=result.slices.metrics[result.slices.metrics["model"] == name].drop(columns="model"),
-            fairness_ratio=float(result.metrics.loc[name, "disparate_impact"]), actual_fairness_ratio=result.actual_fairness_ratio,
-            data_version=data_version, input_partitions=input_partitions,
-            code_version=code_version, params=model.params(),
+            fairness_ratio=float(result.metrics.loc[name, "disparate_impact"]),
+            actual_fairness_ratio=result.actual_fairness_ratio,
+            data_version=data_version,
+            input_partitions=input_partitions,
+            code_version=code_version,
+            params=model.params(),
             decision=decision.reasons if (name == result.candidate and decision) else [],
         ).markdown()
         registered = registry.log_estimator(
-            model, reference=registry.build_reference(result.evaluation, result.predictions[name]),
-            data_version=data_version, code_version=code_version, model_card=card,
-            metrics=result.metrics.loc[name].to_dict(), plots=figures,
-            params={"train_cutoffs": ",".join(window.train_cutoffs), "evaluation_cutoff": window.evaluation_cutoff,
-                    "n_train": window.train_rows, "n_evaluation": window.evaluation_rows},
+            model,
+            reference=registry.build_reference(result.evaluation, result.predictions[name]),
+            data_version=data_version,
+            code_version=code_version,
+            model_card=card,
+            metrics=result.metrics.loc[name].to_dict(),
+            plots=figures,
+            params={
+                "train_cutoffs": ",".join(window.train_cutoffs),
+                "evaluation_cutoff": window.evaluation_cutoff,
+                "n_train": window.train_rows,
+                "n_evaluation": window.evaluation_rows,
+            },
             tags={"input_partitions": input_partitions},
-            model_name=mlflow.model_name, experiment_name=mlflow.experiment_name,
+            model_name=mlflow.model_name,
+            experiment_name=mlflow.experiment_name,
         )
         versions[name] = registered.version
 
@@ -160,9 +205,16 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
             "no_candidate_reason": result.no_candidate_reason or "",
             "champion_version_before": str(champion.version) if champion else "",
             "champion_metrics_before": dg.MetadataValue.json(champion_metrics or {}),
-            "gates": dg.MetadataValue.json({name: {"passed": ok, "why": why} for name, (ok, why) in (decision.gates.items() if decision else [])}),
+            "gates": dg.MetadataValue.json(
+                {name: {"passed": ok, "why": why} for name, (ok, why) in (decision.gates.items() if decision else [])}
+            ),
             "champion_decision": dg.MetadataValue.json(
-                {"action": choice.action, "model": choice.model, "reason": choice.reason, "baseline_serves": choice.baseline_serves}
+                {
+                    "action": choice.action,
+                    "model": choice.model,
+                    "reason": choice.reason,
+                    "baseline_serves": choice.baseline_serves,
+                }
             ),
             "evaluation_cutoff": result.evaluation_cutoff,
             "train_cutoffs": ", ".join(result.train_cutoffs) or "none",
@@ -179,7 +231,11 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
             "fairness_relative_to_actual": config.fairness_relative_to_actual,
             "slices": dg.MetadataValue.md(markdown_table(result.slices.metrics, floatfmt=".3f")),
             **{f"plot_{name}": dg.MetadataValue.md(plots.markdown_image(png, name)) for name, png in figures.items()},
-            **{f"{name}_{metric}": float(value) for name in result.metrics.index for metric, value in result.metrics.loc[name].items()},
+            **{
+                f"{name}_{metric}": float(value)
+                for name in result.metrics.index
+                for metric, value in result.metrics.loc[name].items()
+            },
         },
         data_version=dg.DataVersion(f"{mlflow.model_name}:{','.join(versions.values())}"),
     )
@@ -213,8 +269,13 @@ def challenger(context: dg.AssetExecutionContext, mlflow: MlflowResource):
     else:
         registry.delete_alias(mlflow.model_name, registry.CHALLENGER_ALIAS)
     yield dg.MaterializeResult(
-        metadata={"candidate": candidate or "none", "candidate_version": version or "", "challenger": passed,
-                  "reason": evaluation["no_candidate_reason"] or ("; ".join(g["why"] for g in gates.values() if not g["passed"]) or "passed every gate")}
+        metadata={
+            "candidate": candidate or "none",
+            "candidate_version": version or "",
+            "challenger": passed,
+            "reason": evaluation["no_candidate_reason"]
+            or ("; ".join(g["why"] for g in gates.values() if not g["passed"]) or "passed every gate"),
+        }
     )
     for name in GATES:
         if not candidate:
@@ -222,8 +283,12 @@ def challenger(context: dg.AssetExecutionContext, mlflow: MlflowResource):
             yield dg.AssetCheckResult(check_name=name, passed=True, metadata={"why": evaluation["no_candidate_reason"]})
         else:
             gate = gates[name]
-            yield dg.AssetCheckResult(check_name=name, passed=gate["passed"], description=f"{candidate} v{version}: {gate['why']}",
-                                      metadata={"why": gate["why"], "candidate": candidate, "version": version})
+            yield dg.AssetCheckResult(
+                check_name=name,
+                passed=gate["passed"],
+                description=f"{candidate} v{version}: {gate['why']}",
+                metadata={"why": gate["why"], "candidate": candidate, "version": version},
+            )
 
 
 @dg.asset(
@@ -259,8 +324,11 @@ def clv_model(context: dg.AssetExecutionContext, mlflow: MlflowResource):
             "baseline_serves": rung in ("heuristic", "linear", "btyd"),
             "evaluation_cutoff": evaluation["evaluation_cutoff"],
             # The champion's metrics on this evaluation cutoff: its own row when it was fitted in this run.
-            **(evaluation["champion_metrics_before"] if choice["action"] == "keep" else
-               {key: evaluation[f"{rung}_{key}"] for key in ("mae", "spearman", "normalized_gini", "fairness_ratio")}),
+            **(
+                evaluation["champion_metrics_before"]
+                if choice["action"] == "keep"
+                else {key: evaluation[f"{rung}_{key}"] for key in ("mae", "spearman", "normalized_gini", "fairness_ratio")}
+            ),
         },
         data_version=dg.DataVersion(f"{mlflow.model_name}:{champion.version}"),
     )
