@@ -68,9 +68,9 @@ def main() -> None:
     for rows in args.rows:
         features = make_examples(rows, cutoffs=("2024-10-01",), seed=8).drop(columns=LABEL_COLUMN)
         load = os.getloadavg()[0]
-        predict_s, _ = _timed(lambda: model.predict(features))
+        predict_s, _ = _timed(lambda features=features: model.predict(features))
         result = {"rows": rows, "predict_s": round(predict_s, 3)}
-        approx_s, drivers = _timed(lambda: explain_customers(model, features, batch_size=args.batch_size))
+        approx_s, drivers = _timed(lambda features=features: explain_customers(model, features, batch_size=args.batch_size))
         result.update(
             approx_s=round(approx_s, 3),
             approx_x_predict=round(approx_s / predict_s, 1),
@@ -78,7 +78,9 @@ def main() -> None:
             drivers_mib=round(drivers.memory_usage(deep=True).sum() / 2**20, 1),
         )
         if rows <= args.exact_rows:
-            exact_s, _ = _timed(lambda: explain_customers(model, features, approx=False, batch_size=args.batch_size))
+            exact_s, _ = _timed(
+                lambda features=features: explain_customers(model, features, approx=False, batch_size=args.batch_size)
+            )
             result.update(exact_s=round(exact_s, 3), exact_x_predict=round(exact_s / predict_s, 1))
         result.update(peak_rss_gib=round(_rss_gib(), 2), load_avg=f"{load:.1f}-{os.getloadavg()[0]:.1f}")
         print(json.dumps(result), flush=True)

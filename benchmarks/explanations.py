@@ -115,7 +115,7 @@ def agreement(work: Path, rows: int) -> dict:
     names = [f"driver_{i}" for i in (1, 2, 3)]
     overlap = [
         len({n for n in e if n is not None} & {n for n in a if n is not None}) / max(1, sum(n is not None for n in e))
-        for e, a in zip(exact[names].itertuples(index=False), approx[names].itertuples(index=False))
+        for e, a in zip(exact[names].itertuples(index=False), approx[names].itertuples(index=False), strict=True)
     ]
     return {
         "rows": rows,

@@ -235,7 +235,8 @@ select
     {window_columns}
     case when orders_365d > 0 then (orders_90d / 90) / (orders_365d / 365) else 0 end as orders_trend_90d_365d,
     case when spend_365d > 0 then (spend_90d / 90) / (spend_365d / 365) else 0 end as spend_trend_90d_365d,
-    case when purchase_days > 1 then (last_purchase_date - first_purchase_date) / (purchase_days - 1) else 0 end as purchase_gap_mean_days,
+    case when purchase_days > 1 then (last_purchase_date - first_purchase_date) / (purchase_days - 1) else 0 end
+        as purchase_gap_mean_days,
     coalesce(gap_stddev, 0) as purchase_gap_stddev_days,
     purchase_value / orders as basket_value_mean,
     items / orders as basket_items_mean,
@@ -264,7 +265,8 @@ RAW_SELECTS = {
         cast(Description as varchar) as description, cast(Quantity as bigint) as quantity,
         cast(InvoiceDate as timestamp) as invoice_date, cast(UnitPrice as double) as unit_price,
         cast(CustomerID as varchar) as customer_id, cast(Country as varchar) as country""",
-    "behavioral_events": "select event_id, session_id, customer_id, event_type, cast(event_timestamp as timestamp) as event_timestamp",
+    "behavioral_events": "select event_id, session_id, customer_id, event_type, "
+    "cast(event_timestamp as timestamp) as event_timestamp",
     "customers": "select customer_id, country, acquisition_channel, cast(signup_date as timestamp) as signup_date",
 }
 
@@ -290,7 +292,8 @@ def features_floor_sql() -> str:
     windows = (30, 90, 365)
     variables = settings.dbt_var_defaults()
     sums = [
-        f"coalesce(sum({column}) filter (where day >= cutoff_date - {days}), 0){'::double' if name == 'spend' else ''} as {name}_{days}d"
+        f"coalesce(sum({column}) filter (where day >= cutoff_date - {days}), 0)"
+        f"{'::double' if name == 'spend' else ''} as {name}_{days}d"
         for days in windows
         for column, name in (("orders", "orders"), ("net_capped", "spend"), ("items", "items"))
     ]

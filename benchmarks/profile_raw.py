@@ -57,8 +57,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for table in tables:
         rows = con.execute(f"select count(*) from {table}").fetchone()[0]
-        profile_s = _best_of(args.runs, lambda: profile_table(con, table))
-        summarize_s = _best_of(args.runs, lambda: con.execute(f"summarize {table}").fetchall())
+        profile_s = _best_of(args.runs, lambda table=table: profile_table(con, table))
+        summarize_s = _best_of(args.runs, lambda table=table: con.execute(f"summarize {table}").fetchall())
         print(f"| {table} | {rows:,} | {profile_s:.2f} | {summarize_s:.2f} | {profile_s / summarize_s:.1f} |")
 
 

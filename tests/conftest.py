@@ -97,7 +97,7 @@ def bad_lines(pii: dict[str, str]) -> BadLines:
         return f"{sentinel}{n}{text}" if column in private else f"{n}{text}"
 
     def line(n: int, **changes: str) -> bytes:
-        fields = dict(zip(header.split(","), good.split(",")))
+        fields = dict(zip(header.split(","), good.split(","), strict=True))
         fields.update({"InvoiceNo": str(536400 + n), **{c: mark(c, n, f" {fields[c]}") for c in private}, **changes})
         return ",".join(fields.values()).encode()
 

@@ -134,7 +134,7 @@ def _column_stats(con, table_sql: str, column: str, kind: str, rows: int, top_n:
         "max": high,
         "mean": math.nan if mean is None else float(mean),
         "std": math.nan if std is None else float(std),
-        **dict(zip(QUANTILES, quantiles or [None] * len(QUANTILES))),
+        **dict(zip(QUANTILES, quantiles or [None] * len(QUANTILES), strict=True)),
     }
     if non_null == 0:
         stats["top_values"] = ""
@@ -241,7 +241,9 @@ def display_frame(profile: pd.DataFrame) -> pd.DataFrame:
             "column": profile["column"],
             "type": profile["type"],
             "non-null": [f"{n:,}" for n in profile["non_null"]],
-            "nulls": [f"{n:,} ({format_share(s)})" if n else "0" for n, s in zip(profile["nulls"], profile["null_share"])],
+            "nulls": [
+                f"{n:,} ({format_share(s)})" if n else "0" for n, s in zip(profile["nulls"], profile["null_share"], strict=True)
+            ],
             "distinct": [f"{n:,}" for n in profile["distinct"]],
             "min": profile["min"].map(format_value),
             **{q: profile[q].map(format_value) for q in QUANTILES},
@@ -303,7 +305,7 @@ def render_profile_html(profiles: Mapping[str, pd.DataFrame], title: str, genera
         out.append("<table><thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in shown.columns) + "</tr></thead><tbody>")
         for record in shown.itertuples(index=False):
             cells = []
-            for name, cell in zip(shown.columns, record):
+            for name, cell in zip(shown.columns, record, strict=True):
                 css = "top" if name == "top values" else ("" if name in _TEXT_COLUMNS else "num")
                 cells.append(f'<td class="{css}">{esc(str(cell))}</td>' if css else f"<td>{esc(str(cell))}</td>")
             out.append("<tr>" + "".join(cells) + "</tr>")

@@ -122,7 +122,9 @@ class LinearModel(CLVEstimator):
         return frame
 
     def params(self) -> dict[str, Any]:
-        fitted = {} if self.coef_ is None else {f"coef_{c}": float(v) for c, v in zip(self.feature_columns, self.coef_)}
+        fitted = (
+            {} if self.coef_ is None else {f"coef_{c}": float(v) for c, v in zip(self.feature_columns, self.coef_, strict=True)}
+        )
         return {"model": self.name, "horizon_days": self.horizon_days, "intercept": self.intercept_, **fitted}
 
 
@@ -262,7 +264,8 @@ class BTYDModel(CLVEstimator):
         bad = int((~np.isfinite(self.predict(latest)) | ~np.isfinite(self.probability_alive(latest))).sum())
         if bad:
             raise ValueError(
-                f"BG/NBD fit at cutoff {cutoffs.max().date()} is degenerate ({', '.join(f'{k}={v:.3g}' for k, v in self.bgnbd_params.items())}): "
+                f"BG/NBD fit at cutoff {cutoffs.max().date()} is degenerate "
+                f"({', '.join(f'{k}={v:.3g}' for k, v in self.bgnbd_params.items())}): "
                 f"{bad} of its {len(latest)} customers get no finite prediction; these histories do not suit BG/NBD"
             )
         return self

@@ -65,7 +65,7 @@ class CLVEstimator(abc.ABC):
 
     @property
     def contribution_scale(self) -> str | None:
-        """The unit of :meth:`contributions`, that of the raw output they sum to (``revenue``, ``log_revenue`` ...), or ``None``."""
+        """The unit of :meth:`contributions`, that of the raw output they sum to (``revenue``, ``log_revenue``), or ``None``."""
         return None
 
     def params(self) -> dict[str, Any]:

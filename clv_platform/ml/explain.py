@@ -88,8 +88,10 @@ def top_drivers(contributions: pd.DataFrame, k: int = 3) -> pd.DataFrame:
         result[f"driver_{i + 1}"] = top_names[:, i]
         result[f"driver_{i + 1}_contribution"] = top_values[:, i]
     result["drivers"] = [
-        ", ".join(f"{name} {_format_amount(value)}" for name, value in zip(row_names, row_values) if name is not None)
-        for row_names, row_values in zip(top_names.tolist(), top_values.tolist())
+        ", ".join(
+            f"{name} {_format_amount(value)}" for name, value in zip(row_names, row_values, strict=True) if name is not None
+        )
+        for row_names, row_values in zip(top_names.tolist(), top_values.tolist(), strict=True)
     ]
     return pd.DataFrame(result, index=contributions.index)
 

@@ -137,7 +137,7 @@ def value_tier_table(
     stems = [_column_stem(label) for label in labels]
     if len(set(stems)) != len(stems):
         raise ValueError(f"tier labels must give distinct column names, got {list(labels)}")
-    for stem, level, cut_point in zip(stems[1:], tiers, tier_cut_points(predictions, tiers)):
+    for stem, level, cut_point in zip(stems[1:], tiers, tier_cut_points(predictions, tiers), strict=True):
         table[f"{stem}_quantile"] = float(level)
         table[f"{stem}_cut_point"] = float(cut_point)
     for column in MODEL_COLUMNS:
@@ -151,8 +151,8 @@ def tier_summary(tiers: pd.DataFrame, labels: Sequence[str] = TIER_LABELS) -> pd
     Examples
     --------
     >>> tiers = pd.DataFrame({"value_tier": ["Low", "Low", "High"], "predicted_clv": [1.0, 3.0, 12.0]})
-    >>> tier_summary(tiers)[["value_tier", "customers", "value_share"]].to_dict("records")
-    [{'value_tier': 'Low', 'customers': 2, 'value_share': 0.25}, {'value_tier': 'Medium', 'customers': 0, 'value_share': 0.0}, {'value_tier': 'High', 'customers': 1, 'value_share': 0.75}]
+    >>> tier_summary(tiers)[["value_tier", "customers", "value_share"]].values.tolist()
+    [['Low', 2, 0.25], ['Medium', 0, 0.0], ['High', 1, 0.75]]
     """
     require_columns(tiers, [TIER_COLUMN, PREDICTION_COLUMN], frame_name="tiers")
     unknown = sorted(set(tiers[TIER_COLUMN].astype(str)) - set(labels))

@@ -117,7 +117,7 @@ def tune_xgboost(
         )
         loss = trial.suggest_categorical("objective", list(OBJECTIVES))
         scores = []
-        for (train, valid), btyd in zip(folds, btyds):
+        for (train, valid), btyd in zip(folds, btyds, strict=True):
             model = XGBoostModel(params, objectives=(loss,), stack_btyd=stack_btyd, btyd=btyd).fit(train, valid)
             scores.append(mae(valid[LABEL_COLUMN], model.predict(valid)))
         return float(np.mean(scores))

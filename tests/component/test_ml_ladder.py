@@ -10,8 +10,8 @@ from clv_platform.ml.synthetic import make_examples
 def _with_slices(examples):
     rng = np.random.default_rng(0)
     ids = examples["customer_id"].unique()
-    country = dict(zip(ids, rng.choice(["UK", "DE", "FR"], size=len(ids), p=[0.6, 0.2, 0.2])))
-    channel = dict(zip(ids, rng.choice(["email", "direct"], size=len(ids))))
+    country = dict(zip(ids, rng.choice(["UK", "DE", "FR"], size=len(ids), p=[0.6, 0.2, 0.2]), strict=True))
+    channel = dict(zip(ids, rng.choice(["email", "direct"], size=len(ids)), strict=True))
     return examples.assign(country=examples["customer_id"].map(country), acquisition_channel=examples["customer_id"].map(channel))
 
 

@@ -52,7 +52,7 @@ def test_profiles_every_raw_table_and_links_the_report(clv_state, tmp_path):
     metadata = {key: value.value for key, value in event.materialization.metadata.items()}
 
     present = ["raw.transactions", "raw.behavioral_events", "raw.customers", "raw.transactions_quarantine"]
-    assert metadata["row_counts"] == dict(zip(present, [3, 2, 1, 1]))
+    assert metadata["row_counts"] == dict(zip(present, [3, 2, 1, 1], strict=True))
     assert (metadata["raw_transactions_rows"], metadata["raw_transactions_quarantine_rows"]) == (3, 1)
     assert metadata["tables_profiled"] == present
     assert metadata["tables_absent"] == ["raw.behavioral_events_quarantine"]

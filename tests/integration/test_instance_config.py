@@ -78,7 +78,8 @@ def test_launcher_reports_a_dead_cli_run_failed_and_leaves_other_runs_alone(tmp_
             (
                 "import sys, time\nfrom pathlib import Path\nfrom clv_platform.state_lock import hold_state_lock\n"
                 "with hold_state_lock(Path(sys.argv[1]), 'run') as lock:\n"
-                "    lock.record(run_id='cli-run')\n    print(' '.join(f'{k}={v}' for k, v in lock.run_tags().items()), flush=True)\n"
+                "    lock.record(run_id='cli-run')\n"
+                "    print(' '.join(f'{k}={v}' for k, v in lock.run_tags().items()), flush=True)\n"
                 "    time.sleep(600)\n"
             ),
             str(state),

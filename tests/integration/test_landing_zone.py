@@ -8,6 +8,7 @@ the runs and the cursor back from the instance's storage.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -331,10 +332,8 @@ def _stop(process: subprocess.Popen, timeout: float = 60) -> int | None:
         code = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         code = None
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     if code is None:
         process.wait()
     return code

@@ -243,7 +243,7 @@ def test_build_passes_on_dirty_data_and_dedupes_exact_duplicates(baseline):
     staged = baseline["staging.stg_shop__transactions"]
     assert len(staged) == len(base_transactions()) - 2
     cutoffs = baseline["intermediate.int_cutoffs"].sort_values("cutoff_index")
-    assert [(d.date(), k) for d, k in zip(cutoffs.cutoff_date, cutoffs.cutoff_kind)] == [
+    assert [(d.date(), k) for d, k in zip(cutoffs.cutoff_date, cutoffs.cutoff_kind, strict=True)] == [
         (SC.date(), "scoring"),
         (TC1.date(), "training"),
         (TC2.date(), "training"),
@@ -363,7 +363,7 @@ def test_scoring_features_match_hand_computed_values(baseline):
 def test_training_features_and_labels_match_hand_computed_values(baseline):
     examples = baseline["marts.training_examples"]
     # B and C first purchase at or after TC1; F never purchased.
-    assert sorted(zip(examples.customer_id, examples.cutoff_date.dt.date)) == sorted(
+    assert sorted(zip(examples.customer_id, examples.cutoff_date.dt.date, strict=True)) == sorted(
         (c, t.date()) for c in (A, D, E) for t in (TC1, TC2)
     )
     assert set(examples.horizon_days) == {30}

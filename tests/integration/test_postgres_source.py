@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -109,7 +110,7 @@ def test_window_is_half_open_at_exact_boundaries(dsn_env):
 def test_daily_windows_cover_every_row_once(dsn_env):
     spec = SourceSpec(kind="postgres", query="select * from shop.orders;\n", dsn_env=dsn_env)
     days = [DAY1 + timedelta(days=d) for d in range(9)]
-    pieces = [read_postgres(spec, "ordered_at", start, end).frame for start, end in zip(days, days[1:])]
+    pieces = [read_postgres(spec, "ordered_at", start, end).frame for start, end in pairwise(days)]
     assert all(len(piece) for piece in pieces)
     assert pd.concat(pieces)["order_id"].tolist() == _ids_between(None, None)
 

@@ -65,9 +65,8 @@ def warehouse(tmp_path_factory):
             ]
         )
     if not result.success:
-        pytest.fail(
-            f"dbt build failed: {result.exception or [str(r.message) for r in result.result if r.status not in ('pass', 'success')]}"
-        )
+        failed = [str(r.message) for r in result.result if r.status not in ("pass", "success")]
+        pytest.fail(f"dbt build failed: {result.exception or failed}")
     return path
 
 

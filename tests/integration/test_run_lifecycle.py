@@ -44,7 +44,7 @@ def _run_status(home: Path, run_id: str) -> dg.DagsterRunStatus | None:
 
 def _start_and_kill_a_cli_run(home: Path, env: dict) -> tuple[str, int]:
     """A ``clv-platform run`` started, seen STARTED on the instance, then killed with SIGKILL: its run id and pid."""
-    log = open(home / "killed_run.log", "w")
+    log = open(home / "killed_run.log", "w")  # noqa: SIM115 (the child writes to it until it is killed)
     process = subprocess.Popen([str(CLI), "run", "--customers", "300"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
 

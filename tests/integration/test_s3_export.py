@@ -87,7 +87,7 @@ def objects(s3_client, bucket: str) -> dict[str, bytes]:
 
 def rows(parquet: bytes) -> list[tuple]:
     table = pq.read_table(io.BytesIO(parquet))
-    return sorted(zip(*(table.column(name).to_pylist() for name in table.column_names)))
+    return sorted(zip(*(table.column(name).to_pylist() for name in table.column_names), strict=True))
 
 
 def test_exports_only_the_latest_cutoff_to_s3_with_a_matching_manifest(warehouse, bucket, s3_client):

@@ -135,15 +135,14 @@ def test_value_tiers_are_the_quantiles_of_the_scores_and_reach_the_export(models
     assert set(tiers["medium_cut_point"]) == {medium} and set(tiers["high_cut_point"]) == {high}
     assert set(tiers["model_version"]) == {versions["xgboost"]}
 
-    export = duckdb.sql(
-        f"select * from read_parquet('{settings.exports_dir()}/clv_scores/*/*.parquet', hive_partitioning = true) order by customer_id"
-    ).df()
+    files = f"{settings.exports_dir()}/clv_scores/*/*.parquet"
+    export = duckdb.sql(f"select * from read_parquet('{files}', hive_partitioning = true) order by customer_id").df()
     assert export["value_tier"].tolist() == tiers["value_tier"].tolist()
     assert set(export["model_version"]) == {versions["xgboost"]}
 
 
 def test_a_baseline_champion_without_contributions_writes_rows_saying_so(models):
-    examples, _, versions = models
+    _, _, versions = models
     before = _frame("select count(*) as n from scoring.clv_scores")["n"].iloc[0]
     metadata = _score(versions["btyd"])
 
@@ -217,8 +216,10 @@ def test_formulas_in_a_source_reach_the_export_as_inert_text(models, tmp_path, m
     partition = settings.exports_dir() / f"clv_scores/cutoff_date={CUTOFFS[-1]}"
     export = duckdb.sql(f"select * from read_parquet('{partition}/clv_scores.parquet')").df()
     scores = _frame("select customer_id, predicted_clv from scoring.clv_scores where cutoff_date = ?", CUTOFFS[-1])
-    expected = dict(zip(scores["customer_id"].map(lambda c: "'" + c if c in FORMULAS else c), scores["predicted_clv"]))
-    assert dict(zip(export["customer_id"], export["predicted_clv"])) == expected
+    expected = dict(
+        zip(scores["customer_id"].map(lambda c: "'" + c if c in FORMULAS else c), scores["predicted_clv"], strict=True)
+    )
+    assert dict(zip(export["customer_id"], export["predicted_clv"], strict=True)) == expected
     assert {"'" + formula for formula in FORMULAS} <= set(export["customer_id"])
     assert not export["customer_id"].isin(FORMULAS).any()
     assert str(export["predicted_clv"].dtype) == "float64" and set(export["value_tier"]) <= {"Low", "Medium", "High"}

@@ -247,7 +247,7 @@ def test_spark_marts_equal_duckdb_marts(marts, mart, build):
     assert len(duck) > 0
     expected_rows, actual_rows = normalized(duck, keys), normalized(spark, keys)
     assert [tuple(r[k] for k in keys) for r in actual_rows] == [tuple(r[k] for k in keys) for r in expected_rows]
-    for expected, actual in zip(expected_rows, actual_rows):
+    for expected, actual in zip(expected_rows, actual_rows, strict=True):
         for column, value in expected.items():
             assert_same_value(
                 f"{mart}.{column} at {[expected[k] for k in keys]}", value, actual[column], exact=column in MONEY_COLUMNS

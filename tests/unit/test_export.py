@@ -203,7 +203,7 @@ def test_an_export_of_customers_named_as_formulas_holds_inert_text_and_counts_it
     rows["predicted_clv"] = [-1.5, 2.0, 3.0, 4.0, 5.0]  # a negative prediction is a number, not a formula
     files = build_export(rows, EXPORTED_AT)
     back = pq.read_table(io.BytesIO(files.parquet)).to_pandas()
-    by_id = dict(zip(back["customer_id"], back["predicted_clv"]))
+    by_id = dict(zip(back["customer_id"], back["predicted_clv"], strict=True))
     assert by_id == {"'+SUM(1,2)": 3.0, "'-2+3": 5.0, "'=cmd|' /C calc'!A0": 2.0, "'@SUM(A1)": 4.0, "c1": -1.5}
     assert str(back["predicted_clv"].dtype) == "float64"
     assert files.manifest["neutralized_cells"] == {"customer_id": 4}

@@ -521,7 +521,7 @@ CASES = [
 
 
 def _load(
-    tmp_path: Path, files: dict[str, str | bytes], spec: dict, pii: PiiSpec = PiiSpec(), key: bytes | None = None
+    tmp_path: Path, files: dict[str, str | bytes], spec: dict, pii: PiiSpec | None = None, key: bytes | None = None
 ) -> Validated:
     for name, content in files.items():
         (tmp_path / name).write_bytes(content.encode() if isinstance(content, str) else content)
@@ -530,7 +530,7 @@ def _load(
     if contract is TRANSACTIONS and "columns" not in spec:
         spec["preset"] = "online_retail"
     source = SourceSpec(kind="files", path=str(tmp_path / spec.pop("path", "")), **spec)
-    return validate(list(iter_source(source)), contract, source, RuleLimits(), pii, key, LOADED_AT, HISTORY_START)
+    return validate(list(iter_source(source)), contract, source, RuleLimits(), pii or PiiSpec(), key, LOADED_AT, HISTORY_START)
 
 
 def test_the_corpus_has_at_least_thirty_kinds_of_bad_input():
@@ -560,7 +560,7 @@ def test_every_record_read_is_accepted_or_quarantined_with_its_rule(tmp_path, fi
     def where(source: str, row: int) -> int | str:
         return f"{Path(source).name}:{row}" if many else int(row)
 
-    accepted = [where(s, r) for s, r in zip(result.accepted["_source"], result.accepted["_source_row"])]
+    accepted = [where(s, r) for s, r in zip(result.accepted["_source"], result.accepted["_source_row"], strict=True)]
     quarantine = result.quarantine.astype(object).where(result.quarantine.notna(), None)
     quarantined = {where(q.source, q.source_row): (q.rule, q.column_name, q.value) for q in quarantine.itertuples()}
     assert sorted(accepted, key=str) == sorted(outcome.accepted, key=str)

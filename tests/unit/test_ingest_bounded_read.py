@@ -111,7 +111,7 @@ def test_chunks_name_the_files_real_rows_and_load_the_same_as_one_frame(tmp_path
     pd.testing.assert_frame_equal(chunked.quarantine, whole.quarantine)
     assert chunked.rows_by_source == whole.rows_by_source == {str(path): 8}
     # Rules across chunks (duplicates) and within them, each at the file's own row.
-    assert dict(zip(chunked.quarantine["source_row"], chunked.quarantine["rule"])) == {
+    assert dict(zip(chunked.quarantine["source_row"], chunked.quarantine["rule"], strict=True)) == {
         3: "duplicate_line",
         7: "field_count",
         8: "customer_id_present",

@@ -19,11 +19,13 @@ HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,Custome
 LINE = "536365,85123A,WHITE HEART,6,2010-12-01 08:26,2.55,17850,United Kingdom"
 
 
-def _load(tmp_path: Path, content: str | bytes, pii: PiiSpec = PiiSpec(), key: bytes | None = None, **spec) -> Validated:
+def _load(tmp_path: Path, content: str | bytes, pii: PiiSpec | None = None, key: bytes | None = None, **spec) -> Validated:
     path = tmp_path / "a.csv"
     path.write_bytes(content.encode() if isinstance(content, str) else content)
     source = SourceSpec(kind="files", path=str(path), preset="online_retail", **spec)
-    return validate(list(iter_source(source)), TRANSACTIONS, source, RuleLimits(), pii, key, LOADED_AT, date(2010, 1, 1))
+    return validate(
+        list(iter_source(source)), TRANSACTIONS, source, RuleLimits(), pii or PiiSpec(), key, LOADED_AT, date(2010, 1, 1)
+    )
 
 
 # --- header names ----------------------------------------------------------------------------------------------

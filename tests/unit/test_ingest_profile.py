@@ -110,7 +110,7 @@ def test_empty_and_all_null_columns_and_odd_types():
 
 
 def test_missing_table_and_bad_top_n(con):
-    with pytest.raises(ValueError, match="table raw.nope does not exist"):
+    with pytest.raises(ValueError, match=r"table raw.nope does not exist"):
         profile_table(con, "raw.nope")
     with pytest.raises(ValueError, match="top_n must be at least 1"):
         profile_table(con, "raw.orders", top_n=0)

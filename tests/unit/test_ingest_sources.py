@@ -53,7 +53,7 @@ def test_spec_file_resolves_relative_paths_and_rejects_unknown_keys(tmp_path):
         load_spec(tmp_path / "bad.yaml")
     (tmp_path / "bad_mapping.yaml").write_text("transactions: {kind: files, path: x.csv, columns: {customer: c}}\n")
     with pytest.raises(
-        ValueError, match="bad_mapping.yaml: invalid source config: line 1: transactions: unknown canonical column"
+        ValueError, match=r"bad_mapping.yaml: invalid source config: line 1: transactions: unknown canonical column"
     ):
         load_spec(tmp_path / "bad_mapping.yaml")
     with pytest.raises(ValueError, match="unknown canonical column"):

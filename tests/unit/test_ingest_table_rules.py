@@ -50,11 +50,12 @@ def test_staged_verdicts_judge_the_staged_rows_against_the_published_history():
         con.execute(f"create table {table} {lines}")
     con.execute("create table raw_staging.transactions_quarantine (source_row bigint)")
     # Published: the week before, two orders of 10 and 30 (mean 20), from the UK; this day's old version from Peru.
-    con.execute("""insert into raw.transactions values ('a', 1, 10, '2024-03-02 10:00', 'UK'), ('b', 2, 15, '2024-03-02 11:00', 'UK'),
-                   ('old', 1, 5, '2024-03-09 10:00', 'Peru')""")
+    con.execute("""insert into raw.transactions values ('a', 1, 10, '2024-03-02 10:00', 'UK'),
+                   ('b', 2, 15, '2024-03-02 11:00', 'UK'), ('old', 1, 5, '2024-03-09 10:00', 'Peru')""")
     # Staged: orders of 50 and 70 (mean 60, 3x), a return left out of order values, one line without a country.
-    con.execute("""insert into raw_staging.transactions values ('c', 5, 10, '2024-03-09 10:00', 'UK'), ('d', 7, 10, '2024-03-09 11:00', 'Peru'),
-                   ('C1', -1, 10, '2024-03-09 12:00', 'UK'), ('e', 1, 60, '2024-03-09 13:00', null)""")
+    con.execute("""insert into raw_staging.transactions values ('c', 5, 10, '2024-03-09 10:00', 'UK'),
+                   ('d', 7, 10, '2024-03-09 11:00', 'Peru'), ('C1', -1, 10, '2024-03-09 12:00', 'UK'),
+                   ('e', 1, 60, '2024-03-09 13:00', null)""")
     con.execute("insert into raw_staging.transactions_quarantine values (7), (8), (9), (10), (11)")
     verdicts = table_rules.staged_transaction_verdicts(
         con,

@@ -25,7 +25,7 @@ def test_a_file_is_pending_until_judged_at_its_version():
 
 @pytest.mark.parametrize("text", ["17", "not json", '{"version": 2, "files": {}}', '{"files": []}'])
 def test_a_foreign_cursor_is_refused_with_what_to_do(text):
-    with pytest.raises(ValueError, match="not one this sensor wrote .*reset it to re-judge every file"):
+    with pytest.raises(ValueError, match=r"not one this sensor wrote .*reset it to re-judge every file"):
         LandingCursor.parse(text)
 
 

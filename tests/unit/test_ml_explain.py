@@ -198,7 +198,9 @@ def test_explain_customers_of_the_linear_rung_by_hand(examples):
     # coef * x for a customer with no zero input, largest absolute first; four inputs, so never a fifth driver.
     position = int(np.flatnonzero((current[list(model.feature_columns)] != 0).all(axis=1).to_numpy())[0])
     row = current.iloc[position]
-    by_hand = sorted(((c, coef * row[c]) for c, coef in zip(model.feature_columns, model.coef_)), key=lambda p: -abs(p[1]))
+    by_hand = sorted(
+        ((c, coef * row[c]) for c, coef in zip(model.feature_columns, model.coef_, strict=True)), key=lambda p: -abs(p[1])
+    )
     first = explained.iloc[position]
     assert [first[f"driver_{i}"] for i in range(1, 5)] == [name for name, _ in by_hand]
     assert [first[f"driver_{i}_contribution"] for i in range(1, 5)] == pytest.approx([value for _, value in by_hand])

@@ -20,7 +20,7 @@ def test_synthetic_examples_meet_the_contract(examples):
 def test_label_is_only_required_when_asked(examples):
     features = examples.drop(columns=[LABEL_COLUMN])
     validate_feature_frame(features)
-    with pytest.raises(ValueError, match="missing required column.*future_revenue"):
+    with pytest.raises(ValueError, match=r"missing required column.*future_revenue"):
         validate_feature_frame(features, require_label=True)
 
 

@@ -118,7 +118,7 @@ def test_an_experiment_on_the_default_mlruns_location_is_refused(store):
 
 def test_log_estimator_refuses_bad_input(store, split, models):
     _, valid = split
-    with pytest.raises(ValueError, match="reference is missing required column.*predicted_clv"):
+    with pytest.raises(ValueError, match=r"reference is missing required column.*predicted_clv"):
         registry.log_estimator(models["constant"], reference=valid, data_version="d", code_version="c")
     with pytest.raises(ValueError, match="data_version and code_version"):
         registry.log_estimator(models["constant"], reference=valid, data_version="", code_version="c")

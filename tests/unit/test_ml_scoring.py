@@ -117,7 +117,7 @@ def test_score_customers_refuses_bad_input(features):
     with pytest.raises(ValueError, match="single scoring cutoff"):
         two = pd.concat([features, features.assign(cutoff_date=pd.Timestamp("2024-08-01").date())])
         score_customers(model, two, "m", "1")
-    with pytest.raises(ValueError, match="missing required column.*recency"):
+    with pytest.raises(ValueError, match=r"missing required column.*recency"):
         score_customers(model, features.drop(columns=["recency"]), "m", "1")
     with pytest.raises(ValueError, match="model_version must be given"):
         score_customers(model, features, "m", None)

@@ -33,7 +33,7 @@ def test_three_well_separated_groups_are_found_and_numbered_by_spend():
     customers = _customers({"whale": (5, 30, 5000.0), "regular": (40, 5, 300.0), "lapsed": (300, 0, 20.0)})
     segments = fit_segments(customers, n_segments=3, seed=1)
     assert list(segments["customer_id"]) == list(customers["customer_id"])
-    pairs = set(zip(customers["group"], segments["segment"]))
+    pairs = set(zip(customers["group"], segments["segment"], strict=True))
     assert pairs == {("whale", 0), ("regular", 1), ("lapsed", 2)}
     profiles = segment_profiles(segments)
     assert profiles["customers"].tolist() == [50, 50, 50] and profiles["share"].sum() == pytest.approx(1.0)
@@ -57,7 +57,7 @@ def test_bad_input_is_refused_with_the_rule():
         fit_segments(customers, 1)
     with pytest.raises(ValueError, match="fewer than n_segments=5"):
         fit_segments(customers, 5)
-    with pytest.raises(ValueError, match="missing required column.*spend_365d"):
+    with pytest.raises(ValueError, match=r"missing required column.*spend_365d"):
         fit_segments(customers.drop(columns="spend_365d"), 2)
     with pytest.raises(ValueError, match="'recency' must be <= 'T'"):
         rfm(customers.assign(recency=customers["T"] + 1))

@@ -147,7 +147,7 @@ def test_xgboost_rejects_bad_options_and_frames(split):
         XGBoostModel(objectives=("poisson",))
     with pytest.raises(ValueError, match="selection_metric"):
         XGBoostModel(selection_metric="r2")
-    with pytest.raises(ValueError, match="valid: .*'future_revenue'"):
+    with pytest.raises(ValueError, match=r"valid: .*'future_revenue'"):
         XGBoostModel(FAST).fit(train, valid.drop(columns=[LABEL_COLUMN]))
     with pytest.raises(ValueError, match="not fitted"):
         XGBoostModel().predict(valid)
