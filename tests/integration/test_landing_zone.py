@@ -303,7 +303,7 @@ def test_objects_under_an_s3_prefix_are_requested_once_per_etag(tmp_path, s3_cli
 
 
 # A real daemon, restarted. Slow: two loads of the code location (the session's dbt manifest copied in, not parsed)
-# and the 30 s sensor interval; 2-2.5 min on a busy 2-core machine. Deselect with -m "not slow".
+# and the 30 s sensor interval (its time: benchmarks/RESULTS.md). Deselect with -m "not slow".
 # Each wait on the daemon: generous, as a load average of 10 on 2 cores makes every step several times slower.
 DAEMON_TIMEOUT = 600
 

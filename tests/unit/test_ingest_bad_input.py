@@ -1,4 +1,4 @@
-"""The bad-input corpus (issue 3): every kind of broken input, built here, with its one expected outcome.
+"""The bad-input corpus: every kind of broken input, built here, with its one expected outcome.
 
 An input either cannot be read at all, and raises a one-line ``SourceError`` naming the file, the row,
 the column and the rule; or it loads, and then every record read is accepted or quarantined (with
