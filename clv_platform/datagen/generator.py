@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clv_platform.schemas import EVENT_TYPES
+from clv_platform.raw_tables import EVENT_TYPES
 
 TABLES = ("transactions", "behavioral_events", "customers")
 
