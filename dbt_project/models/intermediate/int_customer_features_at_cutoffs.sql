@@ -478,7 +478,7 @@ final as (
         ---------- customer attributes
         cast({{ dbt.datediff('purchasers.relationship_start_date', 'purchasers.cutoff_date', 'day') }} as bigint) as tenure_days,
         cast(country_counts.customers as double) / country_counts.cutoff_customers as country_customer_share,
-        {%- for channel in var('acquisition_channels') %}
+        {%- for channel in acquisition_channels() %}
         cast(case when purchasers.acquisition_channel = '{{ channel }}' then 1 else 0 end as integer) as channel_{{ channel }},
         {%- endfor %}
         purchasers.country,
