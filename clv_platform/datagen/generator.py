@@ -61,8 +61,8 @@ COUNTRIES = (
 # Foreign customers order less often but in bigger baskets, as in the UCI log.
 _FOREIGN_RATE, _FOREIGN_SPEND = 0.9, 1.2
 
-# (channel, share of customers, purchase-rate multiplier, spend multiplier), the channels those the
-# features one-hot encode, in their order: organic_search, paid_search, social, email, referral, direct.
+# (channel, share of customers, purchase-rate multiplier, spend multiplier) for each channel the features
+# one-hot encode, in their order: organic_search, paid_search, social, email, referral, direct.
 CHANNELS = tuple(
     (name, *mix)
     for name, mix in zip(

@@ -66,8 +66,8 @@ def warehouse(tmp_path_factory):
             ]
         )
     if not result.success:
-        failures = result.exception or [str(r.message) for r in result.result if r.status not in ("pass", "success")]
-        pytest.fail(f"dbt build failed: {failures}")
+        failed = [str(r.message) for r in result.result if r.status not in ("pass", "success")]
+        pytest.fail(f"dbt build failed: {result.exception or failed}")
     return path
 
 
