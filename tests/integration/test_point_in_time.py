@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from clv_platform.ml.features import ATTRIBUTE_COLUMNS
 from clv_platform.ml.features import FEATURE_COLUMNS as MODEL_FEATURE_COLUMNS
 
 pytestmark = pytest.mark.integration
@@ -38,15 +39,7 @@ DBT_VARS = (
 # Quantile 1: each cutoff's cap is the largest order (purchase day) strictly before it.
 CAP_AT_MAX_VARS = DBT_VARS.replace("order_value_cap_quantile: null", "order_value_cap_quantile: 1")
 
-FEATURE_COLUMNS = [
-    "customer_id",
-    "cutoff_date",
-    *MODEL_FEATURE_COLUMNS,
-    "country",
-    "acquisition_channel",
-    "first_purchase_date",
-    "last_purchase_date",
-]
+FEATURE_COLUMNS = ["customer_id", "cutoff_date", *MODEL_FEATURE_COLUMNS, *ATTRIBUTE_COLUMNS]
 LABEL_COLUMNS = ["horizon_days", "future_revenue", "future_purchase_days"]
 
 A, B, C, D, E, F = "12345", "22222", "33333", "44444", "55555", "66666"
@@ -243,7 +236,7 @@ def test_build_passes_on_dirty_data_and_dedupes_exact_duplicates(baseline):
     staged = baseline["staging.stg_shop__transactions"]
     assert len(staged) == len(base_transactions()) - 2
     cutoffs = baseline["intermediate.int_cutoffs"].sort_values("cutoff_index")
-    assert [(d.date(), k) for d, k in zip(cutoffs.cutoff_date, cutoffs.cutoff_kind)] == [
+    assert [(d.date(), k) for d, k in zip(cutoffs.cutoff_date, cutoffs.cutoff_kind, strict=True)] == [
         (SC.date(), "scoring"),
         (TC1.date(), "training"),
         (TC2.date(), "training"),
@@ -363,7 +356,7 @@ def test_scoring_features_match_hand_computed_values(baseline):
 def test_training_features_and_labels_match_hand_computed_values(baseline):
     examples = baseline["marts.training_examples"]
     # B and C first purchase at or after TC1; F never purchased.
-    assert sorted(zip(examples.customer_id, examples.cutoff_date.dt.date)) == sorted(
+    assert sorted(zip(examples.customer_id, examples.cutoff_date.dt.date, strict=True)) == sorted(
         (c, t.date()) for c in (A, D, E) for t in (TC1, TC2)
     )
     assert set(examples.horizon_days) == {30}
