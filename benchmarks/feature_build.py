@@ -260,15 +260,23 @@ select
 from joined
 """
 
-RAW_SELECTS = {
-    "transactions": """select cast(InvoiceNo as varchar) as invoice_no, cast(StockCode as varchar) as stock_code,
-        cast(Description as varchar) as description, cast(Quantity as bigint) as quantity,
-        cast(InvoiceDate as timestamp) as invoice_date, cast(UnitPrice as double) as unit_price,
-        cast(CustomerID as varchar) as customer_id, cast(Country as varchar) as country""",
-    "behavioral_events": "select event_id, session_id, customer_id, event_type, "
-    "cast(event_timestamp as timestamp) as event_timestamp",
-    "customers": "select customer_id, country, acquisition_channel, cast(signup_date as timestamp) as signup_date",
-}
+
+def _raw_select(table: str, source_names: dict[str, str]) -> str:
+    """The canonical columns of ``raw.<table>``, typed as the warehouse stores them, from the benchmark's files."""
+    from clv_platform.raw_tables import TABLES
+
+    columns = TABLES[f"raw.{table}"].fields
+    return "select " + ", ".join(f"cast({source_names.get(c.name, c.name)} as {c.warehouse_type}) as {c.name}" for c in columns)
+
+
+def raw_selects() -> dict[str, str]:
+    from clv_platform.ingest.spec import PRESETS
+
+    return {
+        "transactions": _raw_select("transactions", PRESETS["online_retail"]),
+        "behavioral_events": _raw_select("behavioral_events", {}),
+        "customers": _raw_select("customers", {}),
+    }
 
 
 def non_product_codes() -> list[str]:
@@ -288,6 +296,7 @@ def duckdb_memory_limit() -> str:
 
 def features_floor_sql() -> str:
     from clv_platform import settings
+    from clv_platform.ml.features import ACQUISITION_CHANNELS
 
     windows = (30, 90, 365)
     variables = settings.dbt_var_defaults()
@@ -300,7 +309,7 @@ def features_floor_sql() -> str:
     products = [f"count(*) filter (where last_day >= (select cutoff_date from cutoff) - {days}) as n_{days}d" for days in windows]
     columns = [f"{name}_{days}d," for name in ("orders", "spend", "items") for days in windows]
     columns += [f"coalesce(n_{days}d, 0) as distinct_products_{days}d," for days in windows]
-    channels = [f"cast(channel = '{channel}' as integer) as channel_{channel}," for channel in variables["acquisition_channels"]]
+    channels = [f"cast(channel = '{channel}' as integer) as channel_{channel}," for channel in ACQUISITION_CHANNELS]
     return FLOOR_FEATURES_SQL.format(
         codes=", ".join(f"'{code}'" for code in non_product_codes()),
         cap_quantile=variables["order_value_cap_quantile"],
@@ -552,7 +561,7 @@ def prepare(work: Path, customers: int, seed: int) -> dict:
     start = time.perf_counter()
     with duckdb.connect(str(work / "warehouse.duckdb")) as con:
         con.execute("create schema raw")
-        for table, select in RAW_SELECTS.items():
+        for table, select in raw_selects().items():
             con.execute(f"create table raw.{table} as {select} from read_parquet('{written.paths[table]}')")
     loaded = time.perf_counter() - start
     return {"rows": written.rows, "generate_s": generated, "load_s": loaded}

@@ -1,74 +1,33 @@
-"""The warehouse contract of the raw layer, as pandera schemas.
+"""The warehouse contract of the raw layer, as pandera schemas built from :mod:`clv_platform.raw_tables`.
 
-Every source (the built-in generator today, files and databases later) is brought to these
-columns before it is written to ``raw.*``; dbt's staging models read exactly these.
+Every source (the built-in generator, files, S3, PostgreSQL) is brought to these columns before it is
+written to ``raw.*``; dbt's staging models read exactly these.
 """
 
 from __future__ import annotations
 
 import pandera.pandas as pa
 
-EVENT_TYPES = ("page_view", "search", "add_to_cart")
+from clv_platform.raw_tables import BEHAVIORAL_EVENTS, CUSTOMERS, EVENT_TYPES, TRANSACTIONS, Table
 
-# The UCI Online Retail column names and their canonical warehouse names.
-UCI_COLUMNS = {
-    "InvoiceNo": "invoice_no",
-    "StockCode": "stock_code",
-    "Description": "description",
-    "Quantity": "quantity",
-    "InvoiceDate": "invoice_date",
-    "UnitPrice": "unit_price",
-    "CustomerID": "customer_id",
-    "Country": "country",
-}
+__all__ = ["EVENT_TYPES", "behavioral_events_schema", "customers_schema", "transactions_schema"]
 
-# Where each stored row came from: file/object/query, its row there, and when it was loaded.
-PROVENANCE = {
-    "_source": pa.Column(str),
-    "_source_row": pa.Column("int64"),
-    "_loaded_at": pa.Column("datetime64[ns]"),
-}
+_DTYPES = {"str": str, "int64": "int64", "float64": float, "datetime64[ns]": "datetime64[ns]"}
 
-transactions_schema = pa.DataFrameSchema(
-    {
-        "invoice_no": pa.Column(str),
-        # A log without products or countries (customer, date, amount) leaves these empty.
-        "stock_code": pa.Column(str, nullable=True),
-        "description": pa.Column(str, nullable=True),
-        "quantity": pa.Column("int64"),
-        "invoice_date": pa.Column("datetime64[ns]"),
-        "unit_price": pa.Column(float),
-        "customer_id": pa.Column(str),
-        "country": pa.Column(str, nullable=True),
-        **PROVENANCE,
-    },
-    strict=True,
-    ordered=True,
-    name="raw.transactions",
+
+def _schema(table: Table, **rules: dict) -> pa.DataFrameSchema:
+    """The table's columns in order, strict; ``rules`` adds column options by name (checks, uniqueness)."""
+    columns = {
+        c.name: pa.Column(_DTYPES[c.dtype], nullable=c.nullable, description=c.description, **rules.get(c.name, {}))
+        for c in table.columns
+    }
+    return pa.DataFrameSchema(columns, strict=True, ordered=True, name=table.name, description=table.description)
+
+
+transactions_schema = _schema(TRANSACTIONS)
+behavioral_events_schema = _schema(
+    BEHAVIORAL_EVENTS,
+    event_id={"unique": True},
+    event_type={"checks": pa.Check.isin(EVENT_TYPES)},
 )
-
-behavioral_events_schema = pa.DataFrameSchema(
-    {
-        "event_id": pa.Column(str, unique=True),
-        "session_id": pa.Column(str, nullable=True),
-        "customer_id": pa.Column(str),
-        "event_type": pa.Column(str, pa.Check.isin(EVENT_TYPES)),
-        "event_timestamp": pa.Column("datetime64[ns]"),
-        **PROVENANCE,
-    },
-    strict=True,
-    ordered=True,
-    name="raw.behavioral_events",
-)
-
-customers_schema = pa.DataFrameSchema(
-    {
-        "customer_id": pa.Column(str, unique=True),
-        "country": pa.Column(str),
-        "acquisition_channel": pa.Column(str),
-        "signup_date": pa.Column("datetime64[ns]"),
-    },
-    strict=True,
-    ordered=True,
-    name="raw.customers",
-)
+customers_schema = _schema(CUSTOMERS, customer_id={"unique": True})

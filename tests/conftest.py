@@ -82,16 +82,14 @@ class BadLines:
     rules: tuple[str, ...]  # the rules the lines break, each at least once
 
 
-# The UCI column of each canonical column a test's spec may hash or drop.
-_UCI_COLUMNS = {"customer_id": "CustomerID", "description": "Description", "country": "Country", "stock_code": "StockCode"}
-
-
 def bad_lines(pii: dict[str, str]) -> BadLines:
     """:class:`BadLines` with the sentinel in the columns ``pii`` hashes or drops (and only there)."""
     sentinel, control = "ZQXS", "CTRLMARK7"
     header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
     good = "536365,85123A,WHITE HEART,6,2010-12-01 08:26,2.55,17850,United Kingdom"
-    private = {_UCI_COLUMNS[c] for c in pii}
+    from clv_platform.ingest.spec import PRESETS
+
+    private = {PRESETS["online_retail"][c] for c in pii}  # the UCI columns the spec hashes or drops
 
     def mark(column: str, n: int, text: str) -> str:
         return f"{sentinel}{n}{text}" if column in private else f"{n}{text}"

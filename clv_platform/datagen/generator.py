@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clv_platform.schemas import EVENT_TYPES
+from clv_platform.ml.features import ACQUISITION_CHANNELS
+from clv_platform.raw_tables import EVENT_TYPES
 
 TABLES = ("transactions", "behavioral_events", "customers")
 
@@ -60,14 +61,15 @@ COUNTRIES = (
 # Foreign customers order less often but in bigger baskets, as in the UCI log.
 _FOREIGN_RATE, _FOREIGN_SPEND = 0.9, 1.2
 
-# (channel, share of customers, purchase-rate multiplier, spend multiplier).
-CHANNELS = (
-    ("organic_search", 0.30, 1.00, 1.00),
-    ("paid_search", 0.20, 0.90, 0.95),
-    ("social", 0.15, 0.80, 0.90),
-    ("email", 0.10, 1.25, 1.05),
-    ("referral", 0.10, 1.15, 1.10),
-    ("direct", 0.15, 1.05, 1.00),
+# (channel, share of customers, purchase-rate multiplier, spend multiplier) for each channel the features
+# one-hot encode, in their order: organic_search, paid_search, social, email, referral, direct.
+CHANNELS = tuple(
+    (name, *mix)
+    for name, mix in zip(
+        ACQUISITION_CHANNELS,
+        ((0.30, 1.00, 1.00), (0.20, 0.90, 0.95), (0.15, 0.80, 0.90), (0.10, 1.25, 1.05), (0.10, 1.15, 1.10), (0.15, 1.05, 1.00)),
+        strict=True,
+    )
 )
 
 # (StockCode, Description, share among non-product lines), spelled as in the UCI log. Discounts

@@ -33,21 +33,14 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from clv_platform.raw_tables import BEHAVIORAL_EVENTS, CUSTOMERS, TRANSACTIONS
+
 SOURCE_CONFIG_ENV = "CLV_SOURCE_CONFIG"
 
-# Canonical transaction columns; a mapping names the log's column for each one it has.
-TRANSACTION_FIELDS = (
-    "invoice_no",
-    "stock_code",
-    "description",
-    "quantity",
-    "invoice_date",
-    "unit_price",
-    "customer_id",
-    "country",
-)
-EVENT_FIELDS = ("event_id", "session_id", "customer_id", "event_type", "event_timestamp")
-CUSTOMER_FIELDS = ("customer_id", "country", "acquisition_channel", "signup_date")
+# Canonical columns of each raw table (clv_platform.raw_tables); a mapping names the log's column for each one it has.
+TRANSACTION_FIELDS = TRANSACTIONS.field_names
+EVENT_FIELDS = BEHAVIORAL_EVENTS.field_names
+CUSTOMER_FIELDS = CUSTOMERS.field_names
 
 PRESETS: dict[str, dict[str, str]] = {
     # UCI Online Retail (Chen et al. 2012).

@@ -28,21 +28,9 @@ from clv_platform.ingest.spec import (
     RuleLimits,
     SourceSpec,
 )
-from clv_platform.schemas import EVENT_TYPES
+from clv_platform.raw_tables import EVENT_TYPES, QUARANTINE_FIELDS
 
-PROVENANCE = ("_source", "_source_row", "_loaded_at")
-QUARANTINE_COLUMNS = (
-    "source",
-    "source_row",
-    "partition_date",
-    "rule",
-    "column_name",
-    "value",
-    "message",
-    "rules",
-    "record",
-    "loaded_at",
-)
+QUARANTINE_COLUMNS = tuple(column.name for column in QUARANTINE_FIELDS)
 # Rules whose rows carry no usable date: they are kept against their source, not a partition.
 UNDATED_RULES = {"timestamp_parseable", "timestamp_not_in_future", "timestamp_in_history", "field_count", "valid_encoding"}
 
@@ -583,7 +571,7 @@ def _parse(
             out["quantity"] = _number(raw["quantity"], text["quantity"])
             out["unit_price"] = _number(raw["unit_price"], text["unit_price"])
         for name in ("stock_code", "description", "country"):
-            out[name] = text[name] if name in text else None
+            out[name] = text.get(name)
         if "invoice_no" in text:
             out["invoice_no"] = text["invoice_no"]
         else:
@@ -595,7 +583,7 @@ def _parse(
         duplicated = _duplicated_lines(raw, text, mapping, seen)
     else:
         out["event_type"] = text["event_type"].str.lower()
-        out["session_id"] = text["session_id"] if "session_id" in text else None
+        out["session_id"] = text.get("session_id")
         key = [c for c in mapping if c in text.columns]
         duplicated = _duplicated_lines(raw, text, mapping, seen)
         if "event_id" in text:
@@ -698,9 +686,7 @@ def _accepted_frame(parsed: pd.DataFrame, contract: Contract, loaded_at: datetim
 
 def _quarantine_frame(failures, raw, text, undecodable, bad_line, parsed, mapping, contract, loaded_at, hints) -> pd.DataFrame:
     if failures.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS}).astype(
-            {"source_row": "int64", "partition_date": "datetime64[ns]", "loaded_at": "datetime64[ns]"}
-        )
+        return pd.DataFrame({c.name: pd.Series(dtype=object if c.dtype == "str" else c.dtype) for c in QUARANTINE_FIELDS})
     first = failures[~failures.index.duplicated(keep="first")]["rule"]  # failures are sorted by rule order
     every = pd.Series("", index=first.index, dtype=object)
     for rule in contract.rules:

@@ -12,6 +12,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from clv_platform import settings
 from clv_platform.ingest.spec import SOURCE_CONFIG_ENV, GeneratorOptions, IngestionSpec, load_spec
 from clv_platform.lib.warehouse import transaction
+from clv_platform.raw_tables import sql_columns
 
 
 def history_start() -> str:
@@ -62,42 +63,10 @@ def window_of(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
     return window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)
 
 
-_PROVENANCE = {"_source": "varchar", "_source_row": "bigint", "_loaded_at": "timestamp"}
-_QUARANTINE = {
-    "source": "varchar",
-    "source_row": "bigint",
-    "partition_date": "date",
-    "rule": "varchar",
-    "column_name": "varchar",
-    "value": "varchar",
-    "message": "varchar",
-    "rules": "varchar",
-    "record": "varchar",
-    "loaded_at": "timestamp",
-}
-# Column types of the partitioned raw tables (pandas cannot type an all-NULL column).
+# Column types of the partitioned raw tables and their quarantines (pandas cannot type an all-NULL column).
 RAW_TABLES = {
-    "raw.transactions": {
-        "invoice_no": "varchar",
-        "stock_code": "varchar",
-        "description": "varchar",
-        "quantity": "bigint",
-        "invoice_date": "timestamp",
-        "unit_price": "double",
-        "customer_id": "varchar",
-        "country": "varchar",
-        **_PROVENANCE,
-    },
-    "raw.behavioral_events": {
-        "event_id": "varchar",
-        "session_id": "varchar",
-        "customer_id": "varchar",
-        "event_type": "varchar",
-        "event_timestamp": "timestamp",
-        **_PROVENANCE,
-    },
-    "raw.transactions_quarantine": _QUARANTINE,
-    "raw.behavioral_events_quarantine": _QUARANTINE,
+    name: sql_columns(name)
+    for name in ("raw.transactions", "raw.behavioral_events", "raw.transactions_quarantine", "raw.behavioral_events_quarantine")
 }
 
 

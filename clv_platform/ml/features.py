@@ -12,6 +12,7 @@ cutoff in days, so the days since the last purchase are ``T - recency``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,11 +23,12 @@ LABEL_COLUMN = "future_revenue"
 HORIZON_COLUMN = "horizon_days"
 PREDICTION_COLUMN = "predicted_clv"
 
-# The channels one-hot encoded by dbt (var acquisition_channels in dbt_project/dbt_project.yml).
+# The channels one-hot encoded as channel_<name> features (0/1); others, and customers missing from
+# raw.customers, are all zeros. The one list of them: dbt reads it from the generated macro (DBT_MACRO_FILE).
 ACQUISITION_CHANNELS: tuple[str, ...] = ("organic_search", "paid_search", "social", "email", "referral", "direct")
 
-# The numeric columns of the marts, in their order (dbt macro customer_feature_columns); each is
-# defined with its unit in dbt_project/models/intermediate/_customer_features__docs.md.
+# The numeric columns of the marts, in their order; each is defined with its unit in
+# dbt_project/models/intermediate/_customer_features__docs.md.
 FEATURE_COLUMNS: tuple[str, ...] = (
     # BTYD core
     "frequency",
@@ -69,6 +71,9 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "country_customer_share",
     *(f"channel_{channel}" for channel in ACQUISITION_CHANNELS),
 )
+
+# The readable attributes and dates the marts carry after the features; the model does not read them.
+ATTRIBUTE_COLUMNS: tuple[str, ...] = ("country", "acquisition_channel", "first_purchase_date", "last_purchase_date")
 
 # Counts, durations, ratios of non-negative amounts and flags cannot be negative. Net spend and
 # its trend are net of returns, so they may be.
@@ -171,3 +176,38 @@ def validate_feature_frame(
         if negative.any():
             raise ValueError(f"feature frame column '{LABEL_COLUMN}' must be >= 0: {int(negative.sum())} negative value(s)")
     return df
+
+
+DBT_MACRO_FILE = Path(__file__).resolve().parents[2] / "dbt_project" / "macros" / "customer_feature_columns.sql"
+
+
+def dbt_feature_macros() -> str:
+    """The dbt macros giving the marts' columns and the channels, generated from the lists above.
+
+    ``python -m clv_platform.ml.features`` writes them to :data:`DBT_MACRO_FILE`; a unit test checks the
+    checked-in file is current, so dbt's SQL and the model read the same columns.
+    """
+
+    def jinja_list(values: Iterable[str], indent: str = "        ") -> str:
+        return "".join(f"{indent}'{value}',\n" for value in values)
+
+    return (
+        "{#\n"
+        "    Generated from clv_platform/ml/features.py by `python -m clv_platform.ml.features`: edit there, not here.\n"
+        "    acquisition_channels(): the channels one-hot encoded as channel_<name>.\n"
+        "    customer_feature_columns(): the columns customer_features and training_examples carry after customer_id\n"
+        "    and cutoff_date, in order: every feature the model reads, then the readable attributes and dates.\n"
+        "#}\n"
+        "{% macro acquisition_channels() -%}\n"
+        f"    {{{{ return([\n{jinja_list(ACQUISITION_CHANNELS)}    ]) }}}}\n"
+        "{%- endmacro %}\n"
+        "\n"
+        "{% macro customer_feature_columns() -%}\n"
+        f"    {{{{ return([\n{jinja_list([*FEATURE_COLUMNS, *ATTRIBUTE_COLUMNS])}    ]) }}}}\n"
+        "{%- endmacro %}\n"
+    )
+
+
+if __name__ == "__main__":
+    DBT_MACRO_FILE.write_text(dbt_feature_macros())
+    print(f"wrote {DBT_MACRO_FILE}")

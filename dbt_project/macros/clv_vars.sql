@@ -25,7 +25,9 @@
     {%- endif -%}
     {%- set text = raw_value | string | trim -%}
     {%- if not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}$', text) -%}
-        {{ exceptions.raise_compiler_error("var 'cutoff_date' must be an ISO date YYYY-MM-DD (a midnight cutoff), got '" ~ text ~ "'") }}
+        {{ exceptions.raise_compiler_error(
+            "var 'cutoff_date' must be an ISO date YYYY-MM-DD (a midnight cutoff), got '" ~ text ~ "'"
+        ) }}
     {%- endif -%}
     {%- set year, month, day = text.split('-') | map('int') | list -%}
     {%- set first_of_next_month = modules.datetime.date(year + (month // 12), month % 12 + 1, 1) if 1 <= month <= 12 else none -%}
@@ -46,7 +48,9 @@
     {%- endif -%}
     {%- set value = raw_value | string | trim | float(-1.0) -%}
     {%- if not (0 < value <= 1) -%}
-        {{ exceptions.raise_compiler_error("var 'order_value_cap_quantile' must be a number in (0, 1] or null, got '" ~ raw_value ~ "'") }}
+        {{ exceptions.raise_compiler_error(
+            "var 'order_value_cap_quantile' must be a number in (0, 1] or null, got '" ~ raw_value ~ "'"
+        ) }}
     {%- endif -%}
     {{ return(value) }}
 {%- endmacro %}

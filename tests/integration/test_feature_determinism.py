@@ -50,11 +50,11 @@ clv_platform:
 
 def write_generated_raw(path: Path) -> int:
     from clv_platform.datagen import generate
-    from clv_platform.schemas import UCI_COLUMNS
+    from clv_platform.ingest.spec import PRESETS
 
     data = generate(**GENERATOR)
     frames = {
-        "transactions": data.transactions.rename(columns=UCI_COLUMNS),
+        "transactions": data.transactions.rename(columns={column: name for name, column in PRESETS["online_retail"].items()}),
         "behavioral_events": data.behavioral_events,
         "customers": data.customers,
     }

@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from clv_platform.ml.features import ATTRIBUTE_COLUMNS
 from clv_platform.ml.features import FEATURE_COLUMNS as MODEL_FEATURE_COLUMNS
 
 pytestmark = pytest.mark.integration
@@ -38,15 +39,7 @@ DBT_VARS = (
 # Quantile 1: each cutoff's cap is the largest order (purchase day) strictly before it.
 CAP_AT_MAX_VARS = DBT_VARS.replace("order_value_cap_quantile: null", "order_value_cap_quantile: 1")
 
-FEATURE_COLUMNS = [
-    "customer_id",
-    "cutoff_date",
-    *MODEL_FEATURE_COLUMNS,
-    "country",
-    "acquisition_channel",
-    "first_purchase_date",
-    "last_purchase_date",
-]
+FEATURE_COLUMNS = ["customer_id", "cutoff_date", *MODEL_FEATURE_COLUMNS, *ATTRIBUTE_COLUMNS]
 LABEL_COLUMNS = ["horizon_days", "future_revenue", "future_purchase_days"]
 
 A, B, C, D, E, F = "12345", "22222", "33333", "44444", "55555", "66666"

@@ -26,10 +26,11 @@ ONLINE_RETAIL = PROJECT_ROOT / ".." / "shared" / "data" / "online_retail.csv.gz"
 
 
 def load_online_retail(path: Path) -> pd.DataFrame:
-    from clv_platform.schemas import UCI_COLUMNS
+    from clv_platform.ingest.spec import PRESETS
 
-    frame = pd.read_csv(path, dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": str})
-    frame = frame.rename(columns=UCI_COLUMNS)[list(UCI_COLUMNS.values())]
+    uci = PRESETS["online_retail"]  # canonical -> UCI column
+    frame = pd.read_csv(path, dtype={uci["invoice_no"]: str, uci["stock_code"]: str, uci["customer_id"]: str})
+    frame = frame.rename(columns={column: name for name, column in uci.items()})[list(uci)]
     frame = frame[frame["customer_id"].notna()].copy()
     # Integer text; a float-typed export would read "17850.0".
     frame["customer_id"] = frame["customer_id"].str.replace(r"\.0$", "", regex=True)

@@ -7,12 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from clv_platform.datagen import GeneratorConfig, generate, write_parquet
-from clv_platform.schemas import (
-    UCI_COLUMNS,
-    behavioral_events_schema,
-    customers_schema,
-    transactions_schema,
-)
+from clv_platform.ingest.spec import PRESETS
+from clv_platform.schemas import behavioral_events_schema, customers_schema, transactions_schema
 
 N = 2_000
 END = pd.Timestamp(GeneratorConfig().end_date)
@@ -71,7 +67,7 @@ def test_tables_pass_the_row_rules_into_the_raw_contract(data):
     behavioral_events_schema.validate(events.accepted, lazy=True)
     assert events.quarantine.empty
     customers_schema.validate(data.customers, lazy=True)
-    assert list(data.transactions.columns) == list(UCI_COLUMNS)
+    assert list(data.transactions.columns) == list(PRESETS["online_retail"].values())
     assert data.transactions.UnitPrice.equals(data.transactions.UnitPrice.round(2))
 
 

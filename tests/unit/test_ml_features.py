@@ -62,9 +62,63 @@ def test_one_row_per_customer_and_cutoff(examples):
         validate_feature_frame(doubled)
 
 
-def test_the_channel_columns_are_the_dbt_projects():
-    """The channel_<name> features dbt one-hot encodes (its var acquisition_channels) are the columns models read."""
-    from clv_platform import settings
-    from clv_platform.ml.features import ACQUISITION_CHANNELS
+def test_the_dbt_macros_are_generated_from_the_feature_list():
+    """dbt's marts and the model read one list: the checked-in macros are the ones generated from Python's."""
+    from clv_platform.ml.features import DBT_MACRO_FILE, dbt_feature_macros
 
-    assert list(ACQUISITION_CHANNELS) == settings.dbt_var_defaults()["acquisition_channels"]
+    assert DBT_MACRO_FILE.read_text() == dbt_feature_macros(), (
+        f"{DBT_MACRO_FILE} differs from clv_platform/ml/features.py: run `python -m clv_platform.ml.features`"
+    )
+
+
+def test_the_macros_give_dbt_the_python_lists():
+    """Rendered as dbt renders them (return, do), the macros give the channels and the marts' columns."""
+    import jinja2
+
+    from clv_platform.ml.features import ACQUISITION_CHANNELS, ATTRIBUTE_COLUMNS, DBT_MACRO_FILE
+
+    class Returned(Exception):
+        pass
+
+    def dbt_return(value):
+        raise Returned(value)
+
+    module = (
+        jinja2.Environment(extensions=["jinja2.ext.do"])
+        .from_string(DBT_MACRO_FILE.read_text())
+        .make_module({"return": dbt_return})
+    )
+
+    def call(macro):
+        with pytest.raises(Returned) as returned:
+            macro()
+        return returned.value.args[0]
+
+    assert call(module.acquisition_channels) == list(ACQUISITION_CHANNELS)
+    assert call(module.customer_feature_columns) == [*FEATURE_COLUMNS, *ATTRIBUTE_COLUMNS]
+    assert [c for c in FEATURE_COLUMNS if c.startswith("channel_")] == [f"channel_{c}" for c in ACQUISITION_CHANNELS]
+
+
+@pytest.mark.parametrize(
+    ("model", "after"),
+    [
+        ("marts/customer_features", []),
+        ("marts/training_examples", ["horizon_days", "future_revenue", "future_purchase_days"]),
+    ],
+)
+def test_the_marts_docs_list_the_feature_columns_in_order(model, after):
+    """The marts' yml (hand-written descriptions) lists the columns the SQL selects, each with its doc block."""
+    import re
+
+    import yaml
+
+    from clv_platform.ml.features import ATTRIBUTE_COLUMNS
+    from clv_platform.settings import DBT_PROJECT_DIR
+
+    models = DBT_PROJECT_DIR / "models"
+    columns = yaml.safe_load((models / f"{model}.yml").read_text())["models"][0]["columns"]
+    assert [c["name"] for c in columns] == ["customer_id", "cutoff_date", *FEATURE_COLUMNS, *ATTRIBUTE_COLUMNS, *after]
+    documented = set(
+        re.findall(r"{%\s*docs\s+feature__(\w+)\s*%}", (models / "intermediate" / "_customer_features__docs.md").read_text())
+    )
+    assert set(FEATURE_COLUMNS) - documented == set()

@@ -96,19 +96,20 @@ history as (
         {%- for days in windows_days %}
         cutoff_windows.window_{{ days }}d_start_date,
         {%- endfor %}
-        days.customer_id,
-        days.activity_date,
-        days.is_purchase_day,
-        cast({{ dbt.datediff('days.previous_purchase_date', 'days.activity_date', 'day') }} as bigint) as days_since_previous_purchase,
-        days.orders,
-        days.purchase_lines,
-        days.items,
-        days.country,
-        {{ capped_day_values('days', 'cutoff_windows.cap_value') }}
+        previous_days.customer_id,
+        previous_days.activity_date,
+        previous_days.is_purchase_day,
+        cast({{ dbt.datediff('previous_days.previous_purchase_date', 'previous_days.activity_date', 'day') }} as bigint)
+            as days_since_previous_purchase,
+        previous_days.orders,
+        previous_days.purchase_lines,
+        previous_days.items,
+        previous_days.country,
+        {{ capped_day_values('previous_days', 'cutoff_windows.cap_value') }}
 
     from cutoff_windows
-    inner join customer_days_with_previous as days
-        on days.activity_date < cutoff_windows.cutoff_date
+    inner join customer_days_with_previous as previous_days
+        on previous_days.activity_date < cutoff_windows.cutoff_date
 
 ),
 
@@ -140,11 +141,14 @@ history_summary as (
         sum(orders) as orders,
         sum(purchase_lines) as purchase_lines,
         sum(items) as items,
-        cast(sum(case when activity_date >= window_{{ recent_days }}d_start_date then gross_purchase_value else 0 end) as double) as purchase_value_{{ recent_days }}d,
+        cast(sum(case when activity_date >= window_{{ recent_days }}d_start_date then gross_purchase_value else 0 end) as double)
+            as purchase_value_{{ recent_days }}d,
         {%- for days in windows_days %}
         sum(case when activity_date >= window_{{ days }}d_start_date then orders else 0 end) as orders_{{ days }}d,
-        cast(sum(case when activity_date >= window_{{ days }}d_start_date then net_value else 0 end) as double) as spend_{{ days }}d,
-        sum(case when activity_date >= window_{{ days }}d_start_date then items else 0 end) as items_{{ days }}d{{ ',' if not loop.last }}
+        cast(sum(case when activity_date >= window_{{ days }}d_start_date then net_value else 0 end) as double)
+            as spend_{{ days }}d,
+        sum(case when activity_date >= window_{{ days }}d_start_date then items else 0 end)
+            as items_{{ days }}d{{ ',' if not loop.last }}
         {%- endfor %}
 
     from history
@@ -429,7 +433,11 @@ final as (
         {%- endfor %}
         {%- for days in windows_days %}
         -- From product_summary or product_windows, whichever counts at this cutoff (the other has 0 or no row).
-        cast(coalesce(product_summary.distinct_products_{{ days }}d, 0) + coalesce(product_windows.distinct_products_{{ days }}d, 0) as bigint) as distinct_products_{{ days }}d,
+        cast(
+            coalesce(product_summary.distinct_products_{{ days }}d, 0)
+            + coalesce(product_windows.distinct_products_{{ days }}d, 0)
+            as bigint
+        ) as distinct_products_{{ days }}d,
         {%- endfor %}
         {%- for measure in ['orders', 'spend'] %}
         cast(
@@ -447,7 +455,10 @@ final as (
         cast(
             case
                 when purchasers.purchase_days > 1
-                    then cast({{ dbt.datediff('purchasers.first_purchase_date', 'purchasers.last_purchase_date', 'day') }} as double)
+                    then
+                        cast(
+                            {{ dbt.datediff('purchasers.first_purchase_date', 'purchasers.last_purchase_date', 'day') }} as double
+                        )
                     / (purchasers.purchase_days - 1)
                 else 0
             end
@@ -459,7 +470,8 @@ final as (
         cast(coalesce(product_summary.distinct_products, 0) as bigint) as distinct_products,
         cast(coalesce(product_summary.distinct_products, 0) as double) / purchasers.purchase_lines as product_diversity,
         cast(abs(purchasers.cancelled_value) / purchasers.purchase_value as double) as return_rate,
-        cast(purchasers.purchase_value_{{ recent_days }}d / purchasers.purchase_value as double) as spend_share_{{ recent_days }}d,
+        cast(purchasers.purchase_value_{{ recent_days }}d / purchasers.purchase_value as double)
+            as spend_share_{{ recent_days }}d,
 
         ---------- web behaviour in [cutoff - {{ recent_days }} days, cutoff)
         cast(coalesce(session_summary.sessions, 0) as bigint) as sessions_{{ recent_days }}d,
@@ -478,7 +490,7 @@ final as (
         ---------- customer attributes
         cast({{ dbt.datediff('purchasers.relationship_start_date', 'purchasers.cutoff_date', 'day') }} as bigint) as tenure_days,
         cast(country_counts.customers as double) / country_counts.cutoff_customers as country_customer_share,
-        {%- for channel in var('acquisition_channels') %}
+        {%- for channel in acquisition_channels() %}
         cast(case when purchasers.acquisition_channel = '{{ channel }}' then 1 else 0 end as integer) as channel_{{ channel }},
         {%- endfor %}
         purchasers.country,

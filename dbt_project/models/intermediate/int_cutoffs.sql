@@ -19,8 +19,7 @@ transactions as (
 
 latest_invoice as (
 
-    select
-        max(invoice_date) as latest_invoice_date
+    select max(invoice_date) as latest_invoice_date
 
     from transactions
 
@@ -52,11 +51,12 @@ cutoffs as (
         0 as cutoff_index
     from scoring_cutoff
     {%- for index in range(1, training_cutoffs + 1) %}
+    {%- set days_back = horizon_days * ([index, 2] | min) + ([index - 2, 0] | max) * cutoff_spacing_days %}
 
     union all
 
     select
-        cast({{ dbt.dateadd('day', -(horizon_days * ([index, 2] | min) + ([index - 2, 0] | max) * cutoff_spacing_days), 'cutoff_date') }} as date) as cutoff_date,
+        cast({{ dbt.dateadd('day', -days_back, 'cutoff_date') }} as date) as cutoff_date,
         'training' as cutoff_kind,
         {{ index }} as cutoff_index
     from scoring_cutoff
