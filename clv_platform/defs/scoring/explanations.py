@@ -12,7 +12,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from clv_platform.defs.scoring.assets import SCORES_KEY, scored_cutoff, scores_at
+from clv_platform.defs.scoring.assets import SCORES_KEY, last_batch, scores_at
 from clv_platform.lib.resources import MlflowResource
 from clv_platform.lib.warehouse import markdown_table
 
@@ -42,15 +42,17 @@ class ExplanationConfig(dg.Config):
 def clv_explanations(
     context: dg.AssetExecutionContext, config: ExplanationConfig, warehouse: DuckDBResource, mlflow: MlflowResource
 ):
+    from datetime import UTC, datetime
+
     import pandas as pd
 
     from clv_platform.lib.warehouse import replace_cutoff_rows
-    from clv_platform.ml import registry
+    from clv_platform.ml import batches, registry
     from clv_platform.ml.explain import explain_customers
 
     mlflow.activate()
     with warehouse.get_connection() as con:
-        scores = scores_at(con, scored_cutoff(context))
+        scores = scores_at(con, pd.Timestamp(last_batch(con).cutoff_date))
         cutoff = scores["cutoff_date"].iloc[0]
         features = con.execute("select * from marts.customer_features where cutoff_date = ?", [cutoff]).df()
     versions = scores[["model_name", "model_version"]].drop_duplicates()
@@ -81,10 +83,22 @@ def clv_explanations(
     table = pd.concat([rows[["customer_id", "cutoff_date"]], drivers], axis=1).assign(
         model_name=model_name, model_version=model_version
     )
+    method = str(drivers["method"].iloc[0])
+    batch = batches.ExplanationBatch(
+        cutoff_date=str(pd.Timestamp(cutoff).date()),
+        explained_at=datetime.now(UTC).replace(tzinfo=None).isoformat(),
+        model_name=model_name,
+        model_version=model_version,
+        model_rung=estimator.name,
+        method=method,
+        top_drivers=config.top_drivers,
+        customers_explained=len(table),
+        explain_seconds=round(seconds, 3),
+    )
     with warehouse.get_connection() as con:
         stored = replace_cutoff_rows(con, "scoring.clv_explanations", table, cutoff)
+        batches.append(con, batches.EXPLANATION_BATCHES_TABLE, batch)
 
-    method = str(drivers["method"].iloc[0])
     top = table.assign(predicted_clv=rows["predicted_clv"]).nlargest(10, "predicted_clv")[
         ["customer_id", "predicted_clv", "drivers"]
     ]
@@ -99,7 +113,7 @@ def clv_explanations(
             "method": method,
             "contribution_scale": str(drivers["contribution_scale"].iloc[0]) if method != "none" else "none",
             "top_drivers": config.top_drivers,
-            "explain_seconds": round(seconds, 3),
+            "explain_seconds": batch.explain_seconds,
             "customers_per_second": round(len(table) / max(seconds, 1e-9), 1),
             "most_common_first_driver": dg.MetadataValue.json({str(k): int(v) for k, v in first_drivers.items()}),
             "top_customers": dg.MetadataValue.md(markdown_table(top)),
