@@ -168,3 +168,25 @@ def test_the_gates_are_blocking_checks_on_the_challenger_and_scoring_does_not_wa
     # A refused candidate must not stop scoring with the champion: the champion asset is not downstream of the gates.
     assert graph.get(dg.AssetKey(["ml", "champion"])).parent_keys == {evaluation}
     assert dg.AssetKey(["ml", "champion"]) in graph.get(dg.AssetKey(["scoring", "clv_scores"])).parent_keys
+
+
+# The stages whose assets hand data on through the warehouse; sensors react to events and may read them.
+HAND_OFF_MODULES = (
+    "defs/training/assets.py",
+    "defs/scoring/assets.py",
+    "defs/scoring/explanations.py",
+    "defs/scoring/export.py",
+    "defs/monitoring/assets.py",
+    "cli.py",
+)
+
+
+@pytest.mark.parametrize("module", HAND_OFF_MODULES)
+def test_assets_and_the_cli_read_no_materialization_events_for_data(module):
+    from pathlib import Path
+
+    import clv_platform
+
+    source = (Path(clv_platform.__file__).parent / module).read_text()
+    for call in ("get_latest_materialization_event", "fetch_materializations", "get_event_records"):
+        assert call not in source, f"{module} reads {call}: hand data on through a table or an IO manager"

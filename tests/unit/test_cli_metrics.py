@@ -67,3 +67,58 @@ def test_the_report_is_the_same_from_the_stored_outcome(tmp_path):
     for name in ("metrics.csv", "metrics.md"):
         assert (tmp_path / "stored" / name).read_text() == (tmp_path / "direct" / name).read_text()
     pd.testing.assert_frame_equal(stored.metrics, original.metrics)
+
+
+def test_the_run_summary_reads_the_warehouse(tmp_path, monkeypatch):
+    """Every line of the summary comes from a table the run wrote: no Dagster instance is consulted."""
+    from clv_platform import settings
+    from clv_platform.cli import _summary
+    from clv_platform.ml import batches
+    from clv_platform.ml.outcome import ChampionRecord, save_champion
+
+    monkeypatch.setenv(settings.STATE_DIR_ENV, str(tmp_path))
+    with duckdb.connect(str(settings.warehouse_path())) as con:
+        for schema in ("raw", "marts", "scoring"):
+            con.execute(f"create schema {schema}")
+        for table, rows in (
+            ("raw.transactions", 7),
+            ("raw.behavioral_events", 5),
+            ("raw.customers", 3),
+            ("marts.customer_features", 3),
+            ("marts.training_examples", 9),
+            ("scoring.clv_explanations", 3),
+        ):
+            con.execute(f"create table {table} as select range as id from range({rows})")
+        con.execute(
+            "create table scoring.clv_scores as select * from "
+            "(values ('a', 10.0), ('b', 20.0), ('c', 70.0)) t(customer_id, predicted_clv)"
+        )
+        con.execute(
+            "create table scoring.value_tiers as select date '2025-06-30' as cutoff_date, * from "
+            "(values ('Low', 10.0), ('Medium', 20.0), ('High', 70.0)) t(value_tier, predicted_clv)"
+        )
+        save_outcome(con, _outcome(["btyd", "heuristic"]))
+        metrics = {"mae": 101.234, "spearman": 0.41, "normalized_gini": 0.5567, "fairness_ratio": 0.9}
+        save_champion(
+            con, ChampionRecord("2026-01-05T04:01:00", "e1", "clv_model", "3", "btyd", "baseline", "btyd scores", True, metrics)
+        )
+        batches.append(
+            con,
+            batches.EXPLANATION_BATCHES_TABLE,
+            batches.ExplanationBatch("2025-06-30", "2026-01-05T04:02:00", "clv_model", "3", "btyd", "none", 3, 3, 0.01),
+        )
+        batches.append(
+            con,
+            batches.DRIFT_REPORTS_TABLE,
+            batches.DriftReport("2025-06-30", "2026-01-05T04:03:00", "3", 365, 0.0421, '["recency"]', 0.25, "/r/drift.html"),
+        )
+    lines = _summary("run-1", 12.34).splitlines()
+    assert lines[0] == "clv_full_pipeline succeeded in 12.3 s (run run-1)"
+    assert "  raw.transactions                    7 rows" in lines
+    assert "  High    tier:      1 customers, predicted value             70" in lines
+    assert "  models on the evaluation cutoff 2011-09-09 (trained on 2011-06-10):" in lines
+    assert "  champion: clv_model v3 (btyd, a baseline): MAE 101.23, Spearman 0.410, normalized Gini 0.557" in lines
+    assert "  decision: btyd scores" in lines
+    assert "  explanations (scoring.clv_explanations): none, the btyd model has no per-feature contributions" in lines
+    assert "  drift: prediction PSI 0.042, drifted columns: recency" in lines
+    assert "  drift report: /r/drift.html" in lines
