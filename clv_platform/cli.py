@@ -40,6 +40,11 @@ def _run_config(args: argparse.Namespace):
     )
 
 
+def _warehouse_path() -> str:
+    """The warehouse the definitions' resource writes: ``$CLV_WAREHOUSE_PATH`` (set by ``configure_environment``)."""
+    return os.environ.get("CLV_WAREHOUSE_PATH") or str(settings.warehouse_path())
+
+
 def _summary(run_id: str, seconds: float, refused: bool = False) -> str:
     """What the run built, read from the warehouse: row counts, tiers, the evaluation, the champion, explanations, drift."""
     import duckdb
@@ -50,7 +55,7 @@ def _summary(run_id: str, seconds: float, refused: bool = False) -> str:
 
     outcome = "finished, the candidate refused by the gates," if refused else "succeeded"
     lines = [f"clv_full_pipeline {outcome} in {seconds:.1f} s (run {run_id})", ""]
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as con:
+    with duckdb.connect(_warehouse_path(), read_only=True) as con:
         for table in (
             "raw.transactions",
             "raw.behavioral_events",
@@ -345,7 +350,7 @@ def _evaluate_holding(args: argparse.Namespace, out: Path, state: Path) -> int:
 
     # The outcome this run stored, by the id its materialization names.
     (materialization,) = result.asset_materializations_for_node(model_evaluation.op.name)
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as con:
+    with duckdb.connect(_warehouse_path(), read_only=True) as con:
         outcome = load_outcome(con, materialization.metadata["evaluation_id"].value)
     write_evaluation(outcome, out, source=str(args.source or args.file), seconds=time.perf_counter() - started)
     print((out / "metrics.md").read_text())

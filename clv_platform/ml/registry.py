@@ -56,7 +56,7 @@ MODEL_CARD_FILE_NAME = "model_card.md"
 PLOTS_ARTIFACT_DIR = "plots"
 INPUT_EXAMPLE_ROWS = 5
 OUTPUT_COLUMNS = ("predicted_clv", "probability_alive")
-# Pinned instead of inferred: MLflow's requirement inference loads the model in a subprocess (about 14 s).
+# Pinned instead of inferred: MLflow's requirement inference loads each model in a subprocess, seconds per version.
 # Every rung's needs, so any version can be served from the same environment.
 _MODEL_REQUIREMENTS = ("cloudpickle", "numpy", "pandas", "scipy", "scikit-learn", "xgboost", "pymc-marketing")
 

@@ -77,7 +77,9 @@ def test_the_run_summary_reads_the_warehouse(tmp_path, monkeypatch):
     from clv_platform.ml.outcome import ChampionRecord, save_champion
 
     monkeypatch.setenv(settings.STATE_DIR_ENV, str(tmp_path))
-    with duckdb.connect(str(settings.warehouse_path())) as con:
+    # The warehouse the resources write, wherever the environment points it.
+    monkeypatch.setenv("CLV_WAREHOUSE_PATH", str(tmp_path / "elsewhere.duckdb"))
+    with duckdb.connect(str(tmp_path / "elsewhere.duckdb")) as con:
         for schema in ("raw", "marts", "scoring"):
             con.execute(f"create schema {schema}")
         for table, rows in (

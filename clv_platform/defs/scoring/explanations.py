@@ -1,7 +1,7 @@
 """scoring/clv_explanations: why the champion predicts what it does, the top drivers of every scored customer.
 
 A table of its own rather than columns on ``scoring.clv_scores``: explaining costs several times scoring
-(approximate TreeSHAP 3-7x prediction, exact 60-440x: ``benchmarks/RESULTS.md``), its method depends on
+(approximate TreeSHAP a few times prediction, exact far more: ``benchmarks/RESULTS.md``), its method depends on
 the rung, and a rung without contributions has nothing to add; the scores, their export and the drift
 report neither wait for it nor carry its columns.
 """
@@ -23,7 +23,8 @@ class ExplanationConfig(dg.Config):
     )
     exact_treeshap: bool = Field(
         default=False,
-        description="XGBoost champions: exact TreeSHAP (60-440x the cost of scoring) instead of its approximation (3-7x).",
+        description="XGBoost champions: exact TreeSHAP (tens to hundreds of times the cost of scoring, benchmarks/RESULTS.md) "
+        "instead of its approximation (a few times).",
     )
     batch_size_rows: int = Field(default=50_000, description="Customers whose contributions are held in memory at once.")
 

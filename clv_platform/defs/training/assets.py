@@ -219,7 +219,9 @@ def challenger(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlf
             "candidate": candidate or "none",
             "candidate_version": version or "",
             "challenger": passed,
-            "reason": outcome.no_candidate_reason or ("; ".join(verdict.failures) or "passed every gate"),
+            "reason": outcome.no_candidate_reason
+            or "; ".join(why for ok, why in (verdict.gates.values() if verdict else []) if not ok)
+            or "passed every gate",
         }
     )
     for name in GATES:
