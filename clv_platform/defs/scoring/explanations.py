@@ -49,26 +49,17 @@ def clv_explanations(
 
     from clv_platform.lib.warehouse import replace_cutoff_rows
     from clv_platform.ml import batches, registry
-    from clv_platform.ml.explain import explain_customers
+    from clv_platform.ml.explain import explain_customers, scored_rows
 
     mlflow.activate()
     with warehouse.get_connection() as con:
         scores = scores_at(con, pd.Timestamp(last_batch(con).cutoff_date))
         cutoff = scores["cutoff_date"].iloc[0]
         features = con.execute("select * from marts.customer_features where cutoff_date = ?", [cutoff]).df()
-    versions = scores[["model_name", "model_version"]].drop_duplicates()
-    if len(versions) != 1:
-        raise dg.Failure(f"scoring.clv_scores at {cutoff} holds {len(versions)} model versions; one cutoff is scored by one.")
-    model_name, model_version = (str(v) for v in versions.iloc[0])
-    rows = scores[["customer_id", "cutoff_date", "predicted_clv"]].merge(
-        features, on=["customer_id", "cutoff_date"], how="left", indicator=True
-    )
-    unmatched = int((rows.pop("_merge") != "both").sum())
-    if unmatched:
-        raise dg.Failure(
-            f"{unmatched} of {len(scores)} customers scored at {pd.Timestamp(cutoff).date()} have no row in "
-            "marts.customer_features at that cutoff: rescore (scoring/clv_scores) after the feature build."
-        )
+    try:
+        model_name, model_version, rows = scored_rows(scores, features)
+    except ValueError as error:
+        raise dg.Failure(str(error)) from None
 
     # Lineage: explain exactly the version that made these scores, not whatever the alias names now.
     model = registry.load_model_version(model_name, model_version)
