@@ -9,8 +9,12 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clv_platform import settings
+
+if TYPE_CHECKING:
+    from clv_platform.ml.outcome import EvaluationOutcome
 
 MAIN_JOB = "clv_full_pipeline"
 EVALUATION_JOB = "clv_evaluation"
@@ -36,13 +40,22 @@ def _run_config(args: argparse.Namespace):
     )
 
 
-def _summary(instance, run_id: str, seconds: float, refused: bool = False) -> str:
-    import dagster as dg
+def _warehouse_path() -> str:
+    """The warehouse the definitions' resource writes: ``$CLV_WAREHOUSE_PATH`` (set by ``configure_environment``)."""
+    return os.environ.get("CLV_WAREHOUSE_PATH") or str(settings.warehouse_path())
+
+
+def _summary(run_id: str, seconds: float, refused: bool = False) -> str:
+    """What the run built, read from the warehouse: row counts, tiers, the evaluation, the champion, explanations, drift."""
     import duckdb
+
+    from clv_platform.lib.warehouse import markdown_table
+    from clv_platform.ml import batches
+    from clv_platform.ml.outcome import load_champion, load_outcome
 
     outcome = "finished, the candidate refused by the gates," if refused else "succeeded"
     lines = [f"clv_full_pipeline {outcome} in {seconds:.1f} s (run {run_id})", ""]
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as con:
+    with duckdb.connect(_warehouse_path(), read_only=True) as con:
         for table in (
             "raw.transactions",
             "raw.behavioral_events",
@@ -59,39 +72,36 @@ def _summary(instance, run_id: str, seconds: float, refused: bool = False) -> st
             "select value_tier, count(*), round(sum(predicted_clv)) from scoring.value_tiers "
             "where cutoff_date = (select max(cutoff_date) from scoring.value_tiers) group by value_tier order by 3 desc"
         ).fetchall()
+        evaluation = load_outcome(con)
+        champion = load_champion(con)
+        explained = batches.latest(con, batches.EXPLANATION_BATCHES_TABLE, batches.ExplanationBatch)
+        drift = batches.latest(con, batches.DRIFT_REPORTS_TABLE, batches.DriftReport)
     lines.append("")
     for tier, n, value in top:
         lines.append(f"  {tier:<7} tier: {n:>6,} customers, predicted value {value:>14,.0f}")
 
-    def meta(key: list[str]) -> dict:
-        event = instance.get_latest_materialization_event(dg.AssetKey(key))
-        return {k: v.value for k, v in event.asset_materialization.metadata.items()} if event else {}
-
-    model, drift = meta(["ml", "clv_model"]), meta(["monitoring", "drift_report"])
-    explained = meta(["scoring", "clv_explanations"])
-    evaluation = meta(["ml", "model_evaluation"])
+    metrics = champion.metrics
     lines += [
         "",
-        f"  models on the evaluation cutoff {evaluation.get('evaluation_cutoff')} "
-        f"(trained on {evaluation.get('train_cutoffs')}):",
-        *("  " + row for row in evaluation.get("metrics", "").splitlines()),
+        f"  models on the evaluation cutoff {evaluation.evaluation_cutoff} "
+        f"(trained on {', '.join(evaluation.train_cutoffs) or 'none'}):",
+        *("  " + row for row in markdown_table(evaluation.metrics_table(), floatfmt=".4f").splitlines()),
     ]
     lines += [
         "",
-        f"  champion: {model.get('model_name')} v{model.get('champion_version')} ({model.get('champion_rung')}"
-        f"{', a baseline' if model.get('baseline_serves') else ''}): MAE {model.get('mae', float('nan')):.2f}, "
-        f"Spearman {model.get('spearman', float('nan')):.3f}, normalized Gini {model.get('normalized_gini', float('nan')):.3f}",
-        f"  decision: {model.get('reason')}",
+        f"  champion: {champion.model_name} v{champion.champion_version} ({champion.champion_rung}"
+        f"{', a baseline' if champion.baseline_serves else ''}): MAE {metrics['mae']:.2f}, "
+        f"Spearman {metrics['spearman']:.3f}, normalized Gini {metrics['normalized_gini']:.3f}",
+        f"  decision: {champion.reason}",
         "  explanations (scoring.clv_explanations): "
         + (
-            f"none, the {explained.get('model_rung')} model has no per-feature contributions"
-            if explained.get("method") == "none"
-            else f"top {explained.get('top_drivers')} drivers of every scored customer by {explained.get('method')}, "
-            f"in {explained.get('explain_seconds', float('nan')):.1f} s"
+            f"none, the {explained.model_rung} model has no per-feature contributions"
+            if explained.method == "none"
+            else f"top {explained.top_drivers} drivers of every scored customer by {explained.method}, "
+            f"in {explained.explain_seconds:.1f} s"
         ),
-        f"  drift: prediction PSI {drift.get('prediction_psi', float('nan')):.3f}, "
-        f"drifted columns: {', '.join(drift.get('drifted_columns', [])) or 'none'}",
-        f"  drift report: {drift.get('report_path', '-')}",
+        f"  drift: prediction PSI {drift.prediction_psi:.3f}, drifted columns: {', '.join(drift.drifted) or 'none'}",
+        f"  drift report: {drift.report_path}",
         "",
         f"State lives in {settings.state_dir()} (warehouse, MLflow store, Dagster home).",
         "Open the UI on it:  uv run clv-platform dev",
@@ -212,7 +222,7 @@ def _run_holding(args: argparse.Namespace, spec, lock) -> int:
     failures = [e for e in result.all_events if e.is_step_failure]
     if not result.success and not refused_by_gates(result):
         return report_failed_steps(result, MAIN_JOB, elapsed)
-    print(_summary(instance, result.run_id, elapsed, refused=bool(failures)))
+    print(_summary(result.run_id, elapsed, refused=bool(failures)))
     if failures:
         refused = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
         print(
@@ -334,49 +344,54 @@ def _evaluate_holding(args: argparse.Namespace, out: Path, state: Path) -> int:
     )
     if not result.success:
         return report_failed_steps(result, EVALUATION_JOB, time.perf_counter() - started)
+    import duckdb
+
+    from clv_platform.ml.outcome import load_outcome
+
+    # The outcome this run stored, by the id its materialization names.
     (materialization,) = result.asset_materializations_for_node(model_evaluation.op.name)
-    metadata = {key: value.value for key, value in materialization.metadata.items()}
-    write_evaluation(metadata, out, source=str(args.source or args.file), seconds=time.perf_counter() - started)
+    with duckdb.connect(_warehouse_path(), read_only=True) as con:
+        outcome = load_outcome(con, materialization.metadata["evaluation_id"].value)
+    write_evaluation(outcome, out, source=str(args.source or args.file), seconds=time.perf_counter() - started)
     print((out / "metrics.md").read_text())
     print(f"Saved {out / 'metrics.md'} and {out / 'metrics.csv'}.")
     return 0
 
 
-def write_evaluation(metadata: dict, out: Path, *, source: str, seconds: float) -> None:
+def write_evaluation(outcome: EvaluationOutcome, out: Path, *, source: str, seconds: float) -> None:
     """``metrics.csv`` (one row per model) and ``metrics.md`` (the table with its window and the decision).
 
     ``metrics.csv`` is opened in spreadsheets: text cells that would run as formulas are prefixed with ``'``
     (:func:`clv_platform.export.neutralize_formulas`).
     """
-    import pandas as pd
-
     from clv_platform.export import neutralize_formulas
+    from clv_platform.lib.warehouse import markdown_table
 
-    table, _ = neutralize_formulas(pd.DataFrame(metadata["metrics_table"]))
+    table, _ = neutralize_formulas(outcome.metrics_table())
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "metrics.csv", index=False)
-    decision = metadata["champion_decision"]
+    actual = outcome.actual_fairness_ratio
     lines = [
-        f"Source: {source}. Evaluation cutoff {metadata['evaluation_cutoff']}, horizon {metadata['horizon_days']} days, "
-        f"{metadata['evaluation_rows']:,} customers; trained on cutoffs {metadata['train_cutoffs']} "
-        f"({metadata['train_rows']:,} customer-cutoff rows). {seconds:.0f} s.",
+        f"Source: {source}. Evaluation cutoff {outcome.evaluation_cutoff}, horizon {outcome.horizon_days} days, "
+        f"{outcome.evaluation_rows:,} customers; trained on cutoffs {', '.join(outcome.train_cutoffs) or 'none'} "
+        f"({outcome.train_rows:,} customer-cutoff rows). {seconds:.0f} s.",
         "",
-        metadata["metrics"],
+        markdown_table(outcome.metrics_table(), floatfmt=".4f"),
         "",
         "Fairness (disparate-impact ratio of mean prediction across slices):",
         "",
-        metadata["fairness"],
+        markdown_table(outcome.fairness_table(), floatfmt=".3f"),
         "",
-        f"The actual revenue's own disparate-impact ratio on these slices: {metadata['actual_fairness_ratio']:.3f}. "
+        f"The actual revenue's own disparate-impact ratio on these slices: {actual:.3f}. "
         + (
             "The fairness gate reads `fairness_ratio`: each model's ratio relative to the actual revenue's, capped at 1."
-            if metadata.get("fairness_relative_to_actual", True)
+            if outcome.fairness_relative_to_actual
             else "The fairness gate reads the plain ratio."
         )
-        if metadata["actual_fairness_ratio"] == metadata["actual_fairness_ratio"]
+        if actual == actual
         else "No disparate-impact ratio: fewer than two slices of at least 30 customers (no country or channel in the log).",
         "",
-        f"Decision: {decision['reason']}.",
+        f"Decision: {outcome.champion_decision.reason}.",
     ]
     (out / "metrics.md").write_text("\n".join(lines) + "\n")
 

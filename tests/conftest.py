@@ -46,6 +46,7 @@ SLOWEST_FIRST = [
     "integration/test_privacy_everywhere.py",
     "integration/test_startup.py",
     "integration/test_dagster_dev.py",
+    "integration/test_champion_decisions.py",
     "integration/test_feature_determinism.py",
     "component/test_ml_ladder.py",
     "test_defs.py",

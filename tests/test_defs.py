@@ -28,8 +28,8 @@ EXPECTED_ASSETS = {
     ("marts", "training_examples"): "features",
     ("ml", "model_evaluation"): "training",
     ("ml", "challenger"): "training",
-    ("ml", "clv_model"): "training",
-    ("ml", "customer_segments"): "scoring",
+    ("ml", "champion"): "training",
+    ("scoring", "customer_segments"): "scoring",
     ("scoring", "clv_scores"): "scoring",
     ("scoring", "clv_scores_export"): "scoring",
     ("scoring", "value_tiers"): "scoring",
@@ -65,7 +65,7 @@ def test_lineage_runs_raw_to_drift(defs):
     assert {
         dg.AssetKey(["raw", "transactions"]),
         dg.AssetKey(["marts", "training_examples"]),
-        dg.AssetKey(["ml", "clv_model"]),
+        dg.AssetKey(["ml", "champion"]),
     } <= all_upstream(dg.AssetKey(["monitoring", "drift_report"]))
 
 
@@ -166,5 +166,27 @@ def test_the_gates_are_blocking_checks_on_the_challenger_and_scoring_does_not_wa
     evaluation = dg.AssetKey(["ml", "model_evaluation"])
     assert graph.get(dg.AssetKey(["ml", "challenger"])).parent_keys == {evaluation}
     # A refused candidate must not stop scoring with the champion: the champion asset is not downstream of the gates.
-    assert graph.get(dg.AssetKey(["ml", "clv_model"])).parent_keys == {evaluation}
-    assert dg.AssetKey(["ml", "clv_model"]) in graph.get(dg.AssetKey(["scoring", "clv_scores"])).parent_keys
+    assert graph.get(dg.AssetKey(["ml", "champion"])).parent_keys == {evaluation}
+    assert dg.AssetKey(["ml", "champion"]) in graph.get(dg.AssetKey(["scoring", "clv_scores"])).parent_keys
+
+
+# The stages whose assets hand data on through the warehouse; sensors react to events and may read them.
+HAND_OFF_MODULES = (
+    "defs/training/assets.py",
+    "defs/scoring/assets.py",
+    "defs/scoring/explanations.py",
+    "defs/scoring/export.py",
+    "defs/monitoring/assets.py",
+    "cli.py",
+)
+
+
+@pytest.mark.parametrize("module", HAND_OFF_MODULES)
+def test_assets_and_the_cli_read_no_materialization_events_for_data(module):
+    from pathlib import Path
+
+    import clv_platform
+
+    source = (Path(clv_platform.__file__).parent / module).read_text()
+    for call in ("get_latest_materialization_event", "fetch_materializations", "get_event_records"):
+        assert call not in source, f"{module} reads {call}: hand data on through a table or an IO manager"

@@ -320,3 +320,42 @@ def explain_customers(
             drivers.insert(len(drivers.columns) - 1, f"driver_{i}", _no_names(drivers.index))
             drivers.insert(len(drivers.columns) - 1, f"driver_{i}_contribution", np.nan)
     return _as_table(drivers, method or NO_CONTRIBUTIONS, explainer.contribution_scale)
+
+
+def scored_rows(scores: pd.DataFrame, features: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
+    """One scored cutoff joined to its features: the model name and version that scored it, and the rows to explain.
+
+    Parameters
+    ----------
+    scores
+        The rows of ``scoring.clv_scores`` of one cutoff (``customer_id``, ``cutoff_date``, ``predicted_clv``,
+        ``model_name``, ``model_version``).
+    features
+        ``marts.customer_features`` at that cutoff.
+
+    Returns
+    -------
+    tuple
+        ``(model_name, model_version, rows)``: ``rows`` are the scores' ids, cutoff and ``predicted_clv`` with
+        every feature column, in the scores' order.
+
+    Raises
+    ------
+    ValueError
+        When the cutoff holds more than one model version, or a scored customer has no feature row there.
+    """
+    cutoff = scores["cutoff_date"].iloc[0]
+    versions = scores[["model_name", "model_version"]].drop_duplicates()
+    if len(versions) != 1:
+        raise ValueError(f"scoring.clv_scores at {cutoff} holds {len(versions)} model versions; one cutoff is scored by one.")
+    model_name, model_version = (str(v) for v in versions.iloc[0])
+    rows = scores[["customer_id", "cutoff_date", "predicted_clv"]].merge(
+        features, on=["customer_id", "cutoff_date"], how="left", indicator=True
+    )
+    unmatched = int((rows.pop("_merge") != "both").sum())
+    if unmatched:
+        raise ValueError(
+            f"{unmatched} of {len(scores)} customers scored at {pd.Timestamp(cutoff).date()} have no row in "
+            "marts.customer_features at that cutoff: rescore (scoring/clv_scores) after the feature build."
+        )
+    return model_name, model_version, rows

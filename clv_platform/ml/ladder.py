@@ -18,7 +18,7 @@ import pandas as pd
 
 from clv_platform.ml.estimator import CLVEstimator, horizon_of
 from clv_platform.ml.features import CUTOFF_COLUMN, LABEL_COLUMN, validate_feature_frame
-from clv_platform.ml.registry import FAIRNESS_METRIC
+from clv_platform.ml.gates import FAIRNESS_METRIC
 
 BASELINES: tuple[str, ...] = ("heuristic", "linear", "btyd")
 SUPERVISED: tuple[str, ...] = ("xgboost_tuned", "xgboost")

@@ -1,4 +1,4 @@
-"""MLflow tracking and registry for CLV models: log any model as a pyfunc, register, alias, load, and the gates.
+"""MLflow tracking and registry for CLV models: log any model as a pyfunc, register, alias, load.
 
 Conventions
 -----------
@@ -10,8 +10,8 @@ Conventions
   :class:`~clv_platform.ml.pyfunc.CLVPyfuncModel`: same input signature (all of ``FEATURE_COLUMNS`` as
   float64), same output (``predicted_clv``, ``probability_alive``). So the champion can be any of them.
 - Which version serves is said only by aliases (registry stages are deprecated in MLflow 3):
-  ``challenger`` names a new model that passed the gates (:func:`decide_challenger`), ``champion`` the one
-  that scores (:func:`decide_champion`).
+  ``challenger`` names a new model that passed the gates, ``champion`` the one that scores. Which is which
+  is decided by the pure policy of :mod:`clv_platform.ml.gates`; this module only moves the aliases.
 - Each run carries a drift reference, ``reference/reference.parquet``: the features of the evaluation
   cutoff with this model's ``predicted_clv``; a ``model_card.md`` (also the version's description); and
   its plots under ``plots/``.
@@ -23,7 +23,7 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +56,7 @@ MODEL_CARD_FILE_NAME = "model_card.md"
 PLOTS_ARTIFACT_DIR = "plots"
 INPUT_EXAMPLE_ROWS = 5
 OUTPUT_COLUMNS = ("predicted_clv", "probability_alive")
-# Pinned instead of inferred: MLflow's requirement inference loads the model in a subprocess (about 14 s).
+# Pinned instead of inferred: MLflow's requirement inference loads each model in a subprocess, seconds per version.
 # Every rung's needs, so any version can be served from the same environment.
 _MODEL_REQUIREMENTS = ("cloudpickle", "numpy", "pandas", "scipy", "scikit-learn", "xgboost", "pymc-marketing")
 
@@ -212,8 +212,7 @@ def log_estimator(
     :class:`~clv_platform.ml.pyfunc.CLVPyfuncModel` with :func:`signature` and an input example (the first
     rows of the reference), the drift reference ``reference/reference.parquet``, ``model_card`` as
     ``model_card.md`` and as the version's description, and each of ``plots`` (name -> PNG bytes) under
-    ``plots/``. No alias is moved: that is :func:`decide_challenger`, :func:`decide_champion` then
-    :func:`set_alias`.
+    ``plots/``. No alias is moved: that is :mod:`clv_platform.ml.gates`' decisions, then :func:`set_alias`.
 
     Parameters
     ----------
@@ -367,287 +366,14 @@ def load_reference(model_name: str, version: str | int) -> pd.DataFrame:
         return pd.read_parquet(path)
 
 
-# The gates --------------------------------------------------------------------------------------
-
-# How each gate metric is compared: lower MAE is better; higher Spearman and normalized Gini are better.
-GATE_METRICS: tuple[str, ...] = ("mae", "spearman", "normalized_gini")
-FAIRNESS_METRIC = "fairness_ratio"
-
-
-@dataclass(frozen=True)
-class GatePolicy:
-    """The margins and floors a new model must clear to become challenger.
-
-    Attributes
-    ----------
-    mae_margin
-        Relative: the candidate's MAE must be below ``(1 - mae_margin)`` times the other model's
-        (0.01 = more than 1 % lower).
-    spearman_margin, gini_margin
-        Absolute: the candidate's Spearman correlation and normalized Gini must exceed the other
-        model's plus this (0.01 = more than one point on the 0-1 scale). All comparisons are strict,
-        so with zero margins a tie does not count as beating.
-    min_normalized_gini
-        Floor on the candidate's normalized Gini.
-    min_fairness_ratio
-        Floor on the candidate's ``fairness_ratio``: its disparate-impact ratio (lowest slice mean
-        prediction over the highest, across country and acquisition-channel slices), by default relative
-        to the actual revenue's (:func:`clv_platform.ml.metrics.relative_disparate_impact`).
-    """
-
-    mae_margin: float = 0.01
-    spearman_margin: float = 0.01
-    gini_margin: float = 0.01
-    min_normalized_gini: float = 0.3
-    min_fairness_ratio: float = 0.8
-
-    def __post_init__(self):
-        if not 0.0 <= self.mae_margin < 1.0:
-            raise ValueError(f"mae_margin must be in [0, 1), got {self.mae_margin}")
-        for name in ("spearman_margin", "gini_margin"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not -1.0 <= self.min_normalized_gini <= 1.0:
-            raise ValueError(f"min_normalized_gini must be in [-1, 1], got {self.min_normalized_gini}")
-        if not 0.0 <= self.min_fairness_ratio <= 1.0:
-            raise ValueError(f"min_fairness_ratio must be in [0, 1], got {self.min_fairness_ratio}")
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    """Whether a candidate passed, and each gate's verdict in words.
-
-    Attributes
-    ----------
-    passed
-        All gates passed.
-    gates
-        Gate name -> (passed, why). The gates are ``beats_champion``, ``beats_baselines``,
-        ``normalized_gini_floor`` and ``fairness_floor``.
-    """
-
-    passed: bool
-    gates: dict[str, tuple[bool, str]] = field(default_factory=dict)
-
-    @property
-    def reasons(self) -> list[str]:
-        """Every gate's verdict, ``"<gate>: passed|FAILED: why"``."""
-        return [f"{name}: {'passed' if ok else 'FAILED'}: {why}" for name, (ok, why) in self.gates.items()]
-
-    @property
-    def failures(self) -> list[str]:
-        return [f"{name}: {why}" for name, (ok, why) in self.gates.items() if not ok]
-
-
-def _metric(metrics: Mapping[str, float], key: str, owner: str) -> float:
-    if key not in metrics:
-        raise ValueError(f"{owner} metrics must contain '{key}', got keys {sorted(metrics)}")
-    return float(metrics[key])
-
-
-def _comparison(candidate: Mapping[str, float], other: Mapping[str, float], other_name: str, policy: GatePolicy) -> list[str]:
-    """The ways ``candidate`` fails to beat ``other`` by the policy's margins (empty: it beats it).
-
-    A ``nan`` of the candidate fails; a ``nan`` of the other model (the Spearman of a constant
-    prediction, say) is no bar, as that model has no value there to beat.
-    """
-    failures = []
-    mae, other_mae = _metric(candidate, "mae", "candidate"), _metric(other, "mae", other_name)
-    bar = other_mae * (1.0 - policy.mae_margin)
-    if math.isfinite(other_mae) and not mae < bar:  # "not <" also catches a nan
-        failures.append(f"MAE {mae:.4f} is not < {other_name}'s {other_mae:.4f} x (1 - {policy.mae_margin})")
-    for key, label, margin in (
-        ("spearman", "Spearman", policy.spearman_margin),
-        ("normalized_gini", "normalized Gini", policy.gini_margin),
-    ):
-        value, other_value = _metric(candidate, key, "candidate"), _metric(other, key, other_name)
-        if math.isfinite(other_value) and not value > other_value + margin:
-            failures.append(f"{label} {value:.4f} is not > {other_name}'s {other_value:.4f} + {margin}")
-    return failures
-
-
-def decide_challenger(
-    candidate: Mapping[str, float],
-    champion: Mapping[str, float] | None,
-    baselines: Mapping[str, Mapping[str, float]],
-    policy: GatePolicy = GatePolicy(),
-) -> GateDecision:
-    """Whether a new model earns the ``challenger`` alias, with every gate's reason.
-
-    All metrics are on the same evaluation window. The candidate passes only if:
-
-    - ``beats_champion``: there is no champion, or it beats the champion on every metric of
-      :data:`GATE_METRICS` by the margins of ``policy`` (MAE relatively lower, Spearman and normalized
-      Gini absolutely higher);
-    - ``beats_baselines``: it beats every baseline in the same way;
-    - ``normalized_gini_floor``: its normalized Gini is ``>= policy.min_normalized_gini``;
-    - ``fairness_floor``: its ``fairness_ratio`` is ``>= policy.min_fairness_ratio``;
-      a ``nan`` ratio (fewer than two slices large enough to compare) passes, saying so.
-
-    Any other metric of the candidate that is ``nan`` fails its gate.
-
-    Parameters
-    ----------
-    candidate
-        The new model's ``mae``, ``spearman``, ``normalized_gini`` and ``fairness_ratio``.
-    champion
-        The current champion's metrics on the same window, or ``None`` if there is none.
-    baselines
-        Baseline name -> its metrics. Must not be empty: a model is judged against the baselines.
-
-    Examples
-    --------
-    >>> base = {"btyd": {"mae": 100.0, "spearman": 0.50, "normalized_gini": 0.60}}
-    >>> good = {"mae": 90.0, "spearman": 0.55, "normalized_gini": 0.70, "fairness_ratio": 0.9}
-    >>> decide_challenger(good, None, base).passed
-    True
-    >>> decide_challenger({**good, "mae": 99.5}, None, base).failures
-    ["beats_baselines: btyd: MAE 99.5000 is not < btyd's 100.0000 x (1 - 0.01)"]
-    """
-    if not baselines:
-        raise ValueError("baselines must name at least one baseline's metrics: a model is judged against them")
-    gates: dict[str, tuple[bool, str]] = {}
-    if champion is None:
-        gates["beats_champion"] = (True, "no champion yet")
-    else:
-        failures = _comparison(candidate, champion, "champion", policy)
-        gates["beats_champion"] = (not failures, "; ".join(failures) or "beats the champion on MAE, Spearman and normalized Gini")
-    baseline_failures = [
-        f"{name}: {failure}" for name, metrics in baselines.items() for failure in _comparison(candidate, metrics, name, policy)
-    ]
-    gates["beats_baselines"] = (
-        not baseline_failures,
-        "; ".join(baseline_failures) or f"beats {', '.join(baselines)} on MAE, Spearman and normalized Gini",
-    )
-    gini = _metric(candidate, "normalized_gini", "candidate")
-    gates["normalized_gini_floor"] = (
-        gini >= policy.min_normalized_gini,
-        f"normalized Gini {gini:.4f} {'>=' if gini >= policy.min_normalized_gini else 'is not >='} {policy.min_normalized_gini}",
-    )
-    fairness = _metric(candidate, FAIRNESS_METRIC, "candidate")
-    if math.isnan(fairness):
-        # Fewer than two slices large enough to compare (a log without country or channel): no disparity to measure.
-        gates["fairness_floor"] = (True, "fairness ratio undefined: fewer than two slices large enough to compare")
-    else:
-        gates["fairness_floor"] = (
-            fairness >= policy.min_fairness_ratio,
-            f"fairness ratio {fairness:.4f} {'>=' if fairness >= policy.min_fairness_ratio else 'is not >='} {policy.min_fairness_ratio}",
-        )
-    return GateDecision(passed=all(ok for ok, _ in gates.values()), gates=gates)
-
-
-def best_model(models: Mapping[str, Mapping[str, float]]) -> str:
-    """The model that ranks best over MAE (lowest), Spearman and normalized Gini (highest).
-
-    Each model gets its rank on each metric; the lowest rank sum wins, ties go to the lower MAE. A
-    ``nan`` metric ranks last.
-
-    Examples
-    --------
-    >>> best_model({"a": {"mae": 1.0, "spearman": 0.2, "normalized_gini": 0.2},
-    ...             "b": {"mae": 2.0, "spearman": 0.5, "normalized_gini": 0.6}})
-    'b'
-    """
-    if not models:
-        raise ValueError("models must not be empty")
-    frame = pd.DataFrame({name: {key: _metric(metrics, key, name) for key in GATE_METRICS} for name, metrics in models.items()}).T
-    ranks = frame["mae"].rank(na_option="bottom") + sum(
-        frame[key].rank(ascending=False, na_option="bottom") for key in ("spearman", "normalized_gini")
-    )
-    order = pd.DataFrame({"rank": ranks, "mae": frame["mae"].fillna(np.inf)}).sort_values(["rank", "mae"], kind="stable")
-    return str(order.index[0])
-
-
-@dataclass(frozen=True)
-class ChampionDecision:
-    """Which model scores after this evaluation, and why.
-
-    Attributes
-    ----------
-    action
-        ``promote`` (the candidate passed the gates: challenger, then champion), ``baseline`` (the best
-        baseline becomes champion), or ``keep`` (the champion stays).
-    model
-        The model that will hold the ``champion`` alias: a rung name of this evaluation, or
-        ``"champion"`` for the current one.
-    reason
-        One sentence for people.
-    baseline_serves
-        Whether the serving model is a baseline rather than a supervised model.
-    """
-
-    action: str
-    model: str
-    reason: str
-    baseline_serves: bool
-
-
-def decide_champion(
-    candidate_name: str | None,
-    decision: GateDecision | None,
-    champion: Mapping[str, float] | None,
-    baselines: Mapping[str, Mapping[str, float]],
-    *,
-    champion_is_baseline: bool = False,
-    policy: GatePolicy = GatePolicy(),
-    no_candidate_reason: str = "no supervised candidate",
-) -> ChampionDecision:
-    """Who scores next: the candidate if it passed the gates, else the best baseline when it wins.
-
-    Rules, in order:
-
-    1. The candidate passed :func:`decide_challenger`: it is promoted (challenger, then champion).
-    2. There is no champion yet (the first-model rule): the best baseline (:func:`best_model`) becomes
-       champion, so the platform always scores.
-    3. The best baseline beats the current champion by the policy's margins on MAE, Spearman and
-       normalized Gini: it replaces the champion.
-    4. Otherwise the champion stays.
-
-    Parameters
-    ----------
-    candidate_name, decision
-        The supervised candidate and its gate decision, or ``None`` for both when none was fitted
-        (``no_candidate_reason`` says why, e.g. the history is too short for supervised training).
-    champion
-        The current champion's metrics on this evaluation window, or ``None``.
-    baselines
-        Baseline name -> metrics on the same window.
-    champion_is_baseline
-        Whether the current champion is a baseline rung (reported in :attr:`ChampionDecision.baseline_serves`).
-    """
-    if (candidate_name is None) != (decision is None):
-        raise ValueError("candidate_name and decision must both be given or both be None")
-    if decision is not None and decision.passed:
-        return ChampionDecision("promote", candidate_name, f"{candidate_name} passed every gate and is promoted", False)
-    why_not = f"{candidate_name} was refused ({'; '.join(decision.failures)})" if decision is not None else no_candidate_reason
-    best = best_model(baselines)
-    if champion is None:
-        return ChampionDecision("baseline", best, f"{why_not}; no champion yet, so the best baseline {best} scores", True)
-    failures = _comparison(baselines[best], champion, "champion", policy)
-    if not failures:
-        return ChampionDecision("baseline", best, f"{why_not}; the best baseline {best} beats the champion and scores", True)
-    return ChampionDecision(
-        "keep",
-        "champion",
-        f"{why_not}; the champion stays ({best} does not beat it: {'; '.join(failures)})",
-        champion_is_baseline,
-    )
-
-
 __all__ = [
     "CHALLENGER_ALIAS",
     "CHAMPION_ALIAS",
     "DEFAULT_EXPERIMENT_NAME",
     "DEFAULT_MODEL_NAME",
-    "ChampionDecision",
-    "GateDecision",
-    "GatePolicy",
     "RegisteredVersion",
-    "best_model",
     "build_reference",
     "champion_version",
-    "decide_challenger",
-    "decide_champion",
     "delete_alias",
     "ensure_experiment",
     "estimator_of",

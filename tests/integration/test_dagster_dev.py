@@ -27,7 +27,7 @@ def test_ui_serves_the_graph_with_its_groups(dagster_dev):
     groups = {"/".join(node["assetKey"]["path"]): node["groupName"] for node in data["assetNodes"]}
     assert groups["raw/transactions"] == "ingestion"
     assert groups["marts/customer_features"] == "features"
-    assert groups["ml/clv_model"] == "training"
+    assert groups["ml/champion"] == "training"
     assert groups["scoring/clv_scores"] == "scoring"
     assert groups["monitoring/drift_report"] == "monitoring"
     assert set(groups.values()) >= {"ingestion", "features", "training", "scoring", "monitoring"}

@@ -82,7 +82,7 @@ def test_under_the_fixed_seed_xgboost_does_not_beat_btyd_and_btyd_serves(pipelin
     # alone, and with no champion yet the best baseline scores. Both branches of the gates are tested on
     # purpose-built metrics in tests/unit/test_ml_registry.py.
     assert (decision["action"], decision["model"]) == ("baseline", "btyd")
-    assert [name for name, gate in evaluation["gates"].items() if not gate["passed"]] == ["beats_baselines"]
+    assert [name for name, gate in evaluation["gate_verdict"].items() if not gate["passed"]] == ["beats_baselines"]
     # The refusal is the run's only failure: every other step succeeded.
     assert (result.success, refused_by_gates(result)) == (False, True)
 
@@ -97,7 +97,7 @@ def test_every_asset_materialized_and_every_check_passed(pipeline):
     assert evaluated == sorted(k.to_user_string() for k in definitions.resolve_asset_graph().asset_check_keys)
     assert [e.check_name for e in evaluations if not e.passed and e.asset_key.path != ["ml", "challenger"]] == []
     # The gate checks say what the evaluation decided, each with its reason.
-    gates = _metadata(instance, ["ml", "model_evaluation"])["gates"]
+    gates = _metadata(instance, ["ml", "model_evaluation"])["gate_verdict"]
     outcome = {e.check_name: (e.passed, e.metadata["why"].value) for e in evaluations if e.asset_key.path == ["ml", "challenger"]}
     assert outcome == {name: (gate["passed"], gate["why"]) for name, gate in gates.items()}
 
@@ -185,7 +185,7 @@ def test_every_score_names_the_champion_version(pipeline):
     evaluation = _metadata(instance, ["ml", "model_evaluation"])
     assert set(evaluation["versions"]) == {"heuristic", "linear", "btyd", "xgboost"}
     decision = evaluation["champion_decision"]
-    model = _metadata(instance, ["ml", "clv_model"])
+    model = _metadata(instance, ["ml", "champion"])
     assert model["champion_version"] == str(champion.version) and model["reason"] == decision["reason"]
     # The fixed seed's decision: no champion before this run and xgboost refused, so the best baseline serves.
     assert (decision["action"], champion.tags["rung"], model["baseline_serves"]) == ("baseline", "btyd", True)

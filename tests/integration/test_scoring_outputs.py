@@ -172,6 +172,53 @@ def test_scoring_another_cutoff_keeps_the_earlier_one(models):
     assert metadata["scoring/value_tiers"]["cutoff_date"] == CUTOFFS[-2]
 
 
+def test_the_steps_after_scoring_read_its_cutoff_and_window_from_the_warehouse(models):
+    """Tiers, explanations and drift in a run of their own, on an instance that never saw the scoring's events."""
+    from clv_platform.defs.monitoring.assets import drift_report
+    from clv_platform.defs.scoring.assets import ScoringConfig, clv_scores, value_tiers
+    from clv_platform.defs.scoring.explanations import clv_explanations
+    from clv_platform.lib.resources import DriftPolicy, MlflowResource
+    from clv_platform.ml import registry, scoring
+
+    _, _, versions = models
+    resources = {
+        "warehouse": DuckDBResource(database=os.environ["CLV_WAREHOUSE_PATH"]),
+        "mlflow": MlflowResource(tracking_uri=os.environ["MLFLOW_TRACKING_URI"]),
+        "drift_policy": DriftPolicy(),
+    }
+    # The earlier of the two stored cutoffs is rescored with a narrower activity window.
+    registry.set_alias("clv_model", registry.CHAMPION_ALIAS, versions["xgboost"])
+    scored = dg.materialize(
+        [clv_scores],
+        resources=resources,
+        run_config=dg.RunConfig(ops={clv_scores.op.name: ScoringConfig(active_within_days=120)}),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert scored.success
+    rescored = _frame("select count(*) as n from scoring.clv_scores where cutoff_date = ?", CUTOFFS[-2])["n"].iloc[0]
+
+    after = dg.materialize(
+        [value_tiers, clv_explanations, drift_report],
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert after.success, [e.event_specific_data.error.message for e in after.all_events if e.is_step_failure]
+    metadata = {
+        "/".join(e.asset_key.path): {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in after.get_asset_materialization_events()
+    }
+    # The cutoff just scored, not the latest one stored (CUTOFFS[-1]).
+    assert metadata["scoring/value_tiers"]["cutoff_date"] == metadata["scoring/clv_explanations"]["cutoff_date"] == CUTOFFS[-2]
+    tiered = _frame("select count(*) as n from scoring.value_tiers where cutoff_date = ?", CUTOFFS[-2])["n"].iloc[0]
+    assert tiered == rescored
+    # The drift reference is filtered by the window that chose who was scored.
+    drift = metadata["monitoring/drift_report"]
+    reference = registry.load_reference("clv_model", versions["xgboost"])
+    assert (drift["active_within_days"], drift["cutoff_date"]) == (120, CUTOFFS[-2])
+    assert drift["reference_rows"] == len(scoring.active_customers(reference, 120)) < len(reference)
+
+
 # What a source's text fields can carry, and what a spreadsheet opening the export would run.
 FORMULAS = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "@SUM(A1)", "-2+3"]
 

@@ -1,5 +1,6 @@
 """monitoring/drift_report: today's features and scores against the champion's training data."""
 
+import json
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -20,30 +21,33 @@ from clv_platform.lib.warehouse import markdown_table
 def drift_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflow: MlflowResource, drift_policy: DriftPolicy):
     import pandas as pd
 
-    from clv_platform.ml import drift, registry, scoring
+    from clv_platform.defs.scoring.assets import last_batch
+    from clv_platform.ml import batches, drift, registry, scoring
     from clv_platform.ml.features import FEATURE_COLUMNS, PREDICTION_COLUMN
 
     mlflow.activate()
     with warehouse.get_connection() as con:
+        scored = last_batch(con)
         current = con.execute(
             f"""
             select f.*, s.{PREDICTION_COLUMN}, s.model_version
             from scoring.clv_scores s
             join marts.customer_features f using (customer_id, cutoff_date)
-            where s.cutoff_date = (select max(cutoff_date) from scoring.clv_scores)
-            """
+            where s.cutoff_date = ?
+            """,
+            [scored.cutoff_date],
         ).df()
     if current.empty:
         raise dg.Failure("scoring.clv_scores has no rows joined to marts.customer_features: nothing to compare.")
     scored_by = current["model_version"].iloc[0]
     # Compare like with like: the reference population filtered by the rule that chose who was scored.
-    scores_event = context.instance.get_latest_materialization_event(dg.AssetKey(["scoring", "clv_scores"]))
-    active_within_days = int(scores_event.asset_materialization.metadata["active_within_days"].value)
+    active_within_days = scored.active_within_days
     reference = scoring.active_customers(registry.load_reference(mlflow.model_name, scored_by), active_within_days)
 
     columns = [*FEATURE_COLUMNS, PREDICTION_COLUMN]
     cutoff = pd.Timestamp(current["cutoff_date"].iloc[0]).date()
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    reported_at = datetime.now(UTC)
+    stamp = reported_at.strftime("%Y%m%dT%H%M%SZ")
     html_path = settings.reports_dir() / "drift" / f"drift_{cutoff}_{stamp}.html"
     result = drift.drift_report(reference, current, columns)
     result.save_html(html_path)
@@ -54,7 +58,18 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, m
 
     table = result.table().rename_axis("column").reset_index()
     table["drifted"] = table["psi"] > drift_policy.psi_threshold
+    report = batches.DriftReport(
+        cutoff_date=str(cutoff),
+        reported_at=reported_at.replace(tzinfo=None).isoformat(),
+        model_version=str(scored_by),
+        active_within_days=active_within_days,
+        prediction_psi=psi[PREDICTION_COLUMN],
+        drifted_columns=json.dumps(drifted),
+        psi_threshold=drift_policy.psi_threshold,
+        report_path=str(html_path),
+    )
     with warehouse.get_connection() as con:
+        batches.append(con, batches.DRIFT_REPORTS_TABLE, report)
         history = table.assign(cutoff_date=cutoff, reported_at=stamp, model_version=str(scored_by))
         con.execute("create schema if not exists monitoring")
         con.register("_psi", history)

@@ -1,4 +1,8 @@
-"""scoring/clv_scores (every active customer, scored by the version the champion alias names), its value tiers, and segments."""
+"""scoring/clv_scores (every active customer, scored by the version the champion alias names), its value tiers, and segments.
+
+Each scoring is recorded in ``scoring.score_batches`` (:mod:`clv_platform.ml.batches`): the steps after it read
+the cutoff just scored and the activity window from there.
+"""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -8,6 +12,7 @@ from clv_platform.lib.resources import MlflowResource
 from clv_platform.lib.warehouse import markdown_table
 
 SCORES_KEY = dg.AssetKey(["scoring", "clv_scores"])
+CHAMPION_KEY = dg.AssetKey(["ml", "champion"])
 
 
 class ScoringConfig(dg.Config):
@@ -18,22 +23,29 @@ class ScoringConfig(dg.Config):
 
 @dg.asset(
     key=SCORES_KEY,
-    deps=[dg.AssetKey(["marts", "customer_features"]), dg.AssetKey(["ml", "clv_model"])],
+    deps=[dg.AssetKey(["marts", "customer_features"]), CHAMPION_KEY],
     group_name="scoring",
     kinds={"mlflow", "duckdb"},
-    description="One row per active customer per scoring cutoff: predicted horizon revenue and the model version (any rung: the champion) that made it.",
+    description=(
+        "One row per active customer per scoring cutoff: predicted horizon revenue and the model version (any rung: the "
+        "champion) that made it; each scoring recorded in scoring.score_batches."
+    ),
 )
 def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehouse: DuckDBResource, mlflow: MlflowResource):
+    from datetime import UTC, datetime
+
     import pandas as pd
 
     from clv_platform.lib.warehouse import replace_cutoff_rows
-    from clv_platform.ml import registry, scoring
+    from clv_platform.ml import batches, registry, scoring
+    from clv_platform.ml.ladder import BASELINES
 
     mlflow.activate()
     champion = registry.champion_version(mlflow.model_name)
     if champion is None:
-        raise dg.Failure(f"No model carries the 'champion' alias on {mlflow.model_name!r}: materialize ml/clv_model first.")
+        raise dg.Failure(f"No model carries the 'champion' alias on {mlflow.model_name!r}: materialize ml/champion first.")
     model = registry.load_model_version(mlflow.model_name, champion.version)
+    rung = champion.tags.get("rung", "")
 
     with warehouse.get_connection() as con:
         features = con.execute("select * from marts.customer_features").df()
@@ -41,6 +53,16 @@ def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehou
         scores = scoring.score_customers(model, active, model_name=mlflow.model_name, model_version=champion.version)
         cutoff = scores["cutoff_date"].iloc[0]  # score_customers refuses an empty population
         stored = replace_cutoff_rows(con, "scoring.clv_scores", scores, cutoff)
+        batch = batches.ScoreBatch(
+            cutoff_date=str(pd.Timestamp(cutoff).date()),
+            scored_at=datetime.now(UTC).replace(tzinfo=None).isoformat(),
+            active_within_days=config.active_within_days,
+            model_name=mlflow.model_name,
+            model_version=str(champion.version),
+            model_rung=rung,
+            customers_scored=stored,
+        )
+        batches.append(con, batches.SCORE_BATCHES_TABLE, batch)
 
     top = scores.nlargest(10, "predicted_clv").merge(
         active[["customer_id", "frequency", "recency", "T", "monetary_value"]], on="customer_id"
@@ -48,7 +70,7 @@ def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehou
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": stored,
-            "cutoff_date": str(pd.Timestamp(cutoff).date()),
+            "cutoff_date": batch.cutoff_date,
             "customers_with_features": len(features),
             "customers_scored": len(scores),
             "customers_inactive_skipped": len(features) - len(active),
@@ -56,37 +78,36 @@ def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehou
             "model_name": mlflow.model_name,
             "model_version": str(champion.version),
             "model_uri": f"models:/{mlflow.model_name}/{champion.version}",
-            "model_rung": champion.tags.get("rung", ""),
-            "baseline_serves": champion.tags.get("rung", "") in ("heuristic", "linear", "btyd"),
+            "model_rung": rung,
+            "baseline_serves": rung in BASELINES,
             "predicted_value_total": float(scores["predicted_clv"].sum()),
             "top_customers": dg.MetadataValue.md(markdown_table(top)),
         }
     )
 
 
-def scored_cutoff(context: dg.AssetExecutionContext):
-    """The cutoff the latest materialization of ``scoring/clv_scores`` scored, or ``None`` if none is recorded."""
+def last_batch(con):
+    """The latest scoring recorded in ``scoring.score_batches``; ``dg.Failure`` if there is none."""
+    from clv_platform.ml import batches
+
+    try:
+        return batches.latest(con, batches.SCORE_BATCHES_TABLE, batches.ScoreBatch)
+    except LookupError as error:
+        raise dg.Failure(f"No scoring recorded ({error}): materialize scoring/clv_scores first.") from None
+
+
+def scores_at(con, cutoff):
+    """``scoring.clv_scores`` rows of ``cutoff``, by customer; ``dg.Failure`` if none."""
+    import duckdb
     import pandas as pd
 
-    event = context.instance.get_latest_materialization_event(SCORES_KEY)
-    recorded = event.asset_materialization.metadata.get("cutoff_date") if event else None
-    return None if recorded is None else pd.Timestamp(recorded.value)
-
-
-def scores_at(con, cutoff=None):
-    """``scoring.clv_scores`` rows of ``cutoff`` (default: the latest stored), by customer; ``dg.Failure`` if none."""
-    import duckdb
-
-    where = "cutoff_date = ?" if cutoff is not None else "cutoff_date = (select max(cutoff_date) from scoring.clv_scores)"
     try:
-        scores = con.execute(
-            f"select * from scoring.clv_scores where {where} order by customer_id", [cutoff] if cutoff is not None else []
-        ).df()
+        scores = con.execute("select * from scoring.clv_scores where cutoff_date = ? order by customer_id", [cutoff]).df()
     except duckdb.CatalogException:
         raise dg.Failure("Table scoring.clv_scores does not exist: materialize scoring/clv_scores first.") from None
     if scores.empty:
-        at = f" for cutoff {cutoff.date()}" if cutoff is not None else ""
-        raise dg.Failure(f"Table scoring.clv_scores has no rows{at}: materialize scoring/clv_scores first.")
+        at = pd.Timestamp(cutoff).date()
+        raise dg.Failure(f"Table scoring.clv_scores has no rows for cutoff {at}: materialize scoring/clv_scores first.")
     return scores
 
 
@@ -113,7 +134,7 @@ def value_tiers(context: dg.AssetExecutionContext, config: ValueTierConfig, ware
 
     quantiles = (config.medium_tier_quantile, config.high_tier_quantile)
     with warehouse.get_connection() as con:
-        scores = scores_at(con, scored_cutoff(context))
+        scores = scores_at(con, pd.Timestamp(last_batch(con).cutoff_date))
         try:
             tiers = scoring.value_tier_table(scores, quantiles)
         except ValueError as error:
@@ -129,11 +150,13 @@ def value_tiers(context: dg.AssetExecutionContext, config: ValueTierConfig, ware
             "cutoff_date": str(pd.Timestamp(cutoff).date()),
             "model_name": str(tiers["model_name"].iloc[0]),
             "model_version": str(tiers["model_version"].iloc[0]),
-            "tier_quantiles": dg.MetadataValue.json(dict(zip(cut_points, quantiles))),
+            "tier_quantiles": dg.MetadataValue.json(dict(zip(cut_points, quantiles, strict=True))),
             "cut_points": dg.MetadataValue.json(cut_points),
-            "tier_counts": dg.MetadataValue.json({t: int(n) for t, n in zip(summary["value_tier"], summary["customers"])}),
+            "tier_counts": dg.MetadataValue.json(
+                {t: int(n) for t, n in zip(summary["value_tier"], summary["customers"], strict=True)}
+            ),
             "value_share": dg.MetadataValue.json(
-                {t: round(float(v), 6) for t, v in zip(summary["value_tier"], summary["value_share"])}
+                {t: round(float(v), 6) for t, v in zip(summary["value_tier"], summary["value_share"], strict=True)}
             ),
             "tiers": dg.MetadataValue.md(markdown_table(summary, floatfmt=".3f")),
         }
@@ -146,11 +169,14 @@ class SegmentConfig(dg.Config):
 
 
 @dg.asset(
-    key=["ml", "customer_segments"],
+    key=["scoring", "customer_segments"],
     deps=[dg.AssetKey(["marts", "customer_features"])],
     group_name="scoring",
     kinds={"scikitlearn", "duckdb"},
-    description="scoring.customer_segments: every customer at the scoring cutoff in a KMeans segment of standardized RFM, segment 0 the highest spend.",
+    description=(
+        "scoring.customer_segments: every customer at the scoring cutoff in a KMeans segment of standardized RFM, "
+        "segment 0 the highest spend."
+    ),
 )
 def customer_segments(config: SegmentConfig, warehouse: DuckDBResource):
     from clv_platform.lib.warehouse import replace_table
@@ -167,7 +193,9 @@ def customer_segments(config: SegmentConfig, warehouse: DuckDBResource):
             "dagster/row_count": stored,
             "cutoff_date": str(features["cutoff_date"].iloc[0]),
             "n_segments": config.n_segments,
-            "segment_sizes": dg.MetadataValue.json({str(k): int(v) for k, v in zip(profiles["segment"], profiles["customers"])}),
+            "segment_sizes": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in zip(profiles["segment"], profiles["customers"], strict=True)}
+            ),
             "segment_profiles": dg.MetadataValue.md(markdown_table(profiles)),
         }
     )

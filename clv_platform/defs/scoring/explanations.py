@@ -1,7 +1,7 @@
 """scoring/clv_explanations: why the champion predicts what it does, the top drivers of every scored customer.
 
 A table of its own rather than columns on ``scoring.clv_scores``: explaining costs several times scoring
-(approximate TreeSHAP 3-7x prediction, exact 60-440x: ``benchmarks/RESULTS.md``), its method depends on
+(approximate TreeSHAP a few times prediction, exact far more: ``benchmarks/RESULTS.md``), its method depends on
 the rung, and a rung without contributions has nothing to add; the scores, their export and the drift
 report neither wait for it nor carry its columns.
 """
@@ -12,7 +12,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from clv_platform.defs.scoring.assets import SCORES_KEY, scored_cutoff, scores_at
+from clv_platform.defs.scoring.assets import SCORES_KEY, last_batch, scores_at
 from clv_platform.lib.resources import MlflowResource
 from clv_platform.lib.warehouse import markdown_table
 
@@ -23,7 +23,8 @@ class ExplanationConfig(dg.Config):
     )
     exact_treeshap: bool = Field(
         default=False,
-        description="XGBoost champions: exact TreeSHAP (60-440x the cost of scoring) instead of its approximation (3-7x).",
+        description="XGBoost champions: exact TreeSHAP (tens to hundreds of times the cost of scoring, benchmarks/RESULTS.md) "
+        "instead of its approximation (a few times).",
     )
     batch_size_rows: int = Field(default=50_000, description="Customers whose contributions are held in memory at once.")
 
@@ -42,30 +43,23 @@ class ExplanationConfig(dg.Config):
 def clv_explanations(
     context: dg.AssetExecutionContext, config: ExplanationConfig, warehouse: DuckDBResource, mlflow: MlflowResource
 ):
+    from datetime import UTC, datetime
+
     import pandas as pd
 
     from clv_platform.lib.warehouse import replace_cutoff_rows
-    from clv_platform.ml import registry
-    from clv_platform.ml.explain import explain_customers
+    from clv_platform.ml import batches, registry
+    from clv_platform.ml.explain import explain_customers, scored_rows
 
     mlflow.activate()
     with warehouse.get_connection() as con:
-        scores = scores_at(con, scored_cutoff(context))
+        scores = scores_at(con, pd.Timestamp(last_batch(con).cutoff_date))
         cutoff = scores["cutoff_date"].iloc[0]
         features = con.execute("select * from marts.customer_features where cutoff_date = ?", [cutoff]).df()
-    versions = scores[["model_name", "model_version"]].drop_duplicates()
-    if len(versions) != 1:
-        raise dg.Failure(f"scoring.clv_scores at {cutoff} holds {len(versions)} model versions; one cutoff is scored by one.")
-    model_name, model_version = (str(v) for v in versions.iloc[0])
-    rows = scores[["customer_id", "cutoff_date", "predicted_clv"]].merge(
-        features, on=["customer_id", "cutoff_date"], how="left", indicator=True
-    )
-    unmatched = int((rows.pop("_merge") != "both").sum())
-    if unmatched:
-        raise dg.Failure(
-            f"{unmatched} of {len(scores)} customers scored at {pd.Timestamp(cutoff).date()} have no row in "
-            "marts.customer_features at that cutoff: rescore (scoring/clv_scores) after the feature build."
-        )
+    try:
+        model_name, model_version, rows = scored_rows(scores, features)
+    except ValueError as error:
+        raise dg.Failure(str(error)) from None
 
     # Lineage: explain exactly the version that made these scores, not whatever the alias names now.
     model = registry.load_model_version(model_name, model_version)
@@ -81,10 +75,22 @@ def clv_explanations(
     table = pd.concat([rows[["customer_id", "cutoff_date"]], drivers], axis=1).assign(
         model_name=model_name, model_version=model_version
     )
+    method = str(drivers["method"].iloc[0])
+    batch = batches.ExplanationBatch(
+        cutoff_date=str(pd.Timestamp(cutoff).date()),
+        explained_at=datetime.now(UTC).replace(tzinfo=None).isoformat(),
+        model_name=model_name,
+        model_version=model_version,
+        model_rung=estimator.name,
+        method=method,
+        top_drivers=config.top_drivers,
+        customers_explained=len(table),
+        explain_seconds=round(seconds, 3),
+    )
     with warehouse.get_connection() as con:
         stored = replace_cutoff_rows(con, "scoring.clv_explanations", table, cutoff)
+        batches.append(con, batches.EXPLANATION_BATCHES_TABLE, batch)
 
-    method = str(drivers["method"].iloc[0])
     top = table.assign(predicted_clv=rows["predicted_clv"]).nlargest(10, "predicted_clv")[
         ["customer_id", "predicted_clv", "drivers"]
     ]
@@ -99,7 +105,7 @@ def clv_explanations(
             "method": method,
             "contribution_scale": str(drivers["contribution_scale"].iloc[0]) if method != "none" else "none",
             "top_drivers": config.top_drivers,
-            "explain_seconds": round(seconds, 3),
+            "explain_seconds": batch.explain_seconds,
             "customers_per_second": round(len(table) / max(seconds, 1e-9), 1),
             "most_common_first_driver": dg.MetadataValue.json({str(k): int(v) for k, v in first_drivers.items()}),
             "top_customers": dg.MetadataValue.md(markdown_table(top)),

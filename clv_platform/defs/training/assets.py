@@ -2,12 +2,16 @@
 
 - ``ml/model_evaluation``: every rung (heuristic, linear, BG/NBD + Gamma-Gamma, XGBoost, tuned XGBoost)
   fitted on earlier cutoffs and judged, with the current champion, on the evaluation cutoff; each logged
-  and registered in MLflow with its model card; the gate decision computed once, here.
+  and registered in MLflow with its model card; the gates' verdict and the champion decision computed once,
+  here, and stored as an :class:`~clv_platform.ml.outcome.EvaluationOutcome` in ``ml.model_evaluations``.
 - ``ml/challenger``: the supervised candidate gets the ``challenger`` alias only if it passes the gates.
   The gates are blocking asset checks: a refused candidate fails them, each saying why.
-- ``ml/clv_model``: the model that scores, the ``champion`` alias. The challenger is promoted; when there
+- ``ml/champion``: the model that scores, the ``champion`` alias. The challenger is promoted; when there
   is none (history too short, or a baseline wins) the best baseline scores and the metadata says so.
   It does not depend on ``ml/challenger``, so a refused candidate never stops scoring with the champion.
+
+Both read the latest stored outcome and refuse it when the champion alias has moved since that evaluation
+judged it: a decision applies only to the champion it was made against.
 """
 
 import dagster as dg
@@ -16,9 +20,10 @@ from pydantic import Field
 
 from clv_platform.lib.resources import MlflowResource
 from clv_platform.lib.warehouse import markdown_table
+from clv_platform.ml.gates import GATES
 
 MODEL_EVALUATION = dg.AssetKey(["ml", "model_evaluation"])
-GATES = ("beats_champion", "beats_baselines", "normalized_gini_floor", "fairness_floor")
+CHAMPION_KEY = dg.AssetKey(["ml", "champion"])
 
 
 class TrainConfig(dg.Config):
@@ -53,7 +58,7 @@ class TrainConfig(dg.Config):
     min_slice_size: int = Field(default=30, description="Slices with fewer customers are left out of the disparate-impact ratio.")
 
     def policy(self):
-        from clv_platform.ml.registry import GatePolicy
+        from clv_platform.ml.gates import GatePolicy
 
         return GatePolicy(
             mae_margin=self.mae_margin,
@@ -71,44 +76,25 @@ def _code_version() -> str:
     return lineage.code_version() + (f"@git:{commit[:12]}" if commit else "")
 
 
-def _plots(result, candidate: str | None) -> dict[str, bytes]:
-    """Lorenz curves of every model, decile calibration, and the feature importance of the candidate (or best rung)."""
-    from clv_platform.ml import explain, plots
-    from clv_platform.ml.features import LABEL_COLUMN
-
-    y = result.evaluation[LABEL_COLUMN].to_numpy(dtype="float64")
-    figures = {
-        "lorenz": plots.to_png(plots.lorenz_figure(y, result.predictions)),
-        "calibration": plots.to_png(plots.calibration_figure(y, result.predictions)),
-    }
-    explained = candidate or "linear"
-    model = result.models.get(explained)
-    # Exact contributions of a few thousand rows: a global picture at a bounded cost.
-    sample = result.evaluation.sample(n=min(len(result.evaluation), 2_000), random_state=0)
-    contributions = model.contributions(sample) if model is not None else None
-    if contributions is not None:
-        importance = explain.global_importance(contributions)
-        figures["importance"] = plots.to_png(
-            plots.importance_figure(importance, title=f"Feature importance ({explained}, mean |SHAP|)")
-        )
-    return figures
-
-
 @dg.asset(
     key=MODEL_EVALUATION,
     deps=[dg.AssetKey(["marts", "training_examples"])],
     group_name="training",
     kinds={"xgboost", "mlflow"},
-    description="Every rung of the ladder fitted on earlier cutoffs, judged with the champion on the evaluation cutoff, registered in MLflow with its model card.",
+    description=(
+        "Every rung of the ladder fitted on earlier cutoffs, judged with the champion on the evaluation cutoff, registered "
+        "in MLflow with its model card; the decision stored in ml.model_evaluations."
+    ),
 )
 def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, warehouse: DuckDBResource, mlflow: MlflowResource):
     import pandas as pd
 
     from clv_platform import lineage
     from clv_platform.defs.features.assets import input_fingerprint
-    from clv_platform.ml import plots, registry
+    from clv_platform.ml import plots
     from clv_platform.ml.ladder import evaluate_ladder
-    from clv_platform.ml.model_card import DataWindow, ModelCard
+    from clv_platform.ml.outcome import save_outcome
+    from clv_platform.ml.registration import ladder_figures, register_ladder
 
     with warehouse.get_connection() as con:
         examples = con.execute("select * from marts.training_examples order by cutoff_date, customer_id").df()
@@ -127,93 +113,43 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
         fairness_relative_to_actual=config.fairness_relative_to_actual,
     )
     mlflow.activate()
-    policy = config.policy()
-
-    # The champion is judged on this window before any alias moves.
-    champion = registry.champion_version(mlflow.model_name)
-    champion_metrics = None
-    if champion is not None:
-        champion_model = registry.load_model_version(mlflow.model_name, champion.version)
-        champion_pred = registry.predict(champion_model, result.evaluation)["predicted_clv"].to_numpy()
-        champion_metrics = result.judge("champion", champion_pred)
-    baselines = {name: result.gate_metrics(name) for name in result.baselines}
-    decision = (
-        registry.decide_challenger(result.gate_metrics(result.candidate), champion_metrics, baselines, policy)
-        if result.candidate
-        else None
+    figures = ladder_figures(result, result.candidate)
+    outcome = register_ladder(
+        result,
+        model_name=mlflow.model_name,
+        experiment_name=mlflow.experiment_name,
+        policy=config.policy(),
+        data_version=lineage.data_version(examples),
+        code_version=_code_version(),
+        input_partitions=input_partitions,
+        fairness_relative_to_actual=config.fairness_relative_to_actual,
+        figures=figures,
     )
-    choice = registry.decide_champion(
-        result.candidate,
-        decision,
-        champion_metrics,
-        baselines,
-        policy=policy,
-        champion_is_baseline=champion is not None and champion.tags.get("rung") in result.baselines,
-        no_candidate_reason=result.no_candidate_reason or "no supervised candidate",
-    )
-    context.log.info(f"gate decision: {choice.reason}")
+    with warehouse.get_connection() as con:
+        save_outcome(con, outcome)
+    decision = outcome.champion_decision
+    context.log.info(f"champion decision: {decision.reason}")
 
-    figures = _plots(result, result.candidate)
-    window = DataWindow(
-        result.train_cutoffs, result.evaluation_cutoff, result.horizon_days, len(result.train), len(result.evaluation)
-    )
-    data_version = lineage.data_version(examples)
-    code_version = _code_version()
-    versions = {}
-    for name, model in result.models.items():
-        card = ModelCard(
-            model_name=mlflow.model_name,
-            rung=name,
-            window=window,
-            metrics=result.metrics,
-            slices=result.slices.metrics[result.slices.metrics["model"] == name].drop(columns="model"),
-            fairness_ratio=float(result.metrics.loc[name, "disparate_impact"]),
-            actual_fairness_ratio=result.actual_fairness_ratio,
-            data_version=data_version,
-            input_partitions=input_partitions,
-            code_version=code_version,
-            params=model.params(),
-            decision=decision.reasons if (name == result.candidate and decision) else [],
-        ).markdown()
-        registered = registry.log_estimator(
-            model,
-            reference=registry.build_reference(result.evaluation, result.predictions[name]),
-            data_version=data_version,
-            code_version=code_version,
-            model_card=card,
-            metrics=result.metrics.loc[name].to_dict(),
-            plots=figures,
-            params={
-                "train_cutoffs": ",".join(window.train_cutoffs),
-                "evaluation_cutoff": window.evaluation_cutoff,
-                "n_train": window.train_rows,
-                "n_evaluation": window.evaluation_rows,
-            },
-            tags={"input_partitions": input_partitions},
-            model_name=mlflow.model_name,
-            experiment_name=mlflow.experiment_name,
-        )
-        versions[name] = registered.version
-
-    table = result.metrics.rename_axis("model").reset_index()
-    fairness = result.slices.fairness.rename_axis("model").reset_index()
+    table, fairness = outcome.metrics_table(), outcome.fairness_table()
+    verdict = outcome.gate_verdict
     return dg.MaterializeResult(
         metadata={
+            "evaluation_id": outcome.evaluation_id,
             "model_name": mlflow.model_name,
-            "versions": dg.MetadataValue.json(versions),
+            "versions": dg.MetadataValue.json(dict(outcome.versions)),
             "candidate": result.candidate or "",
             "no_candidate_reason": result.no_candidate_reason or "",
-            "champion_version_before": str(champion.version) if champion else "",
-            "champion_metrics_before": dg.MetadataValue.json(champion_metrics or {}),
-            "gates": dg.MetadataValue.json(
-                {name: {"passed": ok, "why": why} for name, (ok, why) in (decision.gates.items() if decision else [])}
+            "champion_version_before": outcome.champion_version_before or "",
+            "champion_metrics_before": dg.MetadataValue.json(dict(outcome.champion_metrics_before or {})),
+            "gate_verdict": dg.MetadataValue.json(
+                {name: {"passed": ok, "why": why} for name, (ok, why) in (verdict.gates.items() if verdict else [])}
             ),
             "champion_decision": dg.MetadataValue.json(
                 {
-                    "action": choice.action,
-                    "model": choice.model,
-                    "reason": choice.reason,
-                    "baseline_serves": choice.baseline_serves,
+                    "action": decision.action,
+                    "model": decision.model,
+                    "reason": decision.reason,
+                    "baseline_serves": decision.baseline_serves,
                 }
             ),
             "evaluation_cutoff": result.evaluation_cutoff,
@@ -221,11 +157,10 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
             "horizon_days": result.horizon_days,
             "train_rows": len(result.train),
             "evaluation_rows": len(result.evaluation),
-            "data_version": data_version,
+            "data_version": outcome.data_version,
             "input_partitions": input_partitions,
-            "code_version": code_version,
+            "code_version": outcome.code_version,
             "metrics": dg.MetadataValue.md(markdown_table(table, floatfmt=".4f")),
-            "metrics_table": dg.MetadataValue.json(table.astype(object).where(table.notna(), None).to_dict(orient="records")),
             "fairness": dg.MetadataValue.md(markdown_table(fairness, floatfmt=".3f")),
             "actual_fairness_ratio": result.actual_fairness_ratio,
             "fairness_relative_to_actual": config.fairness_relative_to_actual,
@@ -237,15 +172,25 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
                 for metric, value in result.metrics.loc[name].items()
             },
         },
-        data_version=dg.DataVersion(f"{mlflow.model_name}:{','.join(versions.values())}"),
+        data_version=dg.DataVersion(f"{mlflow.model_name}:{','.join(outcome.versions.values())}"),
     )
 
 
-def _evaluation_metadata(context) -> dict:
-    event = context.instance.get_latest_materialization_event(MODEL_EVALUATION)
-    if event is None:
-        raise dg.Failure("ml/model_evaluation has never been materialized: nothing to decide on.")
-    return {key: value.value for key, value in event.asset_materialization.metadata.items()}
+def _current_outcome(warehouse: DuckDBResource, model_name: str):
+    """The latest stored evaluation outcome, refused (one-line ``dg.Failure``) when the champion has moved since."""
+    from clv_platform.ml import registry
+    from clv_platform.ml.outcome import load_outcome
+
+    with warehouse.get_connection() as con:
+        try:
+            outcome = load_outcome(con)
+        except LookupError as error:
+            raise dg.Failure(f"Nothing to decide on: {error}.") from None
+    champion = registry.champion_version(model_name)
+    stale = outcome.stale_reason(str(champion.version) if champion is not None else None)
+    if stale is not None:
+        raise dg.Failure(f"Refused to apply an old decision: {stale}.")
+    return outcome
 
 
 @dg.asset(
@@ -256,79 +201,98 @@ def _evaluation_metadata(context) -> dict:
     description="The challenger alias: the supervised candidate of this evaluation, only if it passed every gate.",
     check_specs=[dg.AssetCheckSpec(name, asset=dg.AssetKey(["ml", "challenger"]), blocking=True) for name in GATES],
 )
-def challenger(context: dg.AssetExecutionContext, mlflow: MlflowResource):
+def challenger(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflow: MlflowResource):
     from clv_platform.ml import registry
 
-    evaluation = _evaluation_metadata(context)
     mlflow.activate()
-    candidate, gates = evaluation["candidate"], evaluation["gates"]
-    passed = bool(candidate) and all(gate["passed"] for gate in gates.values())
-    version = evaluation["versions"].get(candidate) if candidate else None
+    outcome = _current_outcome(warehouse, mlflow.model_name)
+    candidate, verdict = outcome.candidate, outcome.gate_verdict
+    passed = verdict is not None and verdict.passed
+    version = outcome.versions.get(candidate) if candidate else None
     if passed:
         registry.set_alias(mlflow.model_name, registry.CHALLENGER_ALIAS, version)
     else:
         registry.delete_alias(mlflow.model_name, registry.CHALLENGER_ALIAS)
     yield dg.MaterializeResult(
         metadata={
+            "evaluation_id": outcome.evaluation_id,
             "candidate": candidate or "none",
             "candidate_version": version or "",
             "challenger": passed,
-            "reason": evaluation["no_candidate_reason"]
-            or ("; ".join(g["why"] for g in gates.values() if not g["passed"]) or "passed every gate"),
+            "reason": outcome.no_candidate_reason
+            or "; ".join(why for ok, why in (verdict.gates.values() if verdict else []) if not ok)
+            or "passed every gate",
         }
     )
     for name in GATES:
-        if not candidate:
+        if verdict is None:
             # Nothing was proposed, so nothing is refused: the check records why.
-            yield dg.AssetCheckResult(check_name=name, passed=True, metadata={"why": evaluation["no_candidate_reason"]})
+            yield dg.AssetCheckResult(check_name=name, passed=True, metadata={"why": outcome.no_candidate_reason})
         else:
-            gate = gates[name]
+            ok, why = verdict.gates[name]
             yield dg.AssetCheckResult(
                 check_name=name,
-                passed=gate["passed"],
-                description=f"{candidate} v{version}: {gate['why']}",
-                metadata={"why": gate["why"], "candidate": candidate, "version": version},
+                passed=ok,
+                description=f"{candidate} v{version}: {why}",
+                metadata={"why": why, "candidate": candidate, "version": version},
             )
 
 
 @dg.asset(
-    key=["ml", "clv_model"],
+    key=CHAMPION_KEY,
     deps=[MODEL_EVALUATION],
     group_name="training",
     kinds={"mlflow"},
-    description="The model that scores (the champion alias): the challenger once it passed the gates, else the best baseline when it wins, else the champion stays.",
+    description=(
+        "The model that scores (the champion alias): the challenger once it passed the gates, else the best baseline "
+        "when it wins, else the champion stays; refused when the champion moved since the evaluation that decided."
+    ),
 )
-def clv_model(context: dg.AssetExecutionContext, mlflow: MlflowResource):
-    from clv_platform.ml import registry
+def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflow: MlflowResource):
+    from datetime import UTC, datetime
 
-    evaluation = _evaluation_metadata(context)
+    from clv_platform.ml import registry
+    from clv_platform.ml.ladder import BASELINES
+    from clv_platform.ml.outcome import ChampionRecord, save_champion
+
     mlflow.activate()
-    choice = evaluation["champion_decision"]
-    if choice["action"] in ("promote", "baseline"):
-        version = evaluation["versions"][choice["model"]]
-        if choice["action"] == "promote":
+    outcome = _current_outcome(warehouse, mlflow.model_name)
+    decision = outcome.champion_decision
+    if decision.action in ("promote", "baseline"):
+        version = outcome.versions[decision.model]
+        if decision.action == "promote":
             registry.set_alias(mlflow.model_name, registry.CHALLENGER_ALIAS, version)
         registry.set_alias(mlflow.model_name, registry.CHAMPION_ALIAS, version)
-    champion = registry.champion_version(mlflow.model_name)
-    if champion is None:
-        raise dg.Failure(f"No model carries the 'champion' alias on {mlflow.model_name!r} after the decision: {choice['reason']}")
-    rung = champion.tags.get("rung", "")
-    context.log.info(f"champion {rung} v{champion.version}: {choice['reason']}")
+    current = registry.champion_version(mlflow.model_name)
+    if current is None:
+        raise dg.Failure(f"No model carries the 'champion' alias on {mlflow.model_name!r} after the decision: {decision.reason}")
+    rung = current.tags.get("rung", "")
+    record = ChampionRecord(
+        applied_at=datetime.now(UTC).replace(tzinfo=None).isoformat(),
+        evaluation_id=outcome.evaluation_id,
+        model_name=mlflow.model_name,
+        champion_version=str(current.version),
+        champion_rung=rung,
+        action=decision.action,
+        reason=decision.reason,
+        baseline_serves=rung in BASELINES,
+        # The champion's metrics on this evaluation cutoff: its own row when it was fitted in this evaluation.
+        metrics=outcome.champion_metrics(),
+    )
+    with warehouse.get_connection() as con:
+        save_champion(con, record)
+    context.log.info(f"champion {rung} v{current.version}: {decision.reason}")
     return dg.MaterializeResult(
         metadata={
+            "evaluation_id": outcome.evaluation_id,
             "model_name": mlflow.model_name,
-            "champion_version": str(champion.version),
+            "champion_version": record.champion_version,
             "champion_rung": rung,
-            "action": choice["action"],
-            "reason": choice["reason"],
-            "baseline_serves": rung in ("heuristic", "linear", "btyd"),
-            "evaluation_cutoff": evaluation["evaluation_cutoff"],
-            # The champion's metrics on this evaluation cutoff: its own row when it was fitted in this run.
-            **(
-                evaluation["champion_metrics_before"]
-                if choice["action"] == "keep"
-                else {key: evaluation[f"{rung}_{key}"] for key in ("mae", "spearman", "normalized_gini", "fairness_ratio")}
-            ),
+            "action": decision.action,
+            "reason": decision.reason,
+            "baseline_serves": record.baseline_serves,
+            "evaluation_cutoff": outcome.evaluation_cutoff,
+            **record.metrics,
         },
-        data_version=dg.DataVersion(f"{mlflow.model_name}:{champion.version}"),
+        data_version=dg.DataVersion(f"{mlflow.model_name}:{current.version}"),
     )
