@@ -395,11 +395,20 @@ def dev(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     settings.configure_environment()
+    from clv_platform.ingest.spec import load_spec
+
+    try:
+        # Posted rows are judged by the same limits and history start as the source's rows.
+        ingestion = load_spec()
+    except (ValueError, OSError) as error:
+        return _user_error(error)
     import uvicorn
 
     from clv_platform.serving.app import create_app
 
-    app = create_app(settings.state_dir(), args.model_name, poll_seconds=args.poll_seconds, max_body_bytes=args.max_body_bytes)
+    app = create_app(
+        settings.state_dir(), args.model_name, args.poll_seconds, max_body_bytes=args.max_body_bytes, ingestion=ingestion
+    )
     print(f"Scoring API on http://{args.host}:{args.port} (OpenAPI at /docs); state {settings.state_dir()}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level=args.log_level)
     return 0

@@ -198,7 +198,9 @@ def create_app(
     model_name: str = "clv_model",
     poll_seconds: float = DEFAULT_POLL_SECONDS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ingestion=None,
 ) -> FastAPI:
+    """The API on ``state_dir``'s online snapshot; ``ingestion`` (an ``IngestionSpec``) sets the row rules' limits."""
     live = Live(state_dir, model_name, poll_seconds)
 
     @asynccontextmanager
@@ -269,6 +271,7 @@ def create_app(
                 [event.model_dump() for event in request.events],
                 request.customer.model_dump() if request.customer else None,
                 now,
+                ingestion,
             )
         except RequestRuleError as error:
             return JSONResponse(

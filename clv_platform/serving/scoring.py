@@ -110,18 +110,20 @@ def _rule_error(validated, kind: str, fields: dict[str, str]) -> RequestRuleErro
     return RequestRuleError(loc, describe_quarantined(first), str(first["rule"]))
 
 
-def validated_rows(kind: str, rows: list[dict], customer_id: str, now: datetime, cutoff: pd.Timestamp) -> pd.DataFrame:
+def validated_rows(
+    kind: str, rows: list[dict], customer_id: str, now: datetime, cutoff: pd.Timestamp, ingestion=None
+) -> pd.DataFrame:
     """Posted lines or events checked by ingestion's own row rules, as ``raw.<table>`` rows; the first broken rule raises.
 
     Every value goes in as text, as a file's would, so the ingestion parsers judge it. A row dated on or
     after the snapshot's cutoff is refused too: the features describe the customer as of that cutoff.
     """
     from clv_platform.ingest.readers import SourceFrame
-    from clv_platform.ingest.spec import IngestionSpec, SourceSpec
+    from clv_platform.ingest.spec import IngestionSpec, PiiSpec, SourceSpec
     from clv_platform.ingest.validate import EVENTS, TRANSACTIONS, validate
 
     contract = TRANSACTIONS if kind == "lines" else EVENTS
-    spec = IngestionSpec()
+    spec = ingestion or IngestionSpec()
     frame = pd.DataFrame(
         [
             {
@@ -133,7 +135,8 @@ def validated_rows(kind: str, rows: list[dict], customer_id: str, now: datetime,
         columns=[*contract.fields],
     )
     source = SourceFrame(name=f"request body {kind}", frame=frame, rows=np.arange(1, len(frame) + 1))
-    validated = validate([source], contract, SourceSpec(), spec.limits, spec.pii, None, now, spec.history_start)
+    # The source spec's limits and history start; ids arrive as the warehouse stores them, so no PII transform.
+    validated = validate([source], contract, SourceSpec(), spec.limits, PiiSpec(), None, now, spec.history_start)
     if validated.rows_quarantined:
         raise _rule_error(validated, kind, {})
     accepted = validated.accepted
@@ -149,16 +152,25 @@ def validated_rows(kind: str, rows: list[dict], customer_id: str, now: datetime,
 
 
 def score_posted(
-    served: Served, customer_id: str, lines: list[dict], events: list[dict], customer: dict | None, now: datetime
+    served: Served,
+    customer_id: str,
+    lines: list[dict],
+    events: list[dict],
+    customer: dict | None,
+    now: datetime,
+    ingestion=None,
 ) -> dict:
-    """The features and score of one customer from posted lines (and events), by the live snapshot and model."""
+    """The features and score of one customer from posted lines (and events), by the live snapshot and model.
+
+    ``ingestion`` is the source spec (an ``IngestionSpec``) whose row limits and history start judge the rows.
+    """
     from clv_platform.ml import scoring
     from clv_platform.ml.explain import explain_customers
     from clv_platform.ml.registry import estimator_of, predict
 
     cutoff = pd.Timestamp(served.cutoff_date)
-    transactions = validated_rows("lines", lines, customer_id, now, cutoff)
-    web = validated_rows("events", events, customer_id, now, cutoff)
+    transactions = validated_rows("lines", lines, customer_id, now, cutoff, ingestion)
+    web = validated_rows("events", events, customer_id, now, cutoff, ingestion)
     known = served.raw_customers[served.raw_customers["customer_id"] == customer_id]
     if len(known) or customer is None:
         attributes = known

@@ -9,12 +9,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
-from serving_support import Server, raw_payload, request, run_pipeline
+from serving_support import CLI, Server, raw_payload, request, run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -29,9 +31,14 @@ def home(tmp_path_factory, environment_for) -> Path:
     return home
 
 
+# The source spec the API reads (CLV_SOURCE_CONFIG), as ingestion does: a tighter price limit than the default.
+SPEC = "limits: {max_unit_price: 1000}\n"
+
+
 @pytest.fixture(scope="module")
 def server(home, environment_for):
-    server = Server(home, environment_for(home))
+    (home / "source.yaml").write_text(SPEC)
+    server = Server(home, environment_for(home, CLV_SOURCE_CONFIG=str(home / "source.yaml")))
     try:
         server.wait_healthy()
         yield server
@@ -164,6 +171,7 @@ def _one_line(**changes) -> dict:
         ({"invoice_date": "2099-01-01T00:00:00"}, "timestamp_not_in_future", "invoice_date"),
         ({"invoice_date": "2001-01-01T00:00:00"}, "timestamp_in_history", "invoice_date"),
         ({"quantity": 0}, "quantity_in_range", "quantity"),
+        ({"unit_price": 5000.0}, "unit_price_in_range", "unit_price"),  # the spec's limit, not the default 100000
         ({"invoice_no": "900001"}, "duplicate_line", None),
     ],
 )
@@ -250,6 +258,13 @@ def test_oversized_bodies_are_413_declared_or_streamed(server):
     connection.close()
 
 
+def test_serve_with_a_spec_it_cannot_read_is_one_line_and_exit_2(home, environment_for):
+    env = environment_for(home, CLV_SOURCE_CONFIG=str(home / "missing.yaml"))
+    done = subprocess.run([CLI, "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "missing.yaml" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_the_api_does_not_hold_the_warehouse_open(home, server):
     files = {
         os.path.realpath(os.path.join(f"/proc/{server.process.pid}/fd", fd))
@@ -260,4 +275,41 @@ def test_the_api_does_not_hold_the_warehouse_open(home, server):
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
         con.execute("create or replace table scoring._writer_probe as select 1 as x")
         con.execute("drop table scoring._writer_probe")
+    assert request(f"{server.url}/v1/health")[0] == 200
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(home, server):
+    """Property-based requests from the OpenAPI schema (valid and invalid), against the running server."""
+    report = home / "schemathesis.json"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "st"),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+            "--max-examples",
+            "60",
+            "--seed",
+            "15",
+            "--generation-database",
+            "none",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "120",
+            "--no-color",
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=home,  # its own files (.schemathesis/) go to the test's state, not the checkout
+    )
+    assert done.returncode == 0, done.stdout[-6000:]
+    assert "passed" in done.stdout and "4 selected" in done.stdout, done.stdout[-3000:]
+    # The server stayed up through it all.
     assert request(f"{server.url}/v1/health")[0] == 200
