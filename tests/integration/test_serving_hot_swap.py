@@ -168,6 +168,8 @@ def test_champion_move_and_new_snapshot_are_served_with_zero_failed_requests(hom
         else:
             table = by_version[body["model_version"]]
         assert body["predicted_clv"] == pytest.approx(float(table.loc[customer, "predicted_clv"]), abs=1e-9, rel=0), (kind, body)
+        # The drivers too are that version's: POST explains online what the batch explained for its snapshot.
+        assert body["drivers"] == table.loc[customer, "drivers"], (kind, body)
     assert kinds["get"] > 50 and kinds["post"] > 20, kinds
     # The two versions disagree on these customers, so a response naming the wrong version would have been caught.
     assert any(old_snapshot.loc[c, "predicted_clv"] != new_snapshot.loc[c, "predicted_clv"] for c in customers)
