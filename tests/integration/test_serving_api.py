@@ -194,6 +194,13 @@ def test_post_lines_on_or_after_the_snapshots_cutoff_are_422(server):
     assert body["detail"][0]["loc"] == ["body", "lines", 1, "invoice_date"]
 
 
+def test_lines_without_a_purchase_before_the_cutoff_are_422(server):
+    cancellation = {**_one_line()["lines"][0], "invoice_no": "C900001", "quantity": -2}
+    status, body = request(f"{server.url}/v1/score", {"customer_id": "new-customer", "lines": [cancellation]})
+    assert status == 422 and body["detail"][0]["type"] == "has_purchase", body
+    assert "customer new-customer has no purchase before the cutoff" in body["detail"][0]["msg"]
+
+
 def test_a_new_customer_is_scored_from_its_lines_and_crm_record(server):
     payload = {
         **_one_line(),
