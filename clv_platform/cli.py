@@ -1,4 +1,4 @@
-"""``clv-platform``: run the whole graph on the embedded default, evaluate every model on any log, or open the UI."""
+"""``clv-platform``: run the graph on the embedded default, evaluate every model on any log, open the UI, or serve scores."""
 
 from __future__ import annotations
 
@@ -408,6 +408,27 @@ def dev(args: argparse.Namespace) -> int:
     return 0  # unreachable
 
 
+def serve(args: argparse.Namespace) -> int:
+    settings.configure_environment()
+    from clv_platform.ingest.spec import load_spec
+
+    try:
+        # Posted rows are judged by the same limits and history start as the source's rows.
+        ingestion = load_spec()
+    except (ValueError, OSError) as error:
+        return _user_error(error)
+    import uvicorn
+
+    from clv_platform.serving.app import create_app
+
+    app = create_app(
+        settings.state_dir(), args.model_name, args.poll_seconds, max_body_bytes=args.max_body_bytes, ingestion=ingestion
+    )
+    print(f"Scoring API on http://{args.host}:{args.port} (OpenAPI at /docs); state {settings.state_dir()}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level=args.log_level)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clv-platform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -462,6 +483,16 @@ def main(argv: list[str] | None = None) -> int:
     dev_parser.add_argument("--host", default="127.0.0.1")
     dev_parser.add_argument("--port", type=int, default=3000)
     dev_parser.set_defaults(func=dev)
+    serve_parser = sub.add_parser("serve", help="Start the scoring API (FastAPI on uvicorn) on the online snapshot.")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument(
+        "--poll-seconds", type=float, default=2.0, help="how often the snapshot manifest and the champion alias are checked"
+    )
+    serve_parser.add_argument("--model-name", default="clv_model", help="the registered model whose champion scores")
+    serve_parser.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies are refused (413)")
+    serve_parser.add_argument("--log-level", default="warning", help="uvicorn's log level (default warning)")
+    serve_parser.set_defaults(func=serve)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -35,7 +35,9 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 SLOWEST_FIRST = [
     "integration/test_pipeline.py",
     "integration/test_run_lifecycle.py",
+    "integration/test_serving_api.py",
     "integration/test_spark_parity.py",
+    "integration/test_serving_hot_swap.py",
     "integration/test_cli_own_data.py",
     "integration/test_cli_evaluate.py",
     "component/test_ml_baselines.py",

@@ -34,6 +34,7 @@ EXPECTED_ASSETS = {
     ("scoring", "clv_scores_export"): "scoring",
     ("scoring", "value_tiers"): "scoring",
     ("scoring", "clv_explanations"): "scoring",
+    ("serving", "online_features"): "serving",
     ("monitoring", "drift_report"): "monitoring",
     ("monitoring", "data_profile"): "monitoring",
 }
@@ -82,7 +83,7 @@ def test_tiers_and_explanations_read_the_scores_and_ship_with_them(defs):
     assert graph.get(dg.AssetKey(["scoring", "clv_scores_export"])).parent_keys == {scores, tiers}
     for job in ("clv_full_pipeline", "weekly_scoring"):
         selected = defs.resolve_job_def(job).asset_layer.selected_asset_keys
-        assert {tiers, dg.AssetKey(["scoring", "clv_explanations"])} <= selected, job
+        assert {tiers, dg.AssetKey(["scoring", "clv_explanations"]), dg.AssetKey(["serving", "online_features"])} <= selected, job
 
 
 def test_data_profile_reads_the_raw_tables(defs):

@@ -72,9 +72,23 @@ def value_tiers(
     """
     if len(labels) != len(tiers) + 1:
         raise ValueError(f"labels must have one more entry than tiers: {len(labels)} labels for {len(tiers)} tiers")
-    cut_points = tier_cut_points(predictions, tiers)
+    return tiers_at(predictions, tier_cut_points(predictions, tiers), labels)
+
+
+def tiers_at(
+    predictions: Sequence[float] | np.ndarray, cut_points: Sequence[float], labels: Sequence[str] = TIER_LABELS
+) -> np.ndarray:
+    """Label each prediction by given cut points (a scored population's, for customers scored later).
+
+    Examples
+    --------
+    >>> tiers_at([1.0, 4.5, 4.6, 20.0], [4.5, 17.2]).tolist()
+    ['Low', 'Low', 'Medium', 'High']
+    """
+    if len(labels) != len(cut_points) + 1:
+        raise ValueError(f"labels must have one more entry than cut points: {len(labels)} labels for {len(cut_points)}")
     # side="left": a value equal to a cut point stays in the tier below it.
-    index = np.searchsorted(cut_points, np.asarray(predictions, dtype="float64"), side="left")
+    index = np.searchsorted(np.asarray(cut_points, dtype="float64"), np.asarray(predictions, dtype="float64"), side="left")
     return np.asarray(labels, dtype=object)[index]
 
 

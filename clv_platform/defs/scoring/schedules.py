@@ -2,8 +2,8 @@ import dagster as dg
 
 weekly_scoring_job = dg.define_asset_job(
     name="weekly_scoring",
-    selection=dg.AssetSelection.groups("scoring", "monitoring"),
-    description="Score every active customer with the champion, then report drift against its training data.",
+    selection=dg.AssetSelection.groups("scoring", "serving", "monitoring"),
+    description="Score every active customer with the champion, snapshot the scores for the API, then report drift.",
 )
 
 weekly_scoring = dg.ScheduleDefinition(
