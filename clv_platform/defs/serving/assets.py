@@ -28,7 +28,7 @@ _SNAPSHOT_QUERIES = {
         dg.AssetKey(["scoring", "clv_scores"]),
         dg.AssetKey(["scoring", "value_tiers"]),
         dg.AssetKey(["scoring", "clv_explanations"]),
-        dg.AssetKey(["ml", "customer_segments"]),
+        dg.AssetKey(["scoring", "customer_segments"]),
         dg.AssetKey(["marts", "customer_features"]),
     ],
     group_name="serving",
