@@ -90,7 +90,7 @@ def spark_dir() -> Path:
 
 
 def pytensor_compiledir() -> Path:
-    """pytensor's compile cache: the first BG/NBD fit compiles for about 30 s, later ones reuse it."""
+    """pytensor's compile cache: the first BG/NBD fit compiles its graph, later ones reuse it."""
     return state_dir() / "cache" / "pytensor"
 
 

@@ -27,7 +27,7 @@ def build_dbt_project(parse_vars: Mapping[str, Any] | None = None) -> DbtProject
 
     dbt reuses a parse (partial parsing, from the ``partial_parse.msgpack`` dagster-dbt copies into each
     run's target dir) only for a run with the same vars and target: the feature assets pass their run
-    config's defaults, so a run with them skips a full parse of the project (about 2 s).
+    config's defaults, so a run with them skips a full parse of the project.
     """
     settings.configure_environment()
     # The runs' target too: dbt's parse checksum includes it.

@@ -25,8 +25,8 @@ from clv_platform.ingest.spec import GeneratorOptions, IngestionSpec, SourceSpec
 from clv_platform.lib.ingestion import (
     DAILY_PARTITIONS,
     RawSource,
+    builtin_dataset,
     discard_staged,
-    generated,
     publish_table,
     replace_window,
     stage,
@@ -246,7 +246,8 @@ def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceErro
     specs=[
         dg.AssetSpec(
             TRANSACTIONS_KEY,
-            description="Order lines by event day, canonical columns plus _source/_source_row/_loaded_at; rows that break a row rule are in raw/transactions_quarantine.",
+            description="Order lines by event day, canonical columns plus _source/_source_row/_loaded_at; "
+            "rows that break a row rule are in raw/transactions_quarantine.",
             group_name="ingestion",
             kinds={"duckdb", "pandas"},
             partitions_def=DAILY_PARTITIONS,
@@ -278,7 +279,7 @@ def raw_daily(
     key = raw_source.pii_key()
     start, end = window_of(context)
     loaded_at = datetime.now().replace(microsecond=0)
-    data = generated(config.generator_options(spec)) if spec.is_generated else None
+    data = builtin_dataset(config.generator_options(spec)) if spec.is_generated else None
     context.log.info(
         f"source: {spec.transactions.kind}; window [{start:%Y-%m-%d}, {end:%Y-%m-%d}) ({len(context.partition_keys)} days)"
     )
@@ -425,7 +426,7 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
     spec = raw_source.spec()
     extra = {}
     if spec.is_generated:
-        customers = generated(config.generator_options(spec)).customers
+        customers = builtin_dataset(config.generator_options(spec)).customers
         customers = apply_pii(customers, spec.pii, raw_source.pii_key())
         origin = "generator"
     else:
