@@ -2,7 +2,6 @@
 
 import json
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
@@ -10,7 +9,6 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from clv_platform import settings
-from clv_platform.ingest.profile import table_exists
 from clv_platform.lib.dbt import (
     ClvDbtTranslator,
     build_dbt_project,
@@ -18,6 +16,7 @@ from clv_platform.lib.dbt import (
     incremental_definition_fingerprint,
     vars_args,
 )
+from clv_platform.lib.fingerprint import BOUNDARY_MODEL, full_refresh_reason, incremental_state
 from clv_platform.lib.warehouse import markdown_table
 
 # dbt_project.yml's vars: a hand-run dbt build and a Dagster run with the default config build the same features.
@@ -54,7 +53,8 @@ class FeatureConfig(dg.Config):
     )
     full_refresh: bool = Field(
         default=False,
-        description="Rebuild the incremental daily aggregates from scratch. Done anyway when raw history before the lookback changed since the last build.",
+        description="Rebuild the incremental daily aggregates from scratch. "
+        "Done anyway when raw history before the lookback changed since the last build.",
     )
 
     def dbt_vars(self) -> dict:
@@ -73,38 +73,7 @@ dbt_project = build_dbt_project(parse_vars=FeatureConfig().dbt_vars())
 ensure_manifest(dbt_project)
 
 CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
-CUSTOMER_DAYS = dg.AssetKey(["intermediate", "int_customer_days"])
-
-
-class _IncrementalSource(NamedTuple):
-    """A raw table read by daily incremental models, and the model whose latest day sets where they rebuild."""
-
-    raw_table: str
-    day: str  # the raw row's day
-    columns: str  # the raw columns the models read; provenance columns may change without the history changing
-    model: str  # the first incremental model on it: its latest day is the latest of all its readers
-    model_day: str
-    metadata_key: str
-
-
-_INCREMENTAL_SOURCES = (
-    _IncrementalSource(
-        "raw.transactions",
-        "cast(invoice_date as date)",
-        "invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country",
-        "intermediate.int_transaction_lines",
-        "invoice_date",
-        "incremental_boundary_date",
-    ),
-    _IncrementalSource(
-        "raw.behavioral_events",
-        "cast(event_timestamp as date)",
-        "event_id, session_id, customer_id, event_type, event_timestamp",
-        "intermediate.int_customer_session_days",
-        "activity_date",
-        "events_incremental_boundary_date",
-    ),
-)
+CUSTOMER_DAYS = dg.AssetKey(BOUNDARY_MODEL.split("."))
 
 
 def order_value_cap_metadata(warehouse: DuckDBResource) -> dict:
@@ -127,87 +96,12 @@ def order_value_cap_metadata(warehouse: DuckDBResource) -> dict:
     }
 
 
-def history_fingerprint(con, boundaries: dict[str, str | None]) -> str:
-    """Row count and summed row hashes of each raw table's rows dated before its boundary.
-
-    ``boundaries`` maps the metadata key of each incremental source to its boundary date (None when
-    its model has no rows yet: then no row is before it).
-    """
-    parts = []
-    for source in _INCREMENTAL_SOURCES:
-        boundary = boundaries[source.metadata_key]
-        count, digest = con.execute(
-            f"""select count(*), coalesce(sum(hash({source.columns})), 0) from {source.raw_table}
-                where {source.day} < cast(? as date)""",
-            [boundary],
-        ).fetchone()
-        parts.append(f"{source.raw_table}<{boundary}:{count}:{digest}")
-    return "; ".join(parts)
-
-
-def input_fingerprint(con, before: str) -> str:
-    """The raw daily partitions read for days before ``before``: each table's day range, rows and summed row hash.
-
-    What a model records as the data it came from beside the hash of its training examples: the same
-    partitions give the same string, a corrected or added day changes it.
-    """
-    parts = []
-    for source in _INCREMENTAL_SOURCES:
-        first, last, count, digest = con.execute(
-            f"""select min({source.day}), max({source.day}), count(*), coalesce(sum(hash({source.columns})), 0)
-                from {source.raw_table} where {source.day} < cast(? as date)""",
-            [before],
-        ).fetchone()
-        parts.append(f"{source.raw_table} {first}..{last}: {count} rows, hash {digest}")
-    return "; ".join(parts)
-
-
-def incremental_state(con, lookback_days: int) -> dict:
-    """Where the next incremental run starts rebuilding each source's days, and the fingerprint of the history before.
-
-    A reader further downstream (int_customer_days after int_transaction_lines) may start earlier,
-    from its own latest day; it then rebuilds from rows its upstream kept, which are correct as
-    long as the raw rows before the upstream's boundary, the later one, are unchanged.
-    """
-    boundaries = {}
-    for source in _INCREMENTAL_SOURCES:
-        (boundary,) = con.execute(
-            f"select cast(max({source.model_day}) - interval {int(lookback_days)} day as date) from {source.model}"
-        ).fetchone()
-        boundaries[source.metadata_key] = None if boundary is None else str(boundary)
-    return {**boundaries, "history_fingerprint": history_fingerprint(con, boundaries)}
-
-
 def needs_full_refresh(context: dg.AssetExecutionContext, warehouse: DuckDBResource, definitions: str) -> str | None:
-    """Why the daily aggregates must be rebuilt from scratch, or None when an incremental run is right.
-
-    An incremental run rebuilds only the days from the boundaries recorded at the last build; that
-    is correct only while the raw rows before them are the ones that build saw. A reload that
-    rewrote history (another dataset, corrected old lines or events) changes their fingerprint; a
-    new version of the models (or of what they read and call) changes the definitions' fingerprint
-    (``definitions``: this build's, from :func:`definition_fingerprint`).
-    """
+    """Why the daily aggregates must be rebuilt from scratch (see :func:`full_refresh_reason`), or None."""
     event = context.instance.get_latest_materialization_event(CUSTOMER_DAYS)
     metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    if any(source.metadata_key not in metadata for source in _INCREMENTAL_SOURCES):
-        return "no earlier build recorded its incremental boundaries"
-    if "definition_fingerprint" not in metadata or metadata["definition_fingerprint"].value != definitions:
-        return "the definitions of the daily aggregates or of their inputs changed since the last build"
-    boundaries = {source.metadata_key: metadata[source.metadata_key].value for source in _INCREMENTAL_SOURCES}
     with warehouse.get_connection() as con:
-        for table in ("intermediate.int_customer_days", *(source.model for source in _INCREMENTAL_SOURCES)):
-            if not table_exists(con, table):
-                return f"{table} does not exist"
-        now = history_fingerprint(con, boundaries).split("; ")
-    before = metadata["history_fingerprint"].value.split("; ")
-    changed = [
-        f"{source.raw_table} dated before {boundaries[source.metadata_key]}"
-        for source, current, recorded in zip(_INCREMENTAL_SOURCES, now, before + [""] * len(now), strict=False)
-        if current != recorded
-    ]
-    if changed:
-        return f"raw rows changed since the last build: {', '.join(changed)}"
-    return None
+        return full_refresh_reason(con, {key: value.value for key, value in metadata.items()}, definitions)
 
 
 def definition_fingerprint() -> str:
