@@ -421,35 +421,19 @@ def _published(context, staged: _Staged, asset_key, quarantine_key, contract, so
 )
 def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_source: RawSource, warehouse: DuckDBResource):
     from clv_platform import schemas
-    from clv_platform.ingest.validate import apply_pii
+    from clv_platform.ingest.customers import customer_table
 
     spec = raw_source.spec()
-    extra = {}
-    if spec.is_generated:
-        customers = builtin_dataset(config.generator_options(spec)).customers
-        customers = apply_pii(customers, spec.pii, raw_source.pii_key())
-        origin = "generator"
-    else:
+    builtin = builtin_dataset(config.generator_options(spec)).customers if spec.is_generated else None
+    try:
         with connect(warehouse) as con:
-            derived = con.execute(
-                """
-                select customer_id, mode(country) as country, 'unknown' as acquisition_channel,
-                       min(invoice_date) as signup_date
-                from raw.transactions group by customer_id order by customer_id
-                """
-            ).df()
-        if spec.customers is not None:
-            try:
-                customers, dropped = _customer_feed(spec, raw_source.pii_key(), derived)
-            except SourceError as error:
-                context.log.error(str(error))
-                raise dg.Failure(description=str(error), metadata={"rule": error.rule}, allow_retries=False) from None
-            origin = f"customer feed ({spec.customers.kind})"
-            extra["feed_rows_dropped"] = dg.MetadataValue.json(dropped)
-        else:
-            customers, origin = derived, "derived from raw.transactions"
-        customers["country"] = customers["country"].fillna("Unknown")
-    customers = schemas.customers_schema.validate(customers)
+            table = customer_table(spec, raw_source.pii_key(), None if spec.is_generated else con, builtin)
+    except SourceError as error:
+        context.log.error(str(error))
+        raise dg.Failure(description=str(error), metadata={"rule": error.rule}, allow_retries=False) from None
+    extra = {} if table.feed_rows_dropped is None else {"feed_rows_dropped": dg.MetadataValue.json(table.feed_rows_dropped)}
+    origin = table.origin
+    customers = schemas.customers_schema.validate(table.customers)
     counts = customers["acquisition_channel"].value_counts().to_dict()
     with connect(warehouse) as con:
         staged = staged_name("raw.customers")
@@ -470,65 +454,6 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
         }
     )
     yield _check(CUSTOMERS_KEY, "acquisition_channels_stable", verdict)
-
-
-def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """The customer feed mapped to the contract; gaps filled from the transactions (first purchase, country)."""
-    from clv_platform.ingest.readers import BAD_LINE
-    from clv_platform.ingest.validate import (
-        CUSTOMERS,
-        apply_pii,
-        check_columns,
-        normalize_customer_ids,
-        parse_text,
-        parse_timestamp,
-        withhold_misaligned,
-    )
-
-    source = spec.customers
-    mapping = source.mapping(CUSTOMERS.fields)
-    if "customer_id" not in mapping:
-        raise SourceError(
-            source.path or source.kind, "required_column", "the customer feed's mapping names no customer_id column"
-        )
-    parts = []
-    timestamps = mapping.get("signup_date", mapping["customer_id"])
-    for frame in iter_source(source, timestamps, max_file_bytes=spec.limits.max_file_bytes):
-        if frame.frame.shape[1] == 0:
-            continue
-        frame = check_columns(frame, source, CUSTOMERS, bool(spec.pii.columns))
-        part = pd.DataFrame({name: parse_text(frame.frame[column]) for name, column in mapping.items()})
-        if spec.pii.columns and BAD_LINE in frame.frame:  # shifted fields: a raw id may sit under 'country'
-            part = withhold_misaligned(part, frame.frame[BAD_LINE].notna())
-        if "signup_date" in mapping:
-            part["signup_date"] = parse_timestamp(
-                frame.frame[mapping["signup_date"]], part["signup_date"], source.timestamp_formats
-            )
-        parts.append(part)
-    feed = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id"])
-    feed["customer_id"] = normalize_customer_ids(feed["customer_id"])
-    feed = apply_pii(feed, spec.pii, pii_key)
-    without_id = int(feed["customer_id"].isna().sum())
-    feed = feed[feed["customer_id"].notna()]
-    repeated = int(feed["customer_id"].duplicated(keep="last").sum())
-    feed = feed.drop_duplicates("customer_id", keep="last")
-    merged = feed.merge(derived, on="customer_id", how="left", suffixes=("", "_derived"))
-    for column in ("country", "acquisition_channel", "signup_date"):
-        if column not in merged:
-            merged[column] = None
-        if f"{column}_derived" in merged:
-            merged[column] = merged[column].where(merged[column].notna(), merged[f"{column}_derived"])
-    merged["acquisition_channel"] = merged["acquisition_channel"].fillna("unknown")
-    no_date = int(merged["signup_date"].isna().sum())
-    merged = merged[merged["signup_date"].notna()]
-    out = merged[["customer_id", "country", "acquisition_channel", "signup_date"]].reset_index(drop=True)
-    out["signup_date"] = pd.to_datetime(out["signup_date"]).astype("datetime64[ns]")
-    # Dropped rows are counted, never silent: a customer without an id, or without a signup date or purchase.
-    return out, {
-        "without_customer_id": without_id,
-        "repeated_customer_id_kept_last": repeated,
-        "without_signup_date_or_purchase": no_date,
-    }
 
 
 # Written by raw_daily in the same transaction as the table they belong to; shown in the graph as assets.
