@@ -1,0 +1,73 @@
+"""The layering holds: pyproject's import-linter contracts pass, and each one catches the import it forbids."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def _lint(project: Path) -> subprocess.CompletedProcess:
+    # import-linter finds the root package from the working directory first: the copy below, not the checkout.
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=project, capture_output=True, text=True, timeout=300)
+
+
+def test_the_checkout_keeps_every_contract():
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "contract", "broken"),
+    [
+        ("ml/drift.py", "import dagster", "pure-layers-no-dagster", "clv_platform.ml is not allowed to import dagster"),
+        # Indirectly: ingest/ through a module outside the contracts, made to import Dagster below.
+        (
+            "ingest/table_rules.py",
+            "import clv_platform.lineage",
+            "pure-layers-no-dagster",
+            "clv_platform.ingest is not allowed to import dagster_dbt",
+        ),
+        (
+            "lib/runs.py",
+            "from clv_platform.defs import jobs",
+            "layers",
+            "clv_platform.lib is not allowed to import clv_platform.defs",
+        ),
+        (
+            "ml/scoring.py",
+            "from clv_platform.lib import warehouse",
+            "layers",
+            "clv_platform.ml is not allowed to import clv_platform.lib",
+        ),
+        (
+            "defs/training/assets.py",
+            "from clv_platform.defs.features import assets",
+            "independent-stages",
+            "clv_platform.defs.training is not allowed to import clv_platform.defs.features",
+        ),
+    ],
+)
+def test_a_forbidden_import_breaks_its_contract(tmp_path, module, line, contract, broken):
+    shutil.copytree(ROOT / "clv_platform", tmp_path / "clv_platform", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    with (tmp_path / "clv_platform" / module).open("a") as file:
+        file.write(f"\n{line}\n")
+    with (tmp_path / "clv_platform" / "lineage.py").open("a") as file:
+        file.write("\nimport dagster_dbt\n")
+    result = _lint(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert broken in result.stdout, result.stdout
+    # Only the contract named breaks: the others do not depend on the same line.
+    assert result.stdout.count(" BROKEN") == 1
+    single = subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--contract", contract], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert single.returncode == 1, single.stdout
