@@ -7,7 +7,6 @@ from datetime import date, datetime
 
 import dagster as dg
 import pandas as pd
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from clv_platform import settings
 from clv_platform.ingest.spec import SOURCE_CONFIG_ENV, GeneratorOptions, IngestionSpec, load_spec
@@ -30,9 +29,16 @@ def history_start() -> str:
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=history_start(), end_offset=1, fmt="%Y-%m-%d")
 
 
+# The run tags Dagster reads a single-run partition range from (a backfill with BackfillPolicy.single_run sets
+# them; RunRequest.partition_key_range reads them back). Dagster exports no constant for them, nor a public
+# argument of execute_in_process taking a range; tests pin that Dagster reads these names.
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
 def partition_range_tags(first: date | str, last: date | str) -> dict[str, str]:
     """Run tags that materialize every daily partition from ``first`` to ``last`` in one run."""
-    return {ASSET_PARTITION_RANGE_START_TAG: str(first)[:10], ASSET_PARTITION_RANGE_END_TAG: str(last)[:10]}
+    return {PARTITION_RANGE_START_TAG: str(first)[:10], PARTITION_RANGE_END_TAG: str(last)[:10]}
 
 
 class RawSource(dg.ConfigurableResource):
