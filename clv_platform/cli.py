@@ -132,7 +132,7 @@ def step_error(event) -> tuple[str, bool]:
 
 def report_failed_steps(result, job_name: str, seconds: float) -> int:
     """Print the failed steps, user errors last (the last line is what to fix); return the exit code."""
-    failures = sorted((step_error(e) + (e.step_key,) for e in result.all_events if e.is_step_failure), key=lambda f: f[1])
+    failures = sorted(((*step_error(e), e.step_key) for e in result.all_events if e.is_step_failure), key=lambda f: f[1])
     print(f"{job_name} failed after {seconds:.1f} s (run {result.run_id}).", file=sys.stderr)
     for message, user, step in failures:
         print(f"{'error' if user else 'FAILED'}: {step}: {message}", file=sys.stderr)
@@ -290,7 +290,7 @@ def _evaluate_holding(args: argparse.Namespace, out: Path, state: Path) -> int:
     import dagster as dg
 
     from clv_platform.definitions import defs
-    from clv_platform.defs.features.assets import FeatureConfig, clv_dbt_models
+    from clv_platform.defs.features.assets import DBT_ASSETS_NAME, FeatureConfig
     from clv_platform.defs.training.assets import TrainConfig, model_evaluation
     from clv_platform.ingest.readers import SourceError
     from clv_platform.ingest.spec import load_spec
@@ -317,7 +317,7 @@ def _evaluate_holding(args: argparse.Namespace, out: Path, state: Path) -> int:
     )
     training = TrainConfig(eval_cutoff=str(cutoff), tune=args.tune, tune_trials=args.tune_trials)
     run_config = dg.RunConfig(
-        ops={clv_dbt_models.op.name: features, model_evaluation.op.name: training},
+        ops={DBT_ASSETS_NAME: features, model_evaluation.op.name: training},
         loggers={"console": {"config": {"log_level": "WARNING"}}},
     )
     print(

@@ -13,20 +13,29 @@ from clv_platform.ingest.spec import SOURCE_CONFIG_ENV, GeneratorOptions, Ingest
 from clv_platform.lib.warehouse import transaction
 
 
-def history_start() -> str:
-    """First day of the daily partitions, from the source spec (read once at definitions load).
+def _history_start() -> tuple[str, str | None]:
+    """First day of the daily partitions, from the source spec, and the spec's error (None when it reads).
 
     A spec that cannot be read must not break the code location (the UI, the daemon and every job load
-    it): the default start stands, and the ingestion steps report the spec's error when they run.
+    it): the default start stands, the raw assets show the error, and their runs fail with it.
     """
     try:
-        return load_spec().history_start.isoformat()
-    except (OSError, ValueError):
-        return IngestionSpec.model_fields["history_start"].default.isoformat()
+        return load_spec().history_start.isoformat(), None
+    except (OSError, ValueError) as error:
+        return IngestionSpec.model_fields["history_start"].default.isoformat(), " ".join(str(error).split())
 
 
+# Read with the definitions (the partitions' start is part of them); nothing is written.
+HISTORY_START, SPEC_ERROR = _history_start()
 # Event-date partitions; today's partition exists (end_offset=1) so a landing file of today loads today.
-DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=history_start(), end_offset=1, fmt="%Y-%m-%d")
+DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=HISTORY_START, end_offset=1, fmt="%Y-%m-%d")
+
+
+def spec_error_note(description: str) -> tuple[str, dict]:
+    """``description`` and metadata of a raw asset, both naming the source spec's error when it has one."""
+    if SPEC_ERROR is None:
+        return description, {}
+    return f"{description} SOURCE SPEC ERROR: {SPEC_ERROR}", {"source_spec_error": SPEC_ERROR}
 
 
 # The run tags Dagster reads a single-run partition range from (a backfill with BackfillPolicy.single_run sets

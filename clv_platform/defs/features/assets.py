@@ -4,18 +4,12 @@ import json
 from collections.abc import Iterator
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from clv_platform import settings
-from clv_platform.lib.dbt import (
-    ClvDbtTranslator,
-    build_dbt_project,
-    ensure_manifest,
-    incremental_definition_fingerprint,
-    vars_args,
-)
+from clv_platform.lib.dbt import ClvDbtTranslator, dbt_project, ensure_manifest, incremental_definition_fingerprint, vars_args
 from clv_platform.lib.fingerprint import BOUNDARY_MODEL, full_refresh_reason, incremental_state
 from clv_platform.lib.warehouse import markdown_table
 
@@ -68,10 +62,7 @@ class FeatureConfig(dg.Config):
         }
 
 
-# Parsed with the run config's default vars: a run with them reuses the parse.
-dbt_project = build_dbt_project(parse_vars=FeatureConfig().dbt_vars())
-ensure_manifest(dbt_project)
-
+DBT_ASSETS_NAME = "clv_dbt_models"
 CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
 CUSTOMER_DAYS = dg.AssetKey(BOUNDARY_MODEL.split("."))
 
@@ -104,45 +95,54 @@ def needs_full_refresh(context: dg.AssetExecutionContext, warehouse: DuckDBResou
         return full_refresh_reason(con, {key: value.value for key, value in metadata.items()}, definitions)
 
 
-def definition_fingerprint() -> str:
-    """The fingerprint of the incremental models' definitions in this code's dbt manifest."""
-    return incremental_definition_fingerprint(json.loads(dbt_project.manifest_path.read_text()))
+def dbt_models(project: DbtProject) -> dg.AssetsDefinition:
+    """The dbt models as assets; the manifest is parsed first when it is missing or stale."""
+    manifest = ensure_manifest(project)
 
+    @dbt_assets(manifest=manifest, project=project, name=DBT_ASSETS_NAME, dagster_dbt_translator=ClvDbtTranslator())
+    def clv_dbt_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource, config: FeatureConfig
+    ) -> Iterator:
+        on_duckdb = dbt.target in (None, "duckdb")
+        definitions = incremental_definition_fingerprint(json.loads(manifest.read_text()))  # several MB of JSON: once
+        reason = (
+            "asked for in the run config"
+            if config.full_refresh
+            else (needs_full_refresh(context, warehouse, definitions) if on_duckdb else None)
+        )
+        context.log.info(
+            f"full refresh of the daily aggregates: {reason}" if reason else "incremental run of the daily aggregates"
+        )
+        args = ["build", *vars_args(config.dbt_vars()), *(["--full-refresh"] if reason else [])]
 
-@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=ClvDbtTranslator())
-def clv_dbt_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource, config: FeatureConfig
-) -> Iterator:
-    on_duckdb = dbt.target in (None, "duckdb")
-    definitions = definition_fingerprint()  # read once: the manifest is several MB of JSON
-    reason = (
-        "asked for in the run config"
-        if config.full_refresh
-        else (needs_full_refresh(context, warehouse, definitions) if on_duckdb else None)
-    )
-    context.log.info(f"full refresh of the daily aggregates: {reason}" if reason else "incremental run of the daily aggregates")
-    args = ["build", *vars_args(config.dbt_vars()), *(["--full-refresh"] if reason else [])]
-
-    # Metadata read from the warehouse is added once dbt has exited (dbt-duckdb holds the file
-    # while it runs), so the events are passed on when the build is over.
-    events: list = []
-    try:
-        events.extend(dbt.cli(args, context=context).stream())
-    except Exception:
+        # Metadata read from the warehouse is added once dbt has exited (dbt-duckdb holds the file
+        # while it runs), so the events are passed on when the build is over.
+        events: list = []
+        try:
+            events.extend(dbt.cli(args, context=context).stream())
+        except Exception:
+            yield from events
+            raise
+        for index, event in enumerate(events):
+            key = context.asset_key_for_output(event.output_name) if isinstance(event, dg.Output) else None
+            extra = {}
+            if key == CUSTOMER_DAYS:
+                extra = {"full_refresh": bool(reason), "full_refresh_reason": reason or "", "definition_fingerprint": definitions}
+                if on_duckdb:
+                    with warehouse.get_connection() as con:
+                        extra |= incremental_state(con, config.incremental_lookback_days)
+            elif key == CUSTOMER_FEATURES and on_duckdb:
+                extra = order_value_cap_metadata(warehouse)
+            if extra:
+                events[index] = event.with_metadata({**event.metadata, **extra})
+        if not on_duckdb:
+            context.log.info(f"dbt target {dbt.target}: order value caps are in its intermediate.int_order_value_caps")
         yield from events
-        raise
-    for index, event in enumerate(events):
-        key = context.asset_key_for_output(event.output_name) if isinstance(event, dg.Output) else None
-        extra = {}
-        if key == CUSTOMER_DAYS:
-            extra = {"full_refresh": bool(reason), "full_refresh_reason": reason or "", "definition_fingerprint": definitions}
-            if on_duckdb:
-                with warehouse.get_connection() as con:
-                    extra |= incremental_state(con, config.incremental_lookback_days)
-        elif key == CUSTOMER_FEATURES and on_duckdb:
-            extra = order_value_cap_metadata(warehouse)
-        if extra:
-            events[index] = event.with_metadata({**event.metadata, **extra})
-    if not on_duckdb:
-        context.log.info(f"dbt target {dbt.target}: order value caps are in its intermediate.int_order_value_caps")
-    yield from events
+
+    return clv_dbt_models
+
+
+@dg.definitions
+def features() -> dg.Definitions:
+    # Built when the definitions load, not at import: the manifest may have to be parsed first.
+    return dg.Definitions(assets=[dbt_models(dbt_project())])

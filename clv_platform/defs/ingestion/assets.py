@@ -29,6 +29,7 @@ from clv_platform.lib.ingestion import (
     discard_staged,
     publish_table,
     replace_window,
+    spec_error_note,
     stage,
     staged_name,
     window_of,
@@ -240,14 +241,22 @@ def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceErro
     raise dg.Failure(description=str(error), metadata={"source": error.source, "rule": error.rule}, allow_retries=False)
 
 
+def _described(description: str) -> dict:
+    """The asset's description and metadata; a source spec that cannot be read shows in both (its runs fail with it)."""
+    text, metadata = spec_error_note(description)
+    return {"description": text, "metadata": metadata}
+
+
 @dg.multi_asset(
     name="raw_daily",
     # Inline: module-level AssetSpecs would be loaded as definitions of their own.
     specs=[
         dg.AssetSpec(
             TRANSACTIONS_KEY,
-            description="Order lines by event day, canonical columns plus _source/_source_row/_loaded_at; "
-            "rows that break a row rule are in raw/transactions_quarantine.",
+            **_described(
+                "Order lines by event day, canonical columns plus _source/_source_row/_loaded_at; "
+                "rows that break a row rule are in raw/transactions_quarantine."
+            ),
             group_name="ingestion",
             kinds={"duckdb", "pandas"},
             partitions_def=DAILY_PARTITIONS,
@@ -255,7 +264,7 @@ def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceErro
         ),
         dg.AssetSpec(
             EVENTS_KEY,
-            description="Web events (page views, searches, add-to-cart) by event day.",
+            **_described("Web events (page views, searches, add-to-cart) by event day."),
             group_name="ingestion",
             kinds={"duckdb", "pandas"},
             partitions_def=DAILY_PARTITIONS,
@@ -408,8 +417,10 @@ def _published(context, staged: _Staged, asset_key, quarantine_key, contract, so
     deps=[TRANSACTIONS_KEY],
     group_name="ingestion",
     kinds={"duckdb", "pandas"},
-    description="One row per customer: country, acquisition channel, signup date. From the customer feed, "
-    "else derived from raw.transactions (most frequent country, channel 'unknown', first purchase).",
+    **_described(
+        "One row per customer: country, acquisition channel, signup date. From the customer feed, "
+        "else derived from raw.transactions (most frequent country, channel 'unknown', first purchase)."
+    ),
     check_specs=[
         dg.AssetCheckSpec(
             "acquisition_channels_stable",
