@@ -132,7 +132,7 @@ def step_error(event) -> tuple[str, bool]:
 
 def report_failed_steps(result, job_name: str, seconds: float) -> int:
     """Print the failed steps, user errors last (the last line is what to fix); return the exit code."""
-    failures = sorted(((*step_error(e), e.step_key) for e in result.all_events if e.is_step_failure), key=lambda f: f[1])
+    failures = sorted((step_error(e) + (e.step_key,) for e in result.all_events if e.is_step_failure), key=lambda f: f[1])
     print(f"{job_name} failed after {seconds:.1f} s (run {result.run_id}).", file=sys.stderr)
     for message, user, step in failures:
         print(f"{'error' if user else 'FAILED'}: {step}: {message}", file=sys.stderr)
