@@ -49,10 +49,16 @@ def test_the_checkout_keeps_every_contract():
             "clv_platform.ml is not allowed to import clv_platform.lib",
         ),
         (
-            "defs/training/assets.py",
-            "from clv_platform.defs.features import assets",
-            "independent-stages",
-            "clv_platform.defs.training is not allowed to import clv_platform.defs.features",
+            "defs/features/assets.py",
+            "from clv_platform.defs.training import assets",
+            "stages-flow-one-way",
+            "clv_platform.defs.features is not allowed to import clv_platform.defs.training",
+        ),
+        (
+            "ml/drift.py",
+            "import clv_platform.datagen.generator",
+            "layers",
+            "clv_platform.ml is not allowed to import clv_platform.datagen",
         ),
     ],
 )
