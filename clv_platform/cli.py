@@ -300,7 +300,7 @@ def _evaluate_holding(args: argparse.Namespace, out: Path, state: Path) -> int:
     import dagster as dg
 
     from clv_platform.definitions import defs
-    from clv_platform.defs.features.assets import FeatureConfig, clv_dbt_models
+    from clv_platform.defs.features.assets import DBT_ASSETS_NAME, FeatureConfig
     from clv_platform.defs.training.assets import TrainConfig, model_evaluation
     from clv_platform.ingest.readers import SourceError
     from clv_platform.ingest.spec import load_spec
@@ -327,7 +327,7 @@ def _evaluate_holding(args: argparse.Namespace, out: Path, state: Path) -> int:
     )
     training = TrainConfig(eval_cutoff=str(cutoff), tune=args.tune, tune_trials=args.tune_trials)
     run_config = dg.RunConfig(
-        ops={clv_dbt_models.op.name: features, model_evaluation.op.name: training},
+        ops={DBT_ASSETS_NAME: features, model_evaluation.op.name: training},
         loggers={"console": {"config": {"log_level": "WARNING"}}},
     )
     print(

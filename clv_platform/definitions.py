@@ -4,12 +4,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from clv_platform import settings
-
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    settings.configure_environment()
     # One process per run: a process per step re-imports the code (seconds each) and DuckDB
     # allows one writer at a time anyway.
     return dg.Definitions.merge(

@@ -90,7 +90,7 @@ def spark_dir() -> Path:
 
 
 def pytensor_compiledir() -> Path:
-    """pytensor's compile cache: the first BG/NBD fit compiles for about 30 s, later ones reuse it."""
+    """pytensor's compile cache: the first BG/NBD fit compiles its graph, later ones reuse it."""
     return state_dir() / "cache" / "pytensor"
 
 
@@ -103,8 +103,11 @@ def configure_pytensor_cache() -> None:
 
 
 def configure_environment() -> None:
-    """Point every component at the state dir and switch telemetry off.
+    """Set up the state dir for a process the platform starts: its folders, Dagster's home and the variables
+    that point every component (Dagster, dbt, MLflow, Spark, matplotlib) at it, telemetry off.
 
+    Called by the entry points (the CLI, the tests) before they load the definitions, never on import
+    or by the definitions: those read the environment through resources, with the same defaults.
     Idempotent; variables the user already set win, so a scale-out deployment can point MLflow,
     Dagster or the warehouse elsewhere.
     """

@@ -191,3 +191,82 @@ def test_assets_and_the_cli_read_no_materialization_events_for_data(module):
     source = (Path(clv_platform.__file__).parent / module).read_text()
     for call in ("get_latest_materialization_event", "fetch_materializations", "get_event_records"):
         assert call not in source, f"{module} reads {call}: hand data on through a table or an IO manager"
+
+
+# Run in a fresh interpreter on a state directory that does not exist yet: what importing, then loading, did.
+_PROBE = """
+import importlib, json, os, pkgutil, sys
+from pathlib import Path
+home = Path(os.environ["CLV_HOME"])
+before = dict(os.environ)
+import clv_platform.defs, clv_platform.lib
+names = ["clv_platform.definitions", "clv_platform.cli"] + [
+    m.name for pkg in (clv_platform.defs, clv_platform.lib) for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")
+]
+for name in names:
+    importlib.import_module(name)
+changed = lambda: sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+imported = {"modules": len(names), "environ": changed(), "state": home.exists()}
+from clv_platform.definitions import defs
+defs()
+files = sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file()) if home.exists() else []
+print(json.dumps({"import": imported, "load": {"environ": changed(), "files": files}}))
+"""
+
+
+def _fresh_process(tmp_path, code: str, **env: str):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    environment = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI")}
+    environment.update(CLV_HOME=str(tmp_path / "state"), **env)
+    done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_import_changes_nothing_and_loading_writes_only_the_dbt_manifest(tmp_path):
+    seen = _fresh_process(tmp_path, _PROBE)
+    assert seen["import"]["modules"] > 20
+    # Importing: no variable set, no folder made (nor a dbt parse run).
+    assert seen["import"]["environ"] == [] and seen["import"]["state"] is False
+    # Loading: the manifest dbt parsed for the asset graph, and nothing else; the environment is left as it was.
+    assert seen["load"]["environ"] == []
+    assert seen["load"]["files"] == ["dbt/target/manifest.json", "dbt/target/partial_parse.msgpack"]
+
+
+_BROKEN_SPEC_PROBE = """
+import json
+import dagster as dg
+from clv_platform.cli import step_error
+from clv_platform.definitions import defs
+from clv_platform.defs.ingestion.assets import IngestConfig, raw_customers
+from clv_platform.lib.ingestion import RawSource
+graph = defs().resolve_asset_graph()
+shown = {}
+for key in (["raw", "transactions"], ["raw", "behavioral_events"], ["raw", "customers"]):
+    node = graph.get(dg.AssetKey(key))
+    shown["/".join(key)] = [node.description, node.metadata.get("source_spec_error")]
+result = dg.materialize(
+    [raw_customers],
+    resources={"raw_source": RawSource(), "warehouse": __import__("dagster_duckdb").DuckDBResource(database=":memory:")},
+    run_config=dg.RunConfig(ops={raw_customers.op.name: IngestConfig()}),
+    raise_on_error=False,
+)
+failure = [step_error(e) for e in result.all_events if e.is_step_failure]
+print(json.dumps({"shown": shown, "failure": failure}))
+"""
+
+
+def test_a_broken_source_spec_loads_and_shows_its_error_on_the_raw_assets(tmp_path):
+    spec = tmp_path / "source.yaml"
+    spec.write_text("transactions:\n  kind: files\n  preest: online_retail\n  path: sales.csv\n")
+    error = f"{spec}: invalid source config: line 3: unknown key 'preest' in 'transactions'"
+    seen = _fresh_process(tmp_path, _BROKEN_SPEC_PROBE, CLV_SOURCE_CONFIG=str(spec))
+    for key, (description, metadata) in seen["shown"].items():
+        assert description.endswith(f"SOURCE SPEC ERROR: {error}"), key
+        assert metadata == error, key
+    # Materializing fails with that line, as a user error (the CLI's exit code 2).
+    assert seen["failure"] == [[error, True]]

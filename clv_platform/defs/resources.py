@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -12,15 +10,14 @@ from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
 from clv_platform import settings
-from clv_platform.lib.dbt import build_dbt_project
+from clv_platform.lib.dbt import dbt_executable, dbt_project
 from clv_platform.lib.ingestion import RawSource
 from clv_platform.lib.resources import DriftPolicy, MlflowResource
 
 
-def _dbt_executable() -> str:
-    # The venv's dbt, so `dagster dev` works without an activated venv.
-    beside_python = os.path.join(os.path.dirname(sys.executable), "dbt")
-    return beside_python if os.path.exists(beside_python) else (shutil.which("dbt") or "dbt")
+def _from_environment(variable: str, default: str) -> str | dg.EnvVar:
+    """``variable`` when set (read by Dagster at run time), else the embedded default under the state dir."""
+    return dg.EnvVar(variable) if os.environ.get(variable) else default
 
 
 def s3_from_environment() -> S3Resource:
@@ -44,13 +41,11 @@ def resources() -> dg.Definitions:
     )
     return dg.Definitions(
         resources={
-            "warehouse": DuckDBResource(database=dg.EnvVar("CLV_WAREHOUSE_PATH")),
+            "warehouse": DuckDBResource(database=_from_environment("CLV_WAREHOUSE_PATH", str(settings.warehouse_path()))),
             # The source spec file; unset means the built-in generator.
             "raw_source": RawSource(),
-            "dbt": DbtCliResource(
-                project_dir=build_dbt_project(), target=settings.dbt_target(), dbt_executable=_dbt_executable()
-            ),
-            "mlflow": MlflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
+            "dbt": DbtCliResource(project_dir=dbt_project(), target=settings.dbt_target(), dbt_executable=dbt_executable()),
+            "mlflow": MlflowResource(tracking_uri=_from_environment("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri())),
             "drift_policy": drift_policy,
             "s3": s3_from_environment(),
         }

@@ -135,7 +135,8 @@ def staged_channel_verdict(con, staged: str, published: str, limits: RuleLimits)
     )
     counts = dict(
         con.execute(
-            f"select acquisition_channel, count(*) from {staged} where acquisition_channel is not null group by acquisition_channel"
+            f"select acquisition_channel, count(*) from {staged} "
+            "where acquisition_channel is not null group by acquisition_channel"
         ).fetchall()
     )
     return new_categories("acquisition channel", counts, known, limits.max_new_category_share)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import sys
+import uuid
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +27,49 @@ def vars_args(dbt_vars: Mapping[str, Any]) -> list[str]:
     return ["--vars", json.dumps(dict(dbt_vars))]
 
 
-def build_dbt_project(parse_vars: Mapping[str, Any] | None = None) -> DbtProject:
-    """The project, its manifest parsed with ``parse_vars`` as ``--vars``.
+# The feature parameters Dagster passes to dbt as --vars; their defaults are dbt_project.yml's vars.
+FEATURE_VARS = (
+    "cutoff_date",
+    "horizon_days",
+    "training_cutoffs",
+    "cutoff_spacing_days",
+    "order_value_cap_quantile",
+    "incremental_lookback_days",
+)
 
-    dbt reuses a parse (partial parsing, from the ``partial_parse.msgpack`` dagster-dbt copies into each
-    run's target dir) only for a run with the same vars and target: the feature assets pass their run
-    config's defaults, so a run with them skips a full parse of the project (about 2 s).
+
+def default_feature_vars() -> dict[str, Any]:
+    """The ``--vars`` of a feature build with the default run config (dbt_project.yml's values)."""
+    defaults = settings.dbt_var_defaults()
+    return {name: defaults[name] or None if name == "cutoff_date" else defaults[name] for name in FEATURE_VARS}
+
+
+def dbt_executable() -> str:
+    """The venv's dbt beside this interpreter, so `.venv/bin/dagster` works without an activated venv."""
+    beside_python = os.path.join(os.path.dirname(sys.executable), "dbt")
+    return beside_python if os.path.exists(beside_python) else (shutil.which("dbt") or "dbt")
+
+
+@cache
+def dbt_project() -> DbtProject:
+    """The one dbt project of the process, built on first need (not at import): the resource and the assets share it.
+
+    Its manifest is parsed with the feature assets' default ``--vars`` and the runs' target: dbt reuses a
+    parse (partial parsing, from the ``partial_parse.msgpack`` dagster-dbt copies into each run's target
+    dir) only for a run with the same vars and target (dbt's parse checksum includes both), so a run with
+    the default config skips a full parse. ``dagster-dbt project prepare-and-package`` runs the same parse.
     """
-    settings.configure_environment()
-    # The runs' target too: dbt's parse checksum includes it.
-    parse_args = ["parse", "--quiet", "--target", settings.dbt_target(), *(vars_args(parse_vars) if parse_vars else [])]
     return DbtProject(
         project_dir=settings.DBT_PROJECT_DIR,
         target_path=settings.dbt_target_dir(),
         profiles_dir=settings.DBT_PROJECT_DIR,
-        prepare_project_cli_args=parse_args,
+        prepare_project_cli_args=parse_args(),
     )
+
+
+def parse_args() -> list[str]:
+    """The dbt command that writes the manifest: ``parse`` with the runs' target and default feature vars."""
+    return ["parse", "--quiet", "--target", settings.dbt_target(), *vars_args(default_feature_vars())]
 
 
 def _newest_source_mtime(project_dir: Path) -> float:
@@ -47,15 +79,30 @@ def _newest_source_mtime(project_dir: Path) -> float:
 
 
 def ensure_manifest(project: DbtProject) -> Path:
-    """Parse the dbt project when its manifest is missing or older than any model, test or yml.
+    """Parse the dbt project when its manifest is missing or older than any model, test or yml; its path.
 
-    ``@dbt_assets`` reads the manifest at import; ``prepare_if_dev`` only acts under
-    ``dagster dev``, so the CLI, tests and deployed code servers would otherwise load a stale
-    graph. A fresh manifest costs one ``stat`` per project file.
+    ``@dbt_assets`` needs the manifest when the definitions load; ``prepare_if_dev`` only acts under
+    ``dagster dev``, so the CLI, tests and deployed code servers would otherwise load a stale graph. A
+    fresh manifest costs one ``stat`` per project file. The parse writes to a folder of its own whose
+    files are renamed into place (the manifest last), so a process loading the definitions meanwhile
+    reads the old manifest or the new one, never half of one.
     """
+    from dagster_dbt import DbtCliResource
+
     manifest = project.manifest_path
-    if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime(project.project_dir):
-        project.preparer.prepare(project)
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime(project.project_dir):
+        return manifest
+    target = manifest.parent
+    scratch = target / f".parse-{uuid.uuid4().hex}"
+    try:
+        resource = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+        scratch.mkdir(parents=True)
+        resource.cli(parse_args(), target_path=scratch).wait()
+        for name in ("partial_parse.msgpack", "manifest.json"):
+            if (scratch / name).exists():
+                os.replace(scratch / name, target / name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return manifest
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from clv_platform import settings
+from clv_platform.lib.dbt import dbt_executable
 
 ONLINE_DATABASE = "online"
 
@@ -37,9 +37,8 @@ def compile_models(select: str, dbt_vars: Mapping[str, Any]) -> dict:
             "DBT_PROFILES_DIR": str(root),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         }
-        dbt = os.path.join(os.path.dirname(sys.executable), "dbt")
         command = [
-            dbt if os.path.exists(dbt) else "dbt",
+            dbt_executable(),
             "compile",
             "--project-dir",
             str(settings.DBT_PROJECT_DIR),

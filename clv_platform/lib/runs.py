@@ -9,8 +9,12 @@ daemon, through :class:`ClvRunLauncher`.
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.launcher import DefaultRunLauncher
-from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+
+# The one private Dagster import of the platform: the run-monitoring hook (check_run_worker_health) of the
+# public DefaultRunLauncher must return these types, which Dagster does not export. Pinned by
+# tests/integration/test_instance_config.py (the daemon's view of a dead CLI run) and allowed only here by
+# tests/unit/test_import_contracts.py.
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 from clv_platform.state_lock import PID_TAG, cli_run_alive
 
@@ -43,7 +47,7 @@ def fail_dead_cli_runs(instance: dg.DagsterInstance) -> list[str]:
     return failed
 
 
-class ClvRunLauncher(DefaultRunLauncher):
+class ClvRunLauncher(dg.DefaultRunLauncher):
     """Dagster's default launcher, plus a worker health check for the runs the CLI executes in-process.
 
     With ``run_monitoring`` enabled, the daemon asks the launcher whether each started run's worker

@@ -6,6 +6,9 @@ from contextlib import contextmanager
 
 import pandas as pd
 
+# Defined with the pure code (ml/ renders model cards with it); the assets import it from here too.
+from clv_platform.markdown import markdown_table as markdown_table
+
 
 @contextmanager
 def transaction(con):
@@ -61,20 +64,6 @@ def replace_cutoff_rows(con, table: str, frame: pd.DataFrame, cutoff) -> int:
 
 def read_table(con, table: str, where: str = "") -> pd.DataFrame:
     return con.execute(f"select * from {table} {where}").df()
-
-
-def markdown_table(frame: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    """A markdown table for asset metadata, without the optional `tabulate` dependency."""
-
-    def cell(value) -> str:
-        text = format(value, floatfmt) if isinstance(value, float) else str(value)
-        # A raw value (a product description, say) must not end the cell or the row, nor open a tag.
-        return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
-
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from clv_platform.lib.warehouse import markdown_table
+from clv_platform.markdown import markdown_table
 
 # What each rung of the ladder is for and where it is known to be wrong, in the words a user needs.
 KNOWN_LIMITS: dict[str, tuple[str, ...]] = {

@@ -55,6 +55,15 @@ def feature_models(manifest: Mapping[str, Any], target: str = FEATURE_MODEL) -> 
 
     ``manifest`` is a dbt ``manifest.json`` written by ``dbt compile`` of ``+<target>``: every model upstream
     of ``target`` must carry its ``compiled_code``.
+
+    >>> def model(name, parents):
+    ...     return {"resource_type": "model", "name": name, "database": "online", "relation_name": f"main.{name}",
+    ...             "compiled_code": f"select 1 as {name}", "depends_on": {"nodes": [f"model.p.{p}" for p in parents]}}
+    >>> manifest = {"nodes": {f"model.p.{m['name']}": m for m in
+    ...     [model("mart", ["days", "cutoffs"]), model("days", ["lines"]), model("lines", []), model("cutoffs", [])]}}
+    >>> database, models = feature_models(manifest, "mart")
+    >>> database, [m.name for m in models]
+    ('online', ['lines', 'days', 'cutoffs', 'mart'])
     """
     nodes = {uid: node for uid, node in manifest["nodes"].items() if node["resource_type"] == "model"}
     by_name = {node["name"]: uid for uid, node in nodes.items()}

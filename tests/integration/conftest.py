@@ -302,11 +302,10 @@ class DagsterDev:
 
 
 def _session_dbt_target() -> Path:
-    """The dbt target dir of this process: its manifest is parsed once, when the feature assets are first imported."""
-    from clv_platform.defs.features.assets import dbt_project
-    from clv_platform.lib.dbt import ensure_manifest
+    """The dbt target dir of this process: its manifest is parsed once, when the dbt project is first needed."""
+    from clv_platform.lib.dbt import dbt_project, ensure_manifest
 
-    return ensure_manifest(dbt_project).parent
+    return ensure_manifest(dbt_project()).parent
 
 
 def _seed_dbt_target(home: Path) -> None:

@@ -52,6 +52,7 @@ RUN = textwrap.dedent("""
     from dagster_duckdb import DuckDBResource
 
     import clv_platform.defs.ingestion.assets as assets
+    import clv_platform.lib.raw_load as raw_load
     from clv_platform.lib.ingestion import RawSource, partition_range_tags
 
     spec, database, first, last, marks = sys.argv[1:6]
@@ -74,8 +75,8 @@ RUN = textwrap.dedent("""
             return result
 
 
-    real_replace_window = assets.replace_window
-    assets.replace_window = lambda con, writes, sources: real_replace_window(MarkedStatements(con), writes, sources)
+    real_replace_window = raw_load.replace_window
+    raw_load.replace_window = lambda con, writes, sources: real_replace_window(MarkedStatements(con), writes, sources)
 
 
     class WarehouseOnGo(DuckDBResource):

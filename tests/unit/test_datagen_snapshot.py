@@ -39,3 +39,13 @@ def test_other_options_are_another_snapshot(tmp_path):
     drifted = generated_once(tmp_path, {**OPTIONS, "spend_multiplier": 1.3})
     assert len(list(tmp_path.iterdir())) == 2
     pd.testing.assert_frame_equal(drifted.transactions, generator.generate(**{**OPTIONS, "spend_multiplier": 1.3}).transactions)
+
+
+def test_builtin_dataset_is_the_snapshot_under_the_state_dir(tmp_path, monkeypatch):
+    from clv_platform.ingest.spec import GeneratorOptions
+    from clv_platform.lib.ingestion import builtin_dataset
+
+    monkeypatch.setenv("CLV_HOME", str(tmp_path))
+    data = builtin_dataset(GeneratorOptions(**OPTIONS))
+    pd.testing.assert_frame_equal(data.customers, generator.generate(**OPTIONS).customers, check_exact=True)
+    assert [p.name for p in (tmp_path / "generated").iterdir()] == [snapshot_key(OPTIONS)]

@@ -66,3 +66,14 @@ def test_what_the_incremental_models_do_not_read_leaves_it_alone():
 
 def test_a_model_turned_incremental_changes_it():
     assert _changed(lambda m: m["nodes"]["model.p.mart"]["config"].update(materialized="incremental"))
+
+
+def test_the_one_project_is_parsed_with_the_vars_a_default_feature_run_passes():
+    # dbt reuses the parse (partial parsing) only for a run with the same vars and target: the resource's
+    # project and the assets' are one, parsed with the feature config's defaults.
+    from clv_platform.defs.features.assets import FeatureConfig
+    from clv_platform.lib.dbt import dbt_project, default_feature_vars, parse_args, vars_args
+
+    assert dbt_project() is dbt_project()
+    assert FeatureConfig().dbt_vars() == default_feature_vars()
+    assert parse_args()[-2:] == vars_args(FeatureConfig().dbt_vars())

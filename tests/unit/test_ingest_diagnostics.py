@@ -201,7 +201,7 @@ def test_no_text_of_a_dropped_or_hashed_field_is_kept_for_any_kind_of_bad_line(t
 def test_a_misaligned_customer_feed_line_keeps_no_raw_id_in_another_column(tmp_path):
     import pandas as pd
 
-    from clv_platform.defs.ingestion.assets import _customer_feed
+    from clv_platform.ingest.customers import customer_feed
 
     # The country left out: the hashed id's raw value would land under 'country'.
     (tmp_path / "customers.csv").write_text(
@@ -213,6 +213,6 @@ def test_a_misaligned_customer_feed_line_keeps_no_raw_id_in_another_column(tmp_p
         pii=PiiSpec(columns={"customer_id": "hmac"}),
     )
     derived = pd.DataFrame(columns=["customer_id", "country", "acquisition_channel", "signup_date"])
-    customers, dropped = _customer_feed(spec, b"test-key", derived)
+    customers, dropped = customer_feed(spec, b"test-key", derived)
     assert "ZQXS" not in customers.astype(str).to_csv()
     assert len(customers) == 1 and dropped["without_customer_id"] == 1

@@ -2,22 +2,15 @@
 
 import json
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from clv_platform import settings
-from clv_platform.ingest.profile import table_exists
-from clv_platform.lib.dbt import (
-    ClvDbtTranslator,
-    build_dbt_project,
-    ensure_manifest,
-    incremental_definition_fingerprint,
-    vars_args,
-)
+from clv_platform.lib.dbt import ClvDbtTranslator, dbt_project, ensure_manifest, incremental_definition_fingerprint, vars_args
+from clv_platform.lib.fingerprint import BOUNDARY_MODEL, full_refresh_reason, incremental_state
 from clv_platform.lib.warehouse import markdown_table
 
 # dbt_project.yml's vars: a hand-run dbt build and a Dagster run with the default config build the same features.
@@ -54,7 +47,8 @@ class FeatureConfig(dg.Config):
     )
     full_refresh: bool = Field(
         default=False,
-        description="Rebuild the incremental daily aggregates from scratch. Done anyway when raw history before the lookback changed since the last build.",
+        description="Rebuild the incremental daily aggregates from scratch. "
+        "Done anyway when raw history before the lookback changed since the last build.",
     )
 
     def dbt_vars(self) -> dict:
@@ -68,43 +62,9 @@ class FeatureConfig(dg.Config):
         }
 
 
-# Parsed with the run config's default vars: a run with them reuses the parse.
-dbt_project = build_dbt_project(parse_vars=FeatureConfig().dbt_vars())
-ensure_manifest(dbt_project)
-
+DBT_ASSETS_NAME = "clv_dbt_models"
 CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
-CUSTOMER_DAYS = dg.AssetKey(["intermediate", "int_customer_days"])
-
-
-class _IncrementalSource(NamedTuple):
-    """A raw table read by daily incremental models, and the model whose latest day sets where they rebuild."""
-
-    raw_table: str
-    day: str  # the raw row's day
-    columns: str  # the raw columns the models read; provenance columns may change without the history changing
-    model: str  # the first incremental model on it: its latest day is the latest of all its readers
-    model_day: str
-    metadata_key: str
-
-
-_INCREMENTAL_SOURCES = (
-    _IncrementalSource(
-        "raw.transactions",
-        "cast(invoice_date as date)",
-        "invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country",
-        "intermediate.int_transaction_lines",
-        "invoice_date",
-        "incremental_boundary_date",
-    ),
-    _IncrementalSource(
-        "raw.behavioral_events",
-        "cast(event_timestamp as date)",
-        "event_id, session_id, customer_id, event_type, event_timestamp",
-        "intermediate.int_customer_session_days",
-        "activity_date",
-        "events_incremental_boundary_date",
-    ),
-)
+CUSTOMER_DAYS = dg.AssetKey(BOUNDARY_MODEL.split("."))
 
 
 def order_value_cap_metadata(warehouse: DuckDBResource) -> dict:
@@ -127,128 +87,62 @@ def order_value_cap_metadata(warehouse: DuckDBResource) -> dict:
     }
 
 
-def history_fingerprint(con, boundaries: dict[str, str | None]) -> str:
-    """Row count and summed row hashes of each raw table's rows dated before its boundary.
-
-    ``boundaries`` maps the metadata key of each incremental source to its boundary date (None when
-    its model has no rows yet: then no row is before it).
-    """
-    parts = []
-    for source in _INCREMENTAL_SOURCES:
-        boundary = boundaries[source.metadata_key]
-        count, digest = con.execute(
-            f"""select count(*), coalesce(sum(hash({source.columns})), 0) from {source.raw_table}
-                where {source.day} < cast(? as date)""",
-            [boundary],
-        ).fetchone()
-        parts.append(f"{source.raw_table}<{boundary}:{count}:{digest}")
-    return "; ".join(parts)
-
-
-def input_fingerprint(con, before: str) -> str:
-    """The raw daily partitions read for days before ``before``: each table's day range, rows and summed row hash.
-
-    What a model records as the data it came from beside the hash of its training examples: the same
-    partitions give the same string, a corrected or added day changes it.
-    """
-    parts = []
-    for source in _INCREMENTAL_SOURCES:
-        first, last, count, digest = con.execute(
-            f"""select min({source.day}), max({source.day}), count(*), coalesce(sum(hash({source.columns})), 0)
-                from {source.raw_table} where {source.day} < cast(? as date)""",
-            [before],
-        ).fetchone()
-        parts.append(f"{source.raw_table} {first}..{last}: {count} rows, hash {digest}")
-    return "; ".join(parts)
-
-
-def incremental_state(con, lookback_days: int) -> dict:
-    """Where the next incremental run starts rebuilding each source's days, and the fingerprint of the history before.
-
-    A reader further downstream (int_customer_days after int_transaction_lines) may start earlier,
-    from its own latest day; it then rebuilds from rows its upstream kept, which are correct as
-    long as the raw rows before the upstream's boundary, the later one, are unchanged.
-    """
-    boundaries = {}
-    for source in _INCREMENTAL_SOURCES:
-        (boundary,) = con.execute(
-            f"select cast(max({source.model_day}) - interval {int(lookback_days)} day as date) from {source.model}"
-        ).fetchone()
-        boundaries[source.metadata_key] = None if boundary is None else str(boundary)
-    return {**boundaries, "history_fingerprint": history_fingerprint(con, boundaries)}
-
-
 def needs_full_refresh(context: dg.AssetExecutionContext, warehouse: DuckDBResource, definitions: str) -> str | None:
-    """Why the daily aggregates must be rebuilt from scratch, or None when an incremental run is right.
-
-    An incremental run rebuilds only the days from the boundaries recorded at the last build; that
-    is correct only while the raw rows before them are the ones that build saw. A reload that
-    rewrote history (another dataset, corrected old lines or events) changes their fingerprint; a
-    new version of the models (or of what they read and call) changes the definitions' fingerprint
-    (``definitions``: this build's, from :func:`definition_fingerprint`).
-    """
+    """Why the daily aggregates must be rebuilt from scratch (see :func:`full_refresh_reason`), or None."""
     event = context.instance.get_latest_materialization_event(CUSTOMER_DAYS)
     metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    if any(source.metadata_key not in metadata for source in _INCREMENTAL_SOURCES):
-        return "no earlier build recorded its incremental boundaries"
-    if "definition_fingerprint" not in metadata or metadata["definition_fingerprint"].value != definitions:
-        return "the definitions of the daily aggregates or of their inputs changed since the last build"
-    boundaries = {source.metadata_key: metadata[source.metadata_key].value for source in _INCREMENTAL_SOURCES}
     with warehouse.get_connection() as con:
-        for table in ("intermediate.int_customer_days", *(source.model for source in _INCREMENTAL_SOURCES)):
-            if not table_exists(con, table):
-                return f"{table} does not exist"
-        now = history_fingerprint(con, boundaries).split("; ")
-    before = metadata["history_fingerprint"].value.split("; ")
-    changed = [
-        f"{source.raw_table} dated before {boundaries[source.metadata_key]}"
-        for source, current, recorded in zip(_INCREMENTAL_SOURCES, now, before + [""] * len(now), strict=False)
-        if current != recorded
-    ]
-    if changed:
-        return f"raw rows changed since the last build: {', '.join(changed)}"
-    return None
+        return full_refresh_reason(con, {key: value.value for key, value in metadata.items()}, definitions)
 
 
-def definition_fingerprint() -> str:
-    """The fingerprint of the incremental models' definitions in this code's dbt manifest."""
-    return incremental_definition_fingerprint(json.loads(dbt_project.manifest_path.read_text()))
+def dbt_models(project: DbtProject) -> dg.AssetsDefinition:
+    """The dbt models as assets; the manifest is parsed first when it is missing or stale."""
+    manifest = ensure_manifest(project)
 
+    @dbt_assets(manifest=manifest, project=project, name=DBT_ASSETS_NAME, dagster_dbt_translator=ClvDbtTranslator())
+    def clv_dbt_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource, config: FeatureConfig
+    ) -> Iterator:
+        on_duckdb = dbt.target in (None, "duckdb")
+        definitions = incremental_definition_fingerprint(json.loads(manifest.read_text()))  # several MB of JSON: once
+        reason = (
+            "asked for in the run config"
+            if config.full_refresh
+            else (needs_full_refresh(context, warehouse, definitions) if on_duckdb else None)
+        )
+        context.log.info(
+            f"full refresh of the daily aggregates: {reason}" if reason else "incremental run of the daily aggregates"
+        )
+        args = ["build", *vars_args(config.dbt_vars()), *(["--full-refresh"] if reason else [])]
 
-@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=ClvDbtTranslator())
-def clv_dbt_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource, config: FeatureConfig
-) -> Iterator:
-    on_duckdb = dbt.target in (None, "duckdb")
-    definitions = definition_fingerprint()  # read once: the manifest is several MB of JSON
-    reason = (
-        "asked for in the run config"
-        if config.full_refresh
-        else (needs_full_refresh(context, warehouse, definitions) if on_duckdb else None)
-    )
-    context.log.info(f"full refresh of the daily aggregates: {reason}" if reason else "incremental run of the daily aggregates")
-    args = ["build", *vars_args(config.dbt_vars()), *(["--full-refresh"] if reason else [])]
-
-    # Metadata read from the warehouse is added once dbt has exited (dbt-duckdb holds the file
-    # while it runs), so the events are passed on when the build is over.
-    events: list = []
-    try:
-        events.extend(dbt.cli(args, context=context).stream())
-    except Exception:
+        # Metadata read from the warehouse is added once dbt has exited (dbt-duckdb holds the file
+        # while it runs), so the events are passed on when the build is over.
+        events: list = []
+        try:
+            events.extend(dbt.cli(args, context=context).stream())
+        except Exception:
+            yield from events
+            raise
+        for index, event in enumerate(events):
+            key = context.asset_key_for_output(event.output_name) if isinstance(event, dg.Output) else None
+            extra = {}
+            if key == CUSTOMER_DAYS:
+                extra = {"full_refresh": bool(reason), "full_refresh_reason": reason or "", "definition_fingerprint": definitions}
+                if on_duckdb:
+                    with warehouse.get_connection() as con:
+                        extra |= incremental_state(con, config.incremental_lookback_days)
+            elif key == CUSTOMER_FEATURES and on_duckdb:
+                extra = order_value_cap_metadata(warehouse)
+            if extra:
+                events[index] = event.with_metadata({**event.metadata, **extra})
+        if not on_duckdb:
+            context.log.info(f"dbt target {dbt.target}: order value caps are in its intermediate.int_order_value_caps")
         yield from events
-        raise
-    for index, event in enumerate(events):
-        key = context.asset_key_for_output(event.output_name) if isinstance(event, dg.Output) else None
-        extra = {}
-        if key == CUSTOMER_DAYS:
-            extra = {"full_refresh": bool(reason), "full_refresh_reason": reason or "", "definition_fingerprint": definitions}
-            if on_duckdb:
-                with warehouse.get_connection() as con:
-                    extra |= incremental_state(con, config.incremental_lookback_days)
-        elif key == CUSTOMER_FEATURES and on_duckdb:
-            extra = order_value_cap_metadata(warehouse)
-        if extra:
-            events[index] = event.with_metadata({**event.metadata, **extra})
-    if not on_duckdb:
-        context.log.info(f"dbt target {dbt.target}: order value caps are in its intermediate.int_order_value_caps")
-    yield from events
+
+    return clv_dbt_models
+
+
+@dg.definitions
+def features() -> dg.Definitions:
+    # Built when the definitions load, not at import: the manifest may have to be parsed first.
+    return dg.Definitions(assets=[dbt_models(dbt_project())])

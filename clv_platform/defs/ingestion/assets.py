@@ -8,10 +8,8 @@ those days and of the sources it read) in one DuckDB transaction; otherwise the 
 stay as they were and the run fails saying so.
 """
 
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import dagster as dg
 import pandas as pd
@@ -20,19 +18,18 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from clv_platform.ingest import table_rules
-from clv_platform.ingest.readers import SourceError, SourceFrame, iter_source
-from clv_platform.ingest.spec import GeneratorOptions, IngestionSpec, SourceSpec
+from clv_platform.ingest.readers import SourceError
+from clv_platform.ingest.spec import GeneratorOptions, IngestionSpec
 from clv_platform.lib.ingestion import (
     DAILY_PARTITIONS,
     RawSource,
-    discard_staged,
-    generated,
+    builtin_dataset,
     publish_table,
-    replace_window,
-    stage,
+    spec_error_note,
     staged_name,
     window_of,
 )
+from clv_platform.lib.raw_load import StagedLoad, WindowLoad, load_window
 from clv_platform.lib.warehouse import connect, markdown_table, replace_table
 
 TRANSACTIONS_KEY = dg.AssetKey(["raw", "transactions"])
@@ -55,6 +52,19 @@ EV_CHECKS = {
 }
 
 
+class _RawTable(NamedTuple):
+    """A daily raw table raw_daily loads: its asset, its quarantine's, its checks (the schema check first)."""
+
+    name: str  # the contract's, the spec's and the built-in dataset's name for it
+    key: dg.AssetKey
+    quarantine_key: dg.AssetKey
+    checks: dict[str, str]
+
+
+RAW_TRANSACTIONS = _RawTable("transactions", TRANSACTIONS_KEY, TX_QUARANTINE_KEY, TX_CHECKS)
+RAW_EVENTS = _RawTable("behavioral_events", EVENTS_KEY, EV_QUARANTINE_KEY, EV_CHECKS)
+
+
 class IngestConfig(dg.Config):
     """Overrides of the generator options in the source spec (used only when the source is the generator)."""
 
@@ -70,121 +80,7 @@ class IngestConfig(dg.Config):
         return spec.generator.model_copy(update=overrides)
 
 
-# pandera (with its optional pyspark probing) is imported in function bodies: definitions load fast.
-def _chunks(
-    source: SourceSpec,
-    contract,
-    generated_table: pd.DataFrame | None,
-    s3: S3Resource,
-    start: datetime,
-    end: datetime,
-    max_file_bytes: int,
-) -> Iterator[SourceFrame]:
-    if source.kind == "generator":
-        import numpy as np
-
-        return iter([SourceFrame("generator", generated_table, np.arange(1, len(generated_table) + 1))])
-    from clv_platform.ingest.validate import timestamp_column
-
-    ts_column = timestamp_column(source, contract)
-    client = s3.get_client() if source.kind == "s3" else None
-    return iter_source(source, ts_column, start, end, s3_client=client, max_file_bytes=max_file_bytes)
-
-
-def _generator_spec(contract) -> SourceSpec:
-    return (
-        SourceSpec(kind="generator", preset="online_retail") if contract.name == "transactions" else SourceSpec(kind="generator")
-    )
-
-
-def _split_window(validated, contract, start: datetime, end: datetime):
-    ts = validated.accepted[contract.timestamp]
-    accepted = validated.accepted[(ts >= start) & (ts < end)].reset_index(drop=True)
-    q = validated.quarantine
-    dated = q["partition_date"]
-    quarantine = q[dated.isna() | ((dated >= start) & (dated < end))].reset_index(drop=True)
-    outside = validated.rows_read - len(accepted) - len(quarantine)
-    return accepted, quarantine, outside
-
-
-@dataclass
-class _Staged:
-    """What a load staged, summed over the chunks it was read in."""
-
-    rows_read: int = 0
-    outside: int = 0
-    accepted: int = 0
-    quarantined: int = 0
-    chunks: int = 0
-    rows_by_source: dict = field(default_factory=dict)
-    extra_columns: dict = field(default_factory=dict)
-    empty_sources: list = field(default_factory=list)
-    by_rule: Counter = field(default_factory=Counter)
-    examples: pd.DataFrame | None = None  # the first quarantined rows, with their messages
-    cleaning: pd.DataFrame | None = None
-
-    def add(self, validated, accepted: pd.DataFrame, quarantine: pd.DataFrame, outside: int, cleaning) -> None:
-        self.rows_read += validated.rows_read
-        self.outside += outside
-        self.accepted += len(accepted)
-        self.quarantined += len(quarantine)
-        self.chunks += 1
-        for name, rows in validated.rows_by_source.items():
-            self.rows_by_source[name] = self.rows_by_source.get(name, 0) + rows
-        self.extra_columns.update(validated.extra_columns)
-        self.empty_sources += [s for s in validated.empty_sources if s not in self.empty_sources]
-        self.by_rule.update(quarantine["rule"].tolist())
-        if len(quarantine) and (self.examples is None or len(self.examples) < 10):
-            first = quarantine.head(10)
-            self.examples = pd.concat([self.examples, first]).head(10) if self.examples is not None else first
-        if cleaning is not None:
-            if self.cleaning is None:
-                self.cleaning = cleaning
-            else:  # the counted rules (lines, value) add up; the others are descriptions
-                counted = self.cleaning["lines"].notna()
-                for column in ("lines", "value"):
-                    self.cleaning.loc[counted, column] = self.cleaning.loc[counted, column] + cleaning.loc[counted, column]
-
-
-def _stage_chunks(
-    con,
-    chunks: Iterable[SourceFrame],
-    contract,
-    source_spec: SourceSpec,
-    spec: IngestionSpec,
-    pii_key: bytes | None,
-    loaded_at: datetime,
-    start: datetime,
-    end: datetime,
-) -> tuple[_Staged, str, str]:
-    """Validate the source chunk by chunk and append each chunk's rows of ``[start, end)`` to the staging tables.
-
-    Only one chunk is in memory at a time; duplicates across chunks are found as in one pass.
-    """
-    from clv_platform import schemas
-    from clv_platform.ingest.cleaning import cleaning_summary
-    from clv_platform.ingest.validate import TRANSACTIONS, SeenRows, validate
-
-    table = f"raw.{contract.name}"
-    contract_schema = schemas.transactions_schema if contract is TRANSACTIONS else schemas.behavioral_events_schema
-    seen, staged = SeenRows(), _Staged()
-
-    def one(frames: list[SourceFrame]) -> None:
-        validated = validate(frames, contract, source_spec, spec.limits, spec.pii, pii_key, loaded_at, spec.history_start, seen)
-        accepted, quarantine, outside = _split_window(validated, contract, start, end)
-        accepted = contract_schema.validate(accepted)
-        stage(con, table, accepted, append=bool(staged.chunks))
-        stage(con, f"{table}_quarantine", quarantine, append=bool(staged.chunks))
-        staged.add(validated, accepted, quarantine, outside, cleaning_summary(accepted) if contract is TRANSACTIONS else None)
-
-    for chunk in chunks:
-        one([chunk])
-    if not staged.chunks:  # nothing read: empty staging tables all the same
-        one([])
-    return staged, staged_name(table), staged_name(f"{table}_quarantine")
-
-
-def _counts_metadata(staged: _Staged) -> dict:
+def _counts_metadata(staged: StagedLoad) -> dict:
     in_scope = staged.accepted + staged.quarantined
     by_rule = (
         pd.DataFrame(sorted(staged.by_rule.items(), key=lambda kv: -kv[1]), columns=["rule", "rows"]) if staged.by_rule else None
@@ -240,13 +136,22 @@ def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceErro
     raise dg.Failure(description=str(error), metadata={"source": error.source, "rule": error.rule}, allow_retries=False)
 
 
+def _described(description: str) -> dict:
+    """The asset's description and metadata; a source spec that cannot be read shows in both (its runs fail with it)."""
+    text, metadata = spec_error_note(description)
+    return {"description": text, "metadata": metadata}
+
+
 @dg.multi_asset(
     name="raw_daily",
     # Inline: module-level AssetSpecs would be loaded as definitions of their own.
     specs=[
         dg.AssetSpec(
             TRANSACTIONS_KEY,
-            description="Order lines by event day, canonical columns plus _source/_source_row/_loaded_at; rows that break a row rule are in raw/transactions_quarantine.",
+            **_described(
+                "Order lines by event day, canonical columns plus _source/_source_row/_loaded_at; "
+                "rows that break a row rule are in raw/transactions_quarantine."
+            ),
             group_name="ingestion",
             kinds={"duckdb", "pandas"},
             partitions_def=DAILY_PARTITIONS,
@@ -254,7 +159,7 @@ def _fail_unreadable(key: dg.AssetKey, check_names: list[str], error: SourceErro
         ),
         dg.AssetSpec(
             EVENTS_KEY,
-            description="Web events (page views, searches, add-to-cart) by event day.",
+            **_described("Web events (page views, searches, add-to-cart) by event day."),
             group_name="ingestion",
             kinds={"duckdb", "pandas"},
             partitions_def=DAILY_PARTITIONS,
@@ -275,131 +180,103 @@ def raw_daily(
     from clv_platform.ingest.validate import EVENTS, TRANSACTIONS
 
     spec = raw_source.spec()
-    key = raw_source.pii_key()
+    pii_key = raw_source.pii_key()
     start, end = window_of(context)
     loaded_at = datetime.now().replace(microsecond=0)
-    data = generated(config.generator_options(spec)) if spec.is_generated else None
+    data = builtin_dataset(config.generator_options(spec)) if spec.is_generated else None
     context.log.info(
         f"source: {spec.transactions.kind}; window [{start:%Y-%m-%d}, {end:%Y-%m-%d}) ({len(context.partition_keys)} days)"
     )
-
-    plans = []
-    if TRANSACTIONS_KEY in context.selected_asset_keys:
-        plans.append(
-            (
-                TRANSACTIONS,
-                TRANSACTIONS_KEY,
-                TX_QUARANTINE_KEY,
-                spec.transactions,
-                data.transactions if data is not None else None,
-            )
-        )
-    if EVENTS_KEY in context.selected_asset_keys:
-        plans.append(
-            (EVENTS, EVENTS_KEY, EV_QUARANTINE_KEY, spec.behavioral_events, data.behavioral_events if data is not None else None)
-        )
-
     rejected = []
-    for contract, asset_key, quarantine_key, source, generated_table in plans:
-        checks = TX_CHECKS if contract is TRANSACTIONS else EV_CHECKS
-        schema_check = next(iter(checks))
-        table, ts = f"raw.{contract.name}", contract.timestamp
-        if source is None:  # e.g. a transaction log without an events feed: the days are empty
-            chunks, source_spec = iter([]), SourceSpec()
-        else:
-            source_spec = _generator_spec(contract) if source.kind == "generator" else source
-            chunks = _chunks(source, contract, generated_table, s3, start, end, spec.limits.max_file_bytes)
-        # Write-audit-publish: the new version is staged chunk by chunk, judged against the published history,
-        # and swapped in only if every blocking check passes; otherwise the published days stay as they were.
-        unreadable, verdicts, failed = None, {}, {}
+    for table, contract in ((RAW_TRANSACTIONS, TRANSACTIONS), (RAW_EVENTS, EVENTS)):
+        if table.key not in context.selected_asset_keys:
+            continue
         with connect(warehouse) as con:
-            try:
-                staged, staged_t, staged_q = _stage_chunks(con, chunks, contract, source_spec, spec, key, loaded_at, start, end)
-            except SourceError as error:
-                unreadable = error
-                discard_staged(con, [table, f"{table}_quarantine"])
-            if unreadable is None and not (contract is TRANSACTIONS and source is not None and staged.rows_read == 0):
-                verdicts = (
-                    table_rules.staged_transaction_verdicts(con, staged_t, staged_q, table, start, end, spec.limits)
-                    if contract is TRANSACTIONS
-                    else table_rules.staged_event_verdicts(con, staged_t, staged_q, spec.limits)
-                )
-                failed = {name: verdict for name, verdict in verdicts.items() if not verdict[0]}
-                if not failed:
-                    window = f"{ts} >= TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' and {ts} < TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
-                    q_window = (
-                        f"(partition_date >= TIMESTAMP '{start:%Y-%m-%d}' and "
-                        f"partition_date < TIMESTAMP '{end:%Y-%m-%d}')"
-                        " or (partition_date is null and list_contains($sources, source))"
-                    )
-                    replace_window(
-                        con,
-                        [(table, staged_t, window), (f"{table}_quarantine", staged_q, q_window)],
-                        sorted(staged.rows_by_source),
-                    )
-        if unreadable is not None:
-            context.log.error(str(unreadable))
-            yield from _fail_unreadable(asset_key, list(checks), unreadable)
-        if not verdicts:
-            # Nothing to load is an error, and the stored days stay as they were.
-            empty = ", ".join(staged.empty_sources) or source.kind
-            yield _check(asset_key, "input_not_empty", (False, f"the source delivered no rows ({empty})", {}))
-            raise dg.Failure(
-                description=f"{empty}: the source delivered no rows (rule: input_not_empty)",
-                metadata={"rule": "input_not_empty"},
-                allow_retries=False,
+            load = load_window(
+                con,
+                contract,
+                getattr(spec, table.name),
+                spec,
+                builtin_table=getattr(data, table.name) if data is not None else None,
+                s3_client=s3.get_client,
+                pii_key=pii_key,
+                loaded_at=loaded_at,
+                start=start,
+                end=end,
             )
-        read_check = (
-            True,
-            "every source read with the mapped columns",
-            {
-                "sources": len(staged.rows_by_source),
-                "chunks": staged.chunks,
-                "extra_columns_ignored": str(staged.extra_columns) if staged.extra_columns else None,
-            },
-        )
-        if failed:
-            rejected.append(_kept_previous(f"{table} {_days(start, end)}", failed, [staged_t, staged_q]))
-            context.log.error(rejected[-1])
-        else:
-            yield from _published(context, staged, asset_key, quarantine_key, contract, source, table, start, end)
-        yield _check(asset_key, schema_check, read_check)
-        if contract is TRANSACTIONS:
-            yield _check(asset_key, "input_not_empty", (True, f"{staged.rows_read:,} rows read from the source", {}))
-        for name, verdict in verdicts.items():
-            yield _check(asset_key, name, verdict)
+        refusal = yield from _reported(context, table, load, start, end)
+        if refusal:
+            rejected.append(refusal)
     if rejected:
         # A "rule": the data broke a rule (the CLI exits 2), the platform did not break.
         raise dg.Failure(description="; ".join(rejected), metadata={"rule": "blocking_checks"}, allow_retries=False)
 
 
-def _published(context, staged: _Staged, asset_key, quarantine_key, contract, source, table: str, start: datetime, end: datetime):
+def _reported(context, table: _RawTable, load: WindowLoad, start: datetime, end: datetime):
+    """Yield the checks (and, when published, the materializations) of one table's load; return the line of a refusal.
+
+    An unreadable source, or one that delivered nothing, fails the step at once: the stored days stay as they were.
+    """
+    if load.unreadable is not None:
+        context.log.error(str(load.unreadable))
+        yield from _fail_unreadable(table.key, list(table.checks), load.unreadable)
+    staged = load.staged
+    if not load.verdicts:
+        empty = ", ".join(staged.empty_sources) or load.source.kind
+        yield _check(table.key, "input_not_empty", (False, f"the source delivered no rows ({empty})", {}))
+        raise dg.Failure(
+            description=f"{empty}: the source delivered no rows (rule: input_not_empty)",
+            metadata={"rule": "input_not_empty"},
+            allow_retries=False,
+        )
+    refusal = None
+    if load.failed:
+        refusal = _kept_previous(f"{load.table} {_days(start, end)}", load.failed, load.staged_tables)
+        context.log.error(refusal)
+    else:
+        yield from _published(context, table, load, start, end)
+    read_check = {
+        "sources": len(staged.rows_by_source),
+        "chunks": staged.chunks,
+        "extra_columns_ignored": str(staged.extra_columns) if staged.extra_columns else None,
+    }
+    yield _check(table.key, next(iter(table.checks)), (True, "every source read with the mapped columns", read_check))
+    if table.name == "transactions":
+        yield _check(table.key, "input_not_empty", (True, f"{staged.rows_read:,} rows read from the source", {}))
+    for name, verdict in load.verdicts.items():
+        yield _check(table.key, name, verdict)
+    return refusal
+
+
+def _published(context, table: _RawTable, load: WindowLoad, start: datetime, end: datetime):
     """The materializations (the table's and its quarantine's) and the log line of a load that was published."""
     from clv_platform.ingest.validate import describe_quarantined
 
+    staged = load.staged
     meta = _counts_metadata(staged)
-    meta.update({"source": source.kind if source else "none", "window_start": str(start.date()), "window_end": str(end.date())})
+    meta.update(
+        {"source": load.source.kind if load.source else "none", "window_start": str(start.date()), "window_end": str(end.date())}
+    )
     if staged.cleaning is not None:
         meta["cleaning_rules"] = dg.MetadataValue.md(markdown_table(staged.cleaning.fillna("-")))
-    if quarantine_key is not None:
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=quarantine_key,
-                metadata={
-                    "dagster/row_count": staged.quarantined,
-                    "rows_quarantined_this_run": staged.quarantined,
-                    "quarantined_by_rule": meta["quarantined_by_rule"],
-                    "window_start": meta["window_start"],
-                    "window_end": meta["window_end"],
-                },
-            )
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=table.quarantine_key,
+            metadata={
+                "dagster/row_count": staged.quarantined,
+                "rows_quarantined_this_run": staged.quarantined,
+                "quarantined_by_rule": meta["quarantined_by_rule"],
+                "window_start": meta["window_start"],
+                "window_end": meta["window_end"],
+            },
         )
+    )
     if staged.quarantined:
         context.log.warning(
-            f"{staged.quarantined:,} {contract.name} row(s) quarantined, "
-            f"e.g. {describe_quarantined(staged.examples.iloc[0])}; see {table}_quarantine"
+            f"{staged.quarantined:,} {table.name} row(s) quarantined, "
+            f"e.g. {describe_quarantined(staged.examples.iloc[0])}; see {load.table}_quarantine"
         )
-    yield dg.MaterializeResult(asset_key=asset_key, metadata=meta)
+    yield dg.MaterializeResult(asset_key=table.key, metadata=meta)
 
 
 @dg.asset(
@@ -407,8 +284,10 @@ def _published(context, staged: _Staged, asset_key, quarantine_key, contract, so
     deps=[TRANSACTIONS_KEY],
     group_name="ingestion",
     kinds={"duckdb", "pandas"},
-    description="One row per customer: country, acquisition channel, signup date. From the customer feed, "
-    "else derived from raw.transactions (most frequent country, channel 'unknown', first purchase).",
+    **_described(
+        "One row per customer: country, acquisition channel, signup date. From the customer feed, "
+        "else derived from raw.transactions (most frequent country, channel 'unknown', first purchase)."
+    ),
     check_specs=[
         dg.AssetCheckSpec(
             "acquisition_channels_stable",
@@ -420,35 +299,19 @@ def _published(context, staged: _Staged, asset_key, quarantine_key, contract, so
 )
 def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_source: RawSource, warehouse: DuckDBResource):
     from clv_platform import schemas
-    from clv_platform.ingest.validate import apply_pii
+    from clv_platform.ingest.customers import customer_table
 
     spec = raw_source.spec()
-    extra = {}
-    if spec.is_generated:
-        customers = generated(config.generator_options(spec)).customers
-        customers = apply_pii(customers, spec.pii, raw_source.pii_key())
-        origin = "generator"
-    else:
+    builtin = builtin_dataset(config.generator_options(spec)).customers if spec.is_generated else None
+    try:
         with connect(warehouse) as con:
-            derived = con.execute(
-                """
-                select customer_id, mode(country) as country, 'unknown' as acquisition_channel,
-                       min(invoice_date) as signup_date
-                from raw.transactions group by customer_id order by customer_id
-                """
-            ).df()
-        if spec.customers is not None:
-            try:
-                customers, dropped = _customer_feed(spec, raw_source.pii_key(), derived)
-            except SourceError as error:
-                context.log.error(str(error))
-                raise dg.Failure(description=str(error), metadata={"rule": error.rule}, allow_retries=False) from None
-            origin = f"customer feed ({spec.customers.kind})"
-            extra["feed_rows_dropped"] = dg.MetadataValue.json(dropped)
-        else:
-            customers, origin = derived, "derived from raw.transactions"
-        customers["country"] = customers["country"].fillna("Unknown")
-    customers = schemas.customers_schema.validate(customers)
+            table = customer_table(spec, raw_source.pii_key(), None if spec.is_generated else con, builtin)
+    except SourceError as error:
+        context.log.error(str(error))
+        raise dg.Failure(description=str(error), metadata={"rule": error.rule}, allow_retries=False) from None
+    extra = {} if table.feed_rows_dropped is None else {"feed_rows_dropped": dg.MetadataValue.json(table.feed_rows_dropped)}
+    origin = table.origin
+    customers = schemas.customers_schema.validate(table.customers)
     counts = customers["acquisition_channel"].value_counts().to_dict()
     with connect(warehouse) as con:
         staged = staged_name("raw.customers")
@@ -469,65 +332,6 @@ def raw_customers(context: dg.AssetExecutionContext, config: IngestConfig, raw_s
         }
     )
     yield _check(CUSTOMERS_KEY, "acquisition_channels_stable", verdict)
-
-
-def _customer_feed(spec: IngestionSpec, pii_key: bytes | None, derived: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """The customer feed mapped to the contract; gaps filled from the transactions (first purchase, country)."""
-    from clv_platform.ingest.readers import BAD_LINE
-    from clv_platform.ingest.validate import (
-        CUSTOMERS,
-        apply_pii,
-        check_columns,
-        normalize_customer_ids,
-        parse_text,
-        parse_timestamp,
-        withhold_misaligned,
-    )
-
-    source = spec.customers
-    mapping = source.mapping(CUSTOMERS.fields)
-    if "customer_id" not in mapping:
-        raise SourceError(
-            source.path or source.kind, "required_column", "the customer feed's mapping names no customer_id column"
-        )
-    parts = []
-    timestamps = mapping.get("signup_date", mapping["customer_id"])
-    for frame in iter_source(source, timestamps, max_file_bytes=spec.limits.max_file_bytes):
-        if frame.frame.shape[1] == 0:
-            continue
-        frame = check_columns(frame, source, CUSTOMERS, bool(spec.pii.columns))
-        part = pd.DataFrame({name: parse_text(frame.frame[column]) for name, column in mapping.items()})
-        if spec.pii.columns and BAD_LINE in frame.frame:  # shifted fields: a raw id may sit under 'country'
-            part = withhold_misaligned(part, frame.frame[BAD_LINE].notna())
-        if "signup_date" in mapping:
-            part["signup_date"] = parse_timestamp(
-                frame.frame[mapping["signup_date"]], part["signup_date"], source.timestamp_formats
-            )
-        parts.append(part)
-    feed = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id"])
-    feed["customer_id"] = normalize_customer_ids(feed["customer_id"])
-    feed = apply_pii(feed, spec.pii, pii_key)
-    without_id = int(feed["customer_id"].isna().sum())
-    feed = feed[feed["customer_id"].notna()]
-    repeated = int(feed["customer_id"].duplicated(keep="last").sum())
-    feed = feed.drop_duplicates("customer_id", keep="last")
-    merged = feed.merge(derived, on="customer_id", how="left", suffixes=("", "_derived"))
-    for column in ("country", "acquisition_channel", "signup_date"):
-        if column not in merged:
-            merged[column] = None
-        if f"{column}_derived" in merged:
-            merged[column] = merged[column].where(merged[column].notna(), merged[f"{column}_derived"])
-    merged["acquisition_channel"] = merged["acquisition_channel"].fillna("unknown")
-    no_date = int(merged["signup_date"].isna().sum())
-    merged = merged[merged["signup_date"].notna()]
-    out = merged[["customer_id", "country", "acquisition_channel", "signup_date"]].reset_index(drop=True)
-    out["signup_date"] = pd.to_datetime(out["signup_date"]).astype("datetime64[ns]")
-    # Dropped rows are counted, never silent: a customer without an id, or without a signup date or purchase.
-    return out, {
-        "without_customer_id": without_id,
-        "repeated_customer_id_kept_last": repeated,
-        "without_signup_date_or_purchase": no_date,
-    }
 
 
 # Written by raw_daily in the same transaction as the table they belong to; shown in the graph as assets.

@@ -90,7 +90,7 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
     import pandas as pd
 
     from clv_platform import lineage
-    from clv_platform.defs.features.assets import input_fingerprint
+    from clv_platform.lib.fingerprint import input_fingerprint
     from clv_platform.ml import plots
     from clv_platform.ml.ladder import evaluate_ladder
     from clv_platform.ml.outcome import save_outcome
