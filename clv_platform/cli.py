@@ -417,15 +417,27 @@ def serve(args: argparse.Namespace) -> int:
         ingestion = load_spec()
     except (ValueError, OSError) as error:
         return _user_error(error)
+    import socket
+
     import uvicorn
 
     from clv_platform.serving.app import create_app
 
+    # The port is taken before the snapshot and model load: a busy port is one line at once, not an error after
+    # the load (meanwhile another server on it would answer); port 0 asks the kernel for a free one.
+    listener = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((args.host, args.port))
+    except OSError as error:
+        listener.close()
+        return _user_error(f"cannot listen on {args.host}:{args.port}: {error.strerror}")
+    port = listener.getsockname()[1]
     app = create_app(
         settings.state_dir(), args.model_name, args.poll_seconds, max_body_bytes=args.max_body_bytes, ingestion=ingestion
     )
-    print(f"Scoring API on http://{args.host}:{args.port} (OpenAPI at /docs); state {settings.state_dir()}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level=args.log_level)
+    print(f"Scoring API on http://{args.host}:{port} (OpenAPI at /docs); state {settings.state_dir()}", flush=True)
+    uvicorn.Server(uvicorn.Config(app, workers=1, log_level=args.log_level)).run(sockets=[listener])
     return 0
 
 
@@ -485,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     dev_parser.set_defaults(func=dev)
     serve_parser = sub.add_parser("serve", help="Start the scoring API (FastAPI on uvicorn) on the online snapshot.")
     serve_parser.add_argument("--host", default="127.0.0.1")
-    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--port", type=int, default=8000, help="default 8000; 0 = a free port, printed at start")
     serve_parser.add_argument(
         "--poll-seconds", type=float, default=2.0, help="how often the snapshot manifest and the champion alias are checked"
     )

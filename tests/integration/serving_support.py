@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 CLI = str(Path(sys.executable).parent / "clv-platform")
@@ -24,12 +25,6 @@ def run_pipeline(home: Path, env: dict) -> None:
     )
     assert done.returncode == 0, f"clv-platform run failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert (home / "online" / "manifest.json").exists(), done.stdout[-3000:]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def request(url: str, body: dict | bytes | None = None, timeout: float = 60, headers: dict | None = None) -> tuple[int, dict]:
@@ -51,30 +46,39 @@ class Server:
     """A running ``clv-platform serve``: its base URL, its process and its log."""
 
     def __init__(self, home: Path, env: dict, poll_seconds: float = 1.0):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home / f"serve-{self.port}.log"
+        # Port 0: the server takes a free port itself and prints it, so two servers never race for one port.
+        self.log = home / f"serve-{uuid.uuid4().hex[:8]}.log"
+        self.port: int | None = None
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(
-                [CLI, "serve", "--port", str(self.port), "--poll-seconds", str(poll_seconds), "--log-level", "info"],
+                [CLI, "serve", "--port", "0", "--poll-seconds", str(poll_seconds), "--log-level", "info"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
+    @property
+    def url(self) -> str:
+        assert self.port is not None, "wait_healthy() first: the port is known once the server prints it"
+        return f"http://127.0.0.1:{self.port}"
+
     def wait_healthy(self, timeout: float = 240) -> dict:
-        """Block until /v1/health answers 200 (the snapshot and model are loaded); its body."""
+        """Block until this server printed its port and /v1/health answers 200 (snapshot and model loaded); its body."""
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
                 raise AssertionError(f"clv-platform serve exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                status, body = request(f"{self.url}/v1/health", timeout=10)
-                if status == 200:
-                    return body
-            except OSError:
-                pass
+            if self.port is None:
+                printed = re.search(r"Scoring API on http://[^:]+:(\d+) ", self.log.read_text())
+                self.port = int(printed.group(1)) if printed else None
+            if self.port is not None:
+                try:
+                    status, body = request(f"{self.url}/v1/health", timeout=10)
+                    if status == 200:
+                        return body
+                except OSError:
+                    pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"the API was not healthy within {timeout} s:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.5)

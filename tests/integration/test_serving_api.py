@@ -272,6 +272,21 @@ def test_serve_with_a_spec_it_cannot_read_is_one_line_and_exit_2(home, environme
     assert done.stderr.strip().count("\n") == 0 and "missing.yaml" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_serve_on_a_busy_port_is_one_line_before_anything_loads(home, environment_for):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [CLI, "serve", "--port", str(port)], env=environment_for(home), capture_output=True, text=True, timeout=300
+        )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert "Scoring API on" not in done.stdout
+
+
 def test_the_api_does_not_hold_the_warehouse_open(home, server):
     files = {
         os.path.realpath(os.path.join(f"/proc/{server.process.pid}/fd", fd))
