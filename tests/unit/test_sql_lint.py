@@ -14,7 +14,7 @@ SQLFLUFF = Path(sys.executable).parent / "sqlfluff"
 def _lint(*paths: str) -> tuple[int, list[dict]]:
     config = DBT_PROJECT_DIR / ".sqlfluff"
     result = subprocess.run(
-        [str(SQLFLUFF), "lint", *paths, "--config", str(config), "--format", "json", "--nofail", "--processes", "1"],
+        [str(SQLFLUFF), "lint", *paths, "--config", str(config), "--format", "json", "--nofail", "--processes", "2"],
         cwd=DBT_PROJECT_DIR,
         capture_output=True,
         text=True,
