@@ -1,4 +1,4 @@
-"""``clv-platform``: run the graph on the embedded default, evaluate every model on any log, open the UI, or serve scores."""
+"""``clv-platform``: run the graph, evaluate every model on any log, open the UI, serve scores, or move the champion by hand."""
 
 from __future__ import annotations
 

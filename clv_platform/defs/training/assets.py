@@ -285,7 +285,7 @@ def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflo
         # The champion's metrics on this evaluation cutoff: its own row when it was fitted in this evaluation.
         metrics=outcome.champion_metrics(),
         from_version=str(before.version) if before is not None else None,
-        who=f"ml/champion (run {context.run_id[:8]})",
+        who=f"ml/champion (run {context.run.run_id[:8]})",
         how=GATE_DECISION,
     )
     with warehouse.get_connection() as con:

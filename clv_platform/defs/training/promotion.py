@@ -35,7 +35,7 @@ def launched_by(tags: dict[str, str], run_id: str) -> str:
     return f"{via} (run {run_id[:8]})"
 
 
-@dg.op(description="Promote a version or roll back the champion alias; record who, how and why.")
+@dg.op(out={}, description="Promote a version or roll back the champion alias; record who, how and why.")
 def move_champion_alias(
     context: dg.OpExecutionContext, config: PromotionConfig, warehouse: DuckDBResource, mlflow: MlflowResource
 ):
@@ -45,7 +45,7 @@ def move_champion_alias(
     from clv_platform.state_lock import StateBusy, hold_state_lock
 
     mlflow.activate()
-    who = launched_by(dict(context.run.tags), context.run_id)
+    who = launched_by(dict(context.run.tags), context.run.run_id)
     try:
         # The warehouse takes one writer: a `clv-platform run` holding the state lock goes first.
         with hold_state_lock(settings.state_dir(), "model_promotion"), warehouse.get_connection() as con:
