@@ -43,6 +43,7 @@ class Served:
     model: Any = field(repr=False)
     by_customer: dict[str, dict] = field(repr=False)
     raw_customers: pd.DataFrame = field(repr=False)
+    features: online.FeatureBuilder = field(repr=False)
 
     @property
     def cutoff_date(self) -> str:
@@ -93,7 +94,24 @@ def load_served(state_dir: Path, manifest: dict, model_name: str, model_version:
     model = registry.load_model_version(model_name, model_version)
     rung = registry.estimator_of(model).name
     return Served(
-        snapshot, model_name, str(model_version), rung, model, customer_answers(snapshot), snapshot.tables["raw_customers"]
+        snapshot,
+        model_name,
+        str(model_version),
+        rung,
+        model,
+        customer_answers(snapshot),
+        snapshot.tables["raw_customers"],
+        feature_builder(snapshot),
+    )
+
+
+def feature_builder(snapshot: online.Snapshot) -> online.FeatureBuilder:
+    """The online feature build of ``snapshot``: its compiled SQL and the batch's population tables."""
+    tables = snapshot.tables
+    return online.FeatureBuilder(
+        snapshot.sql,
+        {name: tables[name] for name in online.POPULATION_MODELS},
+        {column: tables[column] for column in online.POPULATION_COLUMNS},
     )
 
 
@@ -189,11 +207,8 @@ def score_posted(
             columns=served.raw_customers.columns,
         ).astype(served.raw_customers.dtypes.to_dict())
     tables = served.snapshot.tables
-    features = online.build_features(
-        served.snapshot.sql,
-        {"raw.transactions": transactions, "raw.behavioral_events": web, "raw.customers": attributes},
-        {name: tables[name] for name in online.POPULATION_MODELS},
-        {column: tables[column] for column in online.POPULATION_COLUMNS},
+    features = served.features.build(
+        {"raw.transactions": transactions, "raw.behavioral_events": web, "raw.customers": attributes}
     )
     if features.empty:
         raise RequestRuleError(
@@ -276,6 +291,7 @@ class Live:
                 model,
                 current.by_customer,
                 current.raw_customers,
+                current.features,
             )
         else:
             fresh = load_served(self.state_dir, manifest, self.model_name, version)
