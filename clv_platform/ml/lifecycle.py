@@ -134,8 +134,10 @@ def move_champion(con, model_name: str, action: str, *, version: str | None, rea
 
 
 def latest_manual_move(history: Sequence[ChampionRecord], since: str) -> ChampionRecord | None:
-    """The latest move by hand applied after ``since`` (an ISO time), or ``None``."""
-    after = [r for r in history if r.how != GATE_DECISION and r.applied_at > since]
+    """The latest move by hand applied after ``since`` (an ISO time, naive UTC like ``applied_at``), or ``None``."""
+    after = [
+        r for r in history if r.how != GATE_DECISION and datetime.fromisoformat(r.applied_at) > datetime.fromisoformat(since)
+    ]
     return after[-1] if after else None
 
 
