@@ -1,4 +1,4 @@
-"""``clv-platform``: run the graph on the embedded default, evaluate every model on any log, open the UI, or serve scores."""
+"""``clv-platform``: run the graph, evaluate every model on any log, open the UI, serve scores, or move the champion by hand."""
 
 from __future__ import annotations
 
@@ -173,24 +173,10 @@ def run(args: argparse.Namespace) -> int:
 def _run_holding(args: argparse.Namespace, spec, lock) -> int:
     import dagster as dg
 
-    from clv_platform.lib.runs import fail_dead_cli_runs
-
     instance = dg.DagsterInstance.get()
-    for run_id in fail_dead_cli_runs(instance):
-        print(f"Run {run_id} was left unfinished by a clv-platform process that died: marked failed.", flush=True)
-    # Runs the daemon launched (schedules, sensors, backfills, the UI) write the same warehouse.
-    live = instance.get_run_records(
-        filters=dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
-        ),
-        limit=1,
-    )
-    if live:
-        busy = live[0].dagster_run
-        return _user_error(
-            f"run {busy.run_id} of {busy.job_name} is {busy.status.value} on the Dagster instance in {instance.root_directory}: "
-            "wait for it to finish (or cancel it in the UI); the warehouse takes one run at a time"
-        )
+    busy = _live_run(instance)
+    if busy:
+        return _user_error(busy)
 
     from clv_platform.definitions import defs
     from clv_platform.defs.resources import s3_from_environment
@@ -229,6 +215,100 @@ def _run_holding(args: argparse.Namespace, spec, lock) -> int:
             f"\nThe candidate was refused by the gates ({', '.join(refused)}): it is registered but holds no alias, "
             "and the run is marked failed in Dagster for that reason only; every other step succeeded."
         )
+    return 0
+
+
+def _live_run(instance) -> str | None:
+    """Why the warehouse is busy: a live run on the Dagster instance (after failing runs of dead CLI processes)."""
+    import dagster as dg
+
+    from clv_platform.lib.runs import fail_dead_cli_runs
+
+    for run_id in fail_dead_cli_runs(instance):
+        print(f"Run {run_id} was left unfinished by a clv-platform process that died: marked failed.", flush=True)
+    # Runs the daemon launched (schedules, sensors, backfills, the UI) write the same warehouse.
+    live = instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+        ),
+        limit=1,
+    )
+    if not live:
+        return None
+    busy = live[0].dagster_run
+    return (
+        f"run {busy.run_id} of {busy.job_name} is {busy.status.value} on the Dagster instance in {instance.root_directory}: "
+        "wait for it to finish (or cancel it in the UI); the warehouse takes one run at a time"
+    )
+
+
+def model(args: argparse.Namespace) -> int:
+    """``clv-platform model promote|rollback|history``: move the champion alias by hand, or list its moves."""
+    settings.configure_environment()
+    if args.model_command == "history":
+        return _model_history(args)
+    from clv_platform.state_lock import StateBusy, hold_state_lock
+
+    try:
+        # Both write the warehouse: refused, like `run`, while another run holds the state.
+        with hold_state_lock(settings.state_dir(), f"model {args.model_command}"):
+            return _move_holding(args)
+    except StateBusy as error:
+        return _user_error(error)
+
+
+def _move_holding(args: argparse.Namespace) -> int:
+    import getpass
+
+    import dagster as dg
+    import duckdb
+
+    from clv_platform.ml.lifecycle import LifecycleError, move_champion
+
+    busy = _live_run(dg.DagsterInstance.get())
+    if busy:
+        return _user_error(busy)
+    try:
+        with duckdb.connect(_warehouse_path()) as con:
+            record = move_champion(
+                con,
+                args.model_name,
+                args.model_command,
+                version=getattr(args, "version", None),
+                reason=args.reason,
+                who=getpass.getuser(),
+            )
+    except LifecycleError as error:
+        return _user_error(error)
+    before = f"v{record.from_version}" if record.from_version else "no champion"
+    print(
+        f"{record.how}: {record.model_name} champion {before} -> v{record.champion_version} ({record.champion_rung}) "
+        f"by {record.who}: {record.reason}"
+    )
+    print("A running `clv-platform serve` follows within its poll interval; the next run judges candidates against it.")
+    return 0
+
+
+def _model_history(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from clv_platform.lib.warehouse import markdown_table
+    from clv_platform.ml.lifecycle import history_rows
+    from clv_platform.ml.outcome import load_history
+
+    path = _warehouse_path()
+    if not os.path.exists(path):
+        return _user_error(f"no warehouse at {path}: run `clv-platform run` first")
+    try:
+        with duckdb.connect(path, read_only=True) as con:
+            history = load_history(con, args.model_name)
+    except duckdb.IOException as error:
+        return _user_error(f"cannot read {path}: {error}")
+    if not history:
+        return _user_error(f"ml.champion_history in {path} holds no move of {args.model_name!r}: run `clv-platform run` first")
+    import pandas as pd
+
+    print(markdown_table(pd.DataFrame(history_rows(history, args.limit))))
     return 0
 
 
@@ -505,6 +585,18 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies are refused (413)")
     serve_parser.add_argument("--log-level", default="warning", help="uvicorn's log level (default warning)")
     serve_parser.set_defaults(func=serve)
+    model_parser = sub.add_parser("model", help="Promote a model version, roll back the champion, or list the alias history.")
+    model_sub = model_parser.add_subparsers(dest="model_command", required=True)
+    promote_parser = model_sub.add_parser("promote", help="Point the champion alias at a registered version.")
+    promote_parser.add_argument("--version", required=True, help="the registered version to promote")
+    rollback_parser = model_sub.add_parser("rollback", help="Move the champion alias back to the previous champion.")
+    for moving in (promote_parser, rollback_parser):
+        moving.add_argument("--reason", required=True, help="why the champion moves (recorded in ml.champion_history)")
+    history_parser = model_sub.add_parser("history", help="Every move of the champion alias, newest first.")
+    history_parser.add_argument("--limit", type=int, default=None, help="show only the latest N moves")
+    for each in (promote_parser, rollback_parser, history_parser):
+        each.add_argument("--model-name", default="clv_model", help="the registered model (default clv_model)")
+    model_parser.set_defaults(func=model)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -38,6 +38,7 @@ SLOWEST_FIRST = [
     "integration/test_serving_api.py",
     "integration/test_spark_parity.py",
     "integration/test_serving_hot_swap.py",
+    "integration/test_model_lifecycle.py",
     "integration/test_cli_own_data.py",
     "integration/test_cli_evaluate.py",
     "component/test_ml_baselines.py",

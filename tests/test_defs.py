@@ -119,6 +119,15 @@ def test_jobs_schedules_sensors(defs):
     assert landing.required_resource_keys == {"raw_source", "s3"}
 
 
+def test_model_promotion_job_takes_typed_config(defs):
+    job = defs.resolve_job_def("model_promotion")
+    fields = job.run_config_schema.config_type.fields["ops"].config_type.fields["move_champion_alias"].config_type
+    config = fields.fields["config"].config_type.fields
+    assert set(config) == {"action", "version", "reason"}
+    assert config["reason"].is_required and not config["version"].is_required
+    assert job.required_resource_keys >= {"warehouse", "mlflow"}
+
+
 def test_heavy_libraries_not_imported_at_load():
     import subprocess
     import sys

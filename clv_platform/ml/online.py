@@ -125,53 +125,101 @@ class FeatureSql:
         return cls(data["database"], data["sources"], [FeatureModel(**m) for m in data["models"]])
 
 
-def build_features(
-    sql: FeatureSql,
-    raw: Mapping[str, pd.DataFrame],
-    population: Mapping[str, pd.DataFrame],
-    population_columns: Mapping[str, pd.DataFrame],
-) -> pd.DataFrame:
-    """``marts.customer_features`` of the rows in ``raw``, by the dbt models' compiled SQL on an in-memory DuckDB.
+class FeatureBuilder:
+    """``marts.customer_features`` of posted rows, by the dbt models' compiled SQL on in-memory DuckDB connections.
+
+    A connection with the schemas and the population tables loaded is reused by the next build: opening an
+    in-memory DuckDB and loading the batch's tables cost about as much as the models themselves. Each build
+    replaces every raw and model table it reads, so nothing of one build reaches the next; a connection is
+    held by one build at a time (a small pool, one per concurrent build), and one whose build failed is closed.
 
     Parameters
     ----------
     sql
         The compiled models, from :meth:`FeatureSql.from_manifest`.
-    raw
-        ``raw.transactions``, ``raw.behavioral_events`` and ``raw.customers`` rows (the warehouse's raw columns).
     population
         The batch run's rows of each of :data:`POPULATION_MODELS`, used in place of their SQL.
     population_columns
         For each of :data:`POPULATION_COLUMNS`, the batch's values by its key columns; a key the batch has
         no row for gets 0.
     """
-    import duckdb
 
-    con = duckdb.connect(":memory:")
-    try:
+    def __init__(self, sql: FeatureSql, population: Mapping[str, pd.DataFrame], population_columns: Mapping[str, pd.DataFrame]):
+        import queue
+
+        self.sql, self.population, self.population_columns = sql, dict(population), dict(population_columns)
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+
+    def _connect(self):
+        import duckdb
+
+        sql = self.sql
+        con = duckdb.connect(":memory:")
         con.execute(f"attach ':memory:' as \"{sql.database}\"")
         con.execute(f'use "{sql.database}"')
         relations = [*sql.sources.values(), *(m.relation for m in sql.models)]
         for schema in sorted({relation.rsplit(".", 1)[0] for relation in relations}):
             con.execute(f"create schema if not exists {schema}")
-        for name, frame in [
-            *((sql.sources[k], v) for k, v in raw.items()),
-            *((sql.relation(k), v) for k, v in population.items()),
-        ]:
-            con.register("_input", frame)
-            con.execute(f"create table {name} as select * from _input")
-            con.unregister("_input")
-        for model in sql.models:
-            if model.name not in population:
-                con.execute(f"create table {model.relation} as {model.sql}")
-        features = con.execute(f"select * from {sql.relation(FEATURE_MODEL)} order by customer_id").df()
+        for name, frame in self.population.items():
+            _load(con, sql.relation(name), frame)
+        return con
+
+    def build(self, raw: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+        """The features of the rows in ``raw`` (``raw.transactions``, ``raw.behavioral_events``, ``raw.customers``)."""
+        import queue
+
+        try:
+            con = self._idle.get_nowait()
+        except queue.Empty:
+            con = self._connect()
+        try:
+            for key, frame in raw.items():
+                _load(con, self.sql.sources[key], frame)
+            for model in self.sql.models:
+                if model.name not in self.population:
+                    con.execute(f"create or replace table {model.relation} as {model.sql}")
+            features = con.execute(f"select * from {self.sql.relation(FEATURE_MODEL)} order by customer_id").df()
+        except BaseException:
+            con.close()
+            raise
+        self._idle.put(con)
+        for column, keys in POPULATION_COLUMNS.items():
+            batch = self.population_columns[column]
+            values = features[list(keys)].merge(batch[[*keys, column]], on=list(keys), how="left")[column]
+            features[column] = values.fillna(0.0).astype("float64").to_numpy()
+        return features
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        import queue
+
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def _load(con, relation: str, frame: pd.DataFrame) -> None:
+    con.register("_input", frame)
+    try:
+        con.execute(f"create or replace table {relation} as select * from _input")
     finally:
-        con.close()
-    for column, keys in POPULATION_COLUMNS.items():
-        batch = population_columns[column]
-        values = features[list(keys)].merge(batch[[*keys, column]], on=list(keys), how="left")[column]
-        features[column] = values.fillna(0.0).astype("float64").to_numpy()
-    return features
+        con.unregister("_input")
+
+
+def build_features(
+    sql: FeatureSql,
+    raw: Mapping[str, pd.DataFrame],
+    population: Mapping[str, pd.DataFrame],
+    population_columns: Mapping[str, pd.DataFrame],
+) -> pd.DataFrame:
+    """``marts.customer_features`` of the rows in ``raw`` on a fresh connection: :meth:`FeatureBuilder.build` once."""
+    builder = FeatureBuilder(sql, population, population_columns)
+    try:
+        return builder.build(raw)
+    finally:
+        builder.close()
 
 
 # --- the snapshot on disk -------------------------------------------------------------------

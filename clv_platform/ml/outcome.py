@@ -3,7 +3,8 @@
 ``ml/model_evaluation`` writes one :class:`EvaluationOutcome` per run to ``ml.model_evaluations``;
 ``ml/challenger``, ``ml/champion``, the CLI summary and ``clv-platform evaluate`` read it back from there
 (:func:`load_outcome`), never from a materialization's metadata, which is for people. ``ml/champion``
-records each decision it applied in ``ml.champion_history``.
+records each decision it applied in ``ml.champion_history``, the one history of the alias: manual
+promotions and rollbacks (:mod:`clv_platform.ml.lifecycle`) land there too.
 
 A decision is judged against one champion: :meth:`EvaluationOutcome.stale_reason` says when the champion
 alias has moved since, so an old decision is never applied to a new champion.
@@ -59,16 +60,31 @@ create table if not exists {EVALUATIONS_TABLE} (
 _CHAMPION_HISTORY_DDL = f"""
 create table if not exists {CHAMPION_HISTORY_TABLE} (
     applied_at timestamp not null,
-    evaluation_id varchar not null,
+    evaluation_id varchar,
     model_name varchar not null,
     champion_version varchar not null,
     champion_rung varchar not null,
     action varchar not null,
     reason varchar not null,
     baseline_serves boolean not null,
-    {", ".join(f"{name} double" for name in CHAMPION_METRICS)}
+    {", ".join(f"{name} double" for name in CHAMPION_METRICS)},
+    alias varchar,
+    from_version varchar,
+    who varchar,
+    how varchar
 )
 """
+# Columns added since the table was first written: a warehouse of an older release gains them, NULL on old rows
+# (read back as gate decisions, which is all ml/champion wrote then). A manual move has no evaluation.
+_CHAMPION_HISTORY_MIGRATION = (
+    f"alter table {CHAMPION_HISTORY_TABLE} alter column evaluation_id drop not null",
+    *(
+        f"alter table {CHAMPION_HISTORY_TABLE} add column if not exists {name} varchar"
+        for name in ("alias", "from_version", "who", "how")
+    ),
+)
+# How an alias moved: the gates' decision applied by ml/champion, or a person.
+GATE_DECISION, MANUAL_PROMOTE, ROLLBACK = "gate decision", "manual promote", "rollback"
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,11 +146,13 @@ class EvaluationOutcome:
             return self.champion_version_before
         return self.versions[self.champion_decision.model]
 
-    def stale_reason(self, champion_now: str | None) -> str | None:
+    def stale_reason(self, champion_now: str | None, set_by_hand: ChampionRecord | None = None) -> str | None:
         """Why this decision must not be applied with ``champion_now`` holding the alias, or ``None``.
 
         The decision compared its candidate with ``champion_version_before``; it still holds while that
-        version, or the one the decision names, is the champion.
+        version, or the one the decision names, is the champion, and nobody has moved the alias by hand
+        since (``set_by_hand``: the latest manual move after this evaluation). A rollback to the version the
+        decision was judged against must not be undone by applying that decision again.
 
         Examples
         --------
@@ -145,7 +163,18 @@ class EvaluationOutcome:
         True
         >>> outcome.stale_reason("5")
         'evaluation e1 decided against champion v3, but the champion is now v5: materialize ml/model_evaluation again'
+        >>> by_hand = ChampionRecord("2026-01-06T09:00:00", None, "clv_model", "3", "btyd", "rollback", "bad week", False, {},
+        ...     from_version="7", who="ana", how="rollback")
+        >>> print(outcome.stale_reason("3", by_hand))  # doctest: +NORMALIZE_WHITESPACE
+        the champion was set by hand after evaluation e1 (rollback to v3 by ana at 2026-01-06T09:00:00: bad week):
+        materialize ml/model_evaluation again
         """
+        if set_by_hand is not None:
+            return (
+                f"the champion was set by hand after evaluation {self.evaluation_id} ({set_by_hand.how} to "
+                f"v{set_by_hand.champion_version} by {set_by_hand.who} at {set_by_hand.applied_at}: {set_by_hand.reason}): "
+                "materialize ml/model_evaluation again"
+            )
         if champion_now in {self.champion_version_before, self.target_version}:
             return None
         before = f"v{self.champion_version_before}" if self.champion_version_before else "no champion"
@@ -269,10 +298,15 @@ def load_outcome(con, evaluation_id: str | None = None) -> EvaluationOutcome:
 
 @dataclass(frozen=True)
 class ChampionRecord:
-    """One decision applied to the ``champion`` alias: which version now scores, by which evaluation, and how it did."""
+    """One move (or keep) of the ``champion`` alias: which version now scores, from which, who moved it, how and why.
+
+    ``how`` is :data:`GATE_DECISION` (``evaluation_id`` names the evaluation whose decision ``ml/champion``
+    applied), :data:`MANUAL_PROMOTE` or :data:`ROLLBACK` (no evaluation; ``metrics`` are NaN). A kept champion
+    is recorded too, with ``from_version == champion_version``.
+    """
 
     applied_at: str
-    evaluation_id: str
+    evaluation_id: str | None
     model_name: str
     champion_version: str
     champion_rung: str
@@ -280,24 +314,75 @@ class ChampionRecord:
     reason: str
     baseline_serves: bool
     metrics: Mapping[str, float]
+    from_version: str | None = None
+    who: str = ""
+    how: str = GATE_DECISION
+    alias: str = "champion"
+
+    @property
+    def moved(self) -> bool:
+        """Whether the alias changed hands (a kept champion did not)."""
+        return self.from_version != self.champion_version
+
+
+def _ensure_history(con) -> None:
+    con.execute("create schema if not exists ml")
+    con.execute(_CHAMPION_HISTORY_DDL)
+    for statement in _CHAMPION_HISTORY_MIGRATION:
+        con.execute(statement)
 
 
 def save_champion(con, record: ChampionRecord) -> None:
-    """Append ``record`` to ``ml.champion_history`` (created if missing)."""
-    con.execute("create schema if not exists ml")
-    con.execute(_CHAMPION_HISTORY_DDL)
-    values = [
-        record.applied_at,
-        record.evaluation_id,
-        record.model_name,
-        record.champion_version,
-        record.champion_rung,
-        record.action,
-        record.reason,
-        record.baseline_serves,
-        *(record.metrics.get(name) for name in CHAMPION_METRICS),
-    ]
-    con.execute(f"insert into {CHAMPION_HISTORY_TABLE} values ({', '.join('?' for _ in values)})", values)
+    """Append ``record`` to ``ml.champion_history`` (created, or given the newer columns, if needed)."""
+    _ensure_history(con)
+    row = {
+        "applied_at": record.applied_at,
+        "evaluation_id": record.evaluation_id,
+        "model_name": record.model_name,
+        "champion_version": record.champion_version,
+        "champion_rung": record.champion_rung,
+        "action": record.action,
+        "reason": record.reason,
+        "baseline_serves": record.baseline_serves,
+        **{name: record.metrics.get(name) for name in CHAMPION_METRICS},
+        "alias": record.alias,
+        "from_version": record.from_version,
+        "who": record.who,
+        "how": record.how,
+    }
+    columns = ", ".join(row)
+    con.execute(f"insert into {CHAMPION_HISTORY_TABLE} ({columns}) values ({', '.join('?' for _ in row)})", list(row.values()))
+
+
+def _record(row: dict) -> ChampionRecord:
+    return ChampionRecord(
+        applied_at=pd.Timestamp(row["applied_at"]).isoformat(),
+        evaluation_id=row["evaluation_id"],
+        model_name=row["model_name"],
+        champion_version=row["champion_version"],
+        champion_rung=row["champion_rung"],
+        action=row["action"],
+        reason=row["reason"],
+        baseline_serves=bool(row["baseline_serves"]),
+        metrics={name: math.nan if row[name] is None else float(row[name]) for name in CHAMPION_METRICS},
+        from_version=row.get("from_version"),
+        who=row.get("who") or "",
+        how=row.get("how") or GATE_DECISION,
+        alias=row.get("alias") or "champion",
+    )
+
+
+def load_history(con, model_name: str | None = None) -> list[ChampionRecord]:
+    """Every record of ``ml.champion_history`` (of ``model_name`` if given), oldest first; empty if there is none."""
+    try:
+        cursor = con.execute(f"select * from {CHAMPION_HISTORY_TABLE} order by applied_at")
+    except Exception as error:  # duckdb.CatalogException, without importing duckdb here
+        if "does not exist" in str(error):
+            return []
+        raise
+    names = [d[0] for d in cursor.description]
+    records = [_record(dict(zip(names, found, strict=True))) for found in cursor.fetchall()]
+    return [r for r in records if model_name is None or r.model_name == model_name]
 
 
 def load_champion(con) -> ChampionRecord:
@@ -312,15 +397,4 @@ def load_champion(con) -> ChampionRecord:
     found = cursor.fetchone()
     if found is None:
         raise LookupError(f"{CHAMPION_HISTORY_TABLE} is empty: materialize ml/champion first")
-    row = dict(zip(names, found, strict=True))
-    return ChampionRecord(
-        applied_at=pd.Timestamp(row["applied_at"]).isoformat(),
-        evaluation_id=row["evaluation_id"],
-        model_name=row["model_name"],
-        champion_version=row["champion_version"],
-        champion_rung=row["champion_rung"],
-        action=row["action"],
-        reason=row["reason"],
-        baseline_serves=bool(row["baseline_serves"]),
-        metrics={name: math.nan if row[name] is None else float(row[name]) for name in CHAMPION_METRICS},
-    )
+    return _record(dict(zip(names, found, strict=True)))

@@ -317,6 +317,12 @@ def champion_version(model_name: str = DEFAULT_MODEL_NAME) -> ModelVersion | Non
     return get_alias_version(model_name, CHAMPION_ALIAS)
 
 
+def version_rungs(model_name: str = DEFAULT_MODEL_NAME) -> dict[str, str]:
+    """Every registered version of ``model_name`` (as a string) -> its ``rung`` tag; empty if the model does not exist."""
+    versions = _client().search_model_versions(f"name = '{model_name}'")
+    return {str(v.version): v.tags.get("rung", "") for v in versions}
+
+
 def set_alias(model_name: str, alias: str, version: str | int) -> None:
     """Point ``alias`` of ``model_name`` at ``version`` (moving it from any other version)."""
     if not alias:
@@ -386,4 +392,5 @@ __all__ = [
     "predict",
     "set_alias",
     "signature",
+    "version_rungs",
 ]

@@ -194,6 +194,7 @@ def score_customers(
     features: pd.DataFrame,
     model_name: str,
     model_version: str | int,
+    predictions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Predicted CLV for every customer in ``features``, with the model version that made it.
 
@@ -207,6 +208,9 @@ def score_customers(
         ``marts.customer_features``: one row per customer at a single ``cutoff_date``.
     model_name, model_version
         Written on every row, so each score names the model version that produced it.
+    predictions
+        ``registry.predict(model, features)`` when the caller already has it (it also reads
+        ``probability_alive``), so the model runs once; by default the model is run here.
 
     Returns
     -------
@@ -232,7 +236,10 @@ def score_customers(
         raise ValueError(f"features column '{CUTOFF_COLUMN}' must hold a single scoring cutoff, got {cutoffs}")
 
     # Every rung's contract says >= 0; clipping keeps a model that slips (squared-error trees) in it.
-    predictions = np.clip(predict(model, features)["predicted_clv"].to_numpy(dtype="float64"), 0.0, None)
+    output = predict(model, features) if predictions is None else predictions
+    if len(output) != len(features):
+        raise ValueError(f"predictions have {len(output)} rows for {len(features)} feature rows: pass the model's output on them")
+    predictions = np.clip(output["predicted_clv"].to_numpy(dtype="float64"), 0.0, None)
     scores = pd.DataFrame(
         {
             ID_COLUMN: features[ID_COLUMN].to_numpy(),

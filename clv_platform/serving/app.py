@@ -221,14 +221,14 @@ def create_app(
         return current
 
     @app.get("/v1/health", response_model=Health, responses=unavailable)
-    def health():
+    async def health():
         current = served()
         return Health(
             status="ok", model_version=current.model_version, snapshot_id=current.snapshot.id, cutoff_date=current.cutoff_date
         )
 
     @app.get("/v1/model", response_model=ModelInfo, responses=unavailable)
-    def model():
+    async def model():
         current = served()
         manifest = current.snapshot.manifest
         return ModelInfo(
@@ -249,7 +249,7 @@ def create_app(
         response_model=CustomerScore,
         responses={404: {"model": Problem, "description": "The snapshot has no such customer."}, **unavailable},
     )
-    def customer(customer_id: Annotated[str, PathParam(min_length=1, max_length=200)]):
+    async def customer(customer_id: Annotated[str, PathParam(min_length=1, max_length=200)]):
         answer = served().by_customer.get(customer_id)
         if answer is None:
             raise HTTPException(404, f"customer {customer_id!r} is not in the online snapshot")

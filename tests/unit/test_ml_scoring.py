@@ -150,3 +150,17 @@ def test_active_customers_uses_days_since_last_purchase():
         active_customers(frame, -1)
     with pytest.raises(ValueError, match="'recency' must be <= 'T'"):
         active_customers(frame.assign(recency=[200, 0, 0]), 30)
+
+
+def test_score_customers_takes_the_output_the_caller_already_has(features):
+    """The API reads probability_alive from the same output: the model runs once per request, not twice."""
+    from clv_platform.ml.registry import predict
+
+    model = FixedModel([-3.0, 0, 1, 2, 3, 4, 5, 6, 7, 100])
+    output = predict(model, features)
+    model.seen_columns = None
+    scores = score_customers(model, features, "clv_xgboost", 7, predictions=output)
+    assert model.seen_columns is None  # not run again
+    pd.testing.assert_frame_equal(scores, score_customers(model, features, "clv_xgboost", 7))
+    with pytest.raises(ValueError, match="predictions have 3 rows for 10 feature rows"):
+        score_customers(model, features, "clv_xgboost", 7, predictions=output.head(3))

@@ -11,7 +11,9 @@
   It does not depend on ``ml/challenger``, so a refused candidate never stops scoring with the champion.
 
 Both read the latest stored outcome and refuse it when the champion alias has moved since that evaluation
-judged it: a decision applies only to the champion it was made against.
+judged it, or was moved by hand after it: a decision applies only to the champion it was made against.
+``ml/champion`` records each decision in ``ml.champion_history``, the one history of the alias that manual
+promotions and rollbacks (``clv-platform model``, the ``model_promotion`` job) write too.
 """
 
 import dagster as dg
@@ -179,15 +181,17 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
 def _current_outcome(warehouse: DuckDBResource, model_name: str):
     """The latest stored evaluation outcome, refused (one-line ``dg.Failure``) when the champion has moved since."""
     from clv_platform.ml import registry
-    from clv_platform.ml.outcome import load_outcome
+    from clv_platform.ml.lifecycle import latest_manual_move
+    from clv_platform.ml.outcome import load_history, load_outcome
 
     with warehouse.get_connection() as con:
         try:
             outcome = load_outcome(con)
         except LookupError as error:
             raise dg.Failure(f"Nothing to decide on: {error}.") from None
+        by_hand = latest_manual_move(load_history(con, model_name), outcome.evaluated_at)
     champion = registry.champion_version(model_name)
-    stale = outcome.stale_reason(str(champion.version) if champion is not None else None)
+    stale = outcome.stale_reason(str(champion.version) if champion is not None else None, by_hand)
     if stale is not None:
         raise dg.Failure(f"Refused to apply an old decision: {stale}.")
     return outcome
@@ -253,11 +257,13 @@ def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflo
 
     from clv_platform.ml import registry
     from clv_platform.ml.ladder import BASELINES
-    from clv_platform.ml.outcome import ChampionRecord, save_champion
+    from clv_platform.ml.lifecycle import history_markdown
+    from clv_platform.ml.outcome import GATE_DECISION, ChampionRecord, load_history, save_champion
 
     mlflow.activate()
     outcome = _current_outcome(warehouse, mlflow.model_name)
     decision = outcome.champion_decision
+    before = registry.champion_version(mlflow.model_name)
     if decision.action in ("promote", "baseline"):
         version = outcome.versions[decision.model]
         if decision.action == "promote":
@@ -278,9 +284,13 @@ def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflo
         baseline_serves=rung in BASELINES,
         # The champion's metrics on this evaluation cutoff: its own row when it was fitted in this evaluation.
         metrics=outcome.champion_metrics(),
+        from_version=str(before.version) if before is not None else None,
+        who=f"ml/champion (run {context.run.run_id[:8]})",
+        how=GATE_DECISION,
     )
     with warehouse.get_connection() as con:
         save_champion(con, record)
+        history = load_history(con, mlflow.model_name)
     context.log.info(f"champion {rung} v{current.version}: {decision.reason}")
     return dg.MaterializeResult(
         metadata={
@@ -293,6 +303,7 @@ def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflo
             "baseline_serves": record.baseline_serves,
             "evaluation_cutoff": outcome.evaluation_cutoff,
             **record.metrics,
+            "history": dg.MetadataValue.md(history_markdown(history)),
         },
         data_version=dg.DataVersion(f"{mlflow.model_name}:{current.version}"),
     )

@@ -1,0 +1,77 @@
+"""``model_promotion``: promote a registered version or roll back to the previous champion, from the UI.
+
+The same move as ``clv-platform model promote|rollback`` (:func:`clv_platform.ml.lifecycle.move_champion`),
+with typed config. The move is recorded in ``ml.champion_history`` and reported as a materialization of
+``ml/champion`` (the alias is that asset), whose metadata lists the latest moves.
+"""
+
+from typing import Literal
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from clv_platform.lib.resources import MlflowResource
+
+CHAMPION_KEY = dg.AssetKey(["ml", "champion"])
+
+
+class PromotionConfig(dg.Config):
+    """What to do with the champion alias, and why."""
+
+    action: Literal["promote", "rollback"] = Field(
+        description="promote: point the champion alias at `version`; rollback: back to the previous champion."
+    )
+    version: str = Field(default="", description="The registered version to promote (promote only).")
+    reason: str = Field(description="Why the champion moves; recorded in ml.champion_history.")
+
+
+def launched_by(tags: dict[str, str], run_id: str) -> str:
+    """Who moved the alias: the run's user tag when the deployment sets one, else how the run was launched."""
+    user = tags.get("dagster/user") or tags.get("user")
+    if user:
+        return user
+    via = "Dagster UI" if tags.get("dagster/from_ui") == "true" else "Dagster"
+    return f"{via} (run {run_id[:8]})"
+
+
+@dg.op(out={}, description="Promote a version or roll back the champion alias; record who, how and why.")
+def move_champion_alias(
+    context: dg.OpExecutionContext, config: PromotionConfig, warehouse: DuckDBResource, mlflow: MlflowResource
+):
+    from clv_platform import settings
+    from clv_platform.ml.lifecycle import LifecycleError, history_markdown, move_champion
+    from clv_platform.ml.outcome import load_history
+    from clv_platform.state_lock import StateBusy, hold_state_lock
+
+    mlflow.activate()
+    who = launched_by(dict(context.run.tags), context.run.run_id)
+    try:
+        # The warehouse takes one writer: a `clv-platform run` holding the state lock goes first.
+        with hold_state_lock(settings.state_dir(), "model_promotion"), warehouse.get_connection() as con:
+            record = move_champion(
+                con, mlflow.model_name, config.action, version=config.version or None, reason=config.reason, who=who
+            )
+            history = load_history(con, mlflow.model_name)
+    except (LifecycleError, StateBusy) as error:
+        raise dg.Failure(description=str(error), metadata={"rule": config.action}) from None
+    context.log.info(f"champion {record.how}: v{record.from_version} -> v{record.champion_version} by {who}: {record.reason}")
+    yield dg.AssetMaterialization(
+        asset_key=CHAMPION_KEY,
+        description=f"{record.how} by {who}: {record.reason}",
+        metadata={
+            "model_name": record.model_name,
+            "champion_version": record.champion_version,
+            "champion_rung": record.champion_rung,
+            "from_version": record.from_version or "",
+            "how": record.how,
+            "who": who,
+            "reason": record.reason,
+            "history": dg.MetadataValue.md(history_markdown(history)),
+        },
+    )
+
+
+@dg.job(description="Move the champion alias by hand: promote a registered version or roll back to the previous champion.")
+def model_promotion():
+    move_champion_alias()

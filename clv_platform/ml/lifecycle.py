@@ -1,0 +1,170 @@
+"""Manual promotion and rollback of the ``champion`` alias, recorded in the one history of the alias.
+
+The gates move the alias through ``ml/champion``; a person moves it here, from ``clv-platform model`` or
+the ``model_promotion`` job. Every move lands in ``ml.champion_history`` (:func:`~clv_platform.ml.outcome.save_champion`)
+with when, from which version, to which, who, why and how, so the history of the alias is one table.
+
+"Previous champion" is read from that history as a stack: a gate decision or a manual promote pushes the
+new champion, a rollback pops the current one. So two rollbacks in a row go back two champions, never
+back and forth between the same two, and a version rolled back from is not returned to by the next
+rollback. The pure parts (:func:`champion_stack`, :func:`check_promotion`, :func:`rollback_target`) take the
+history and the registry's state as arguments; :func:`move_champion` does the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+
+from clv_platform.ml.outcome import GATE_DECISION, MANUAL_PROMOTE, ROLLBACK, ChampionRecord, load_history, save_champion
+
+ACTIONS = ("promote", "rollback")
+
+
+class LifecycleError(ValueError):
+    """A promotion or rollback that cannot be done as asked (a user error)."""
+
+
+def champion_stack(history: Iterable[ChampionRecord], champion_now: str | None) -> list[str]:
+    """The champions that a run of rollbacks would go back through, oldest first, ``champion_now`` last.
+
+    Kept champions (no move) are skipped; a rollback removes the version it left. When the alias was moved
+    outside the platform (in MLflow directly), ``champion_now`` is pushed as the newest champion.
+
+    Examples
+    --------
+    >>> def move(to, how="gate decision", frm=None):
+    ...     return ChampionRecord("2026-01-01T00:00:00", None, "m", to, "", "", "", False, {}, from_version=frm, how=how)
+    >>> history = [move("1"), move("2", frm="1"), move("3", "manual promote", "2"), move("2", "rollback", "3")]
+    >>> champion_stack(history, "2")
+    ['1', '2']
+    >>> champion_stack(history, "5")
+    ['1', '2', '5']
+    """
+    stack: list[str] = []
+    for record in history:
+        if not record.moved and stack:
+            continue
+        if record.how == ROLLBACK:
+            if stack and stack[-1] == record.from_version:
+                stack.pop()
+            if not stack or stack[-1] != record.champion_version:
+                stack.append(record.champion_version)
+        elif not stack or stack[-1] != record.champion_version:
+            stack.append(record.champion_version)
+    if champion_now is not None and (not stack or stack[-1] != champion_now):
+        stack.append(champion_now)
+    return stack
+
+
+def rollback_target(history: Sequence[ChampionRecord], champion_now: str | None, model_name: str) -> str:
+    """The previous champion: the version a rollback moves the alias to; :class:`LifecycleError` if there is none."""
+    if champion_now is None:
+        raise LifecycleError(f"model {model_name!r} has no champion to roll back: nothing carries the 'champion' alias")
+    stack = champion_stack(history, champion_now)
+    if len(stack) < 2:
+        raise LifecycleError(
+            f"model {model_name!r} has no previous champion to roll back to: v{champion_now} is the first one in "
+            "ml.champion_history; promote a version instead (clv-platform model promote --version N --reason TEXT)"
+        )
+    return stack[-2]
+
+
+def check_promotion(versions: Mapping[str, str], champion_now: str | None, version: str, model_name: str) -> None:
+    """Refuse (:class:`LifecycleError`) promoting a ``version`` that is not registered or already the champion.
+
+    ``versions`` maps every registered version of ``model_name`` to its rung.
+    """
+    if version not in versions:
+        known = ", ".join(sorted(versions, key=lambda v: (len(v), v))) or "none"
+        raise LifecycleError(f"model {model_name!r} has no version {version!r} (registered versions: {known})")
+    if version == champion_now:
+        raise LifecycleError(f"model {model_name!r} version {version} is already the champion: nothing to promote")
+
+
+def check_reason(reason: str) -> str:
+    """The reason, stripped; :class:`LifecycleError` when it is empty (a move by hand must say why)."""
+    if not reason or not reason.strip():
+        raise LifecycleError("a reason is required: say why the champion moves (--reason TEXT)")
+    return " ".join(reason.split())
+
+
+def move_champion(con, model_name: str, action: str, *, version: str | None, reason: str, who: str) -> ChampionRecord:
+    """Promote ``version``, or roll back to the previous champion; move the alias in MLflow and record the move.
+
+    ``con`` is a writable warehouse connection (the history table). Returns the record written.
+    """
+    from clv_platform.ml import registry
+
+    if action not in ACTIONS:
+        raise LifecycleError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    reason = check_reason(reason)
+    current = registry.champion_version(model_name)
+    champion_now = str(current.version) if current is not None else None
+    versions = registry.version_rungs(model_name)
+    if action == "promote":
+        if not version:
+            raise LifecycleError("promote needs a version (--version N)")
+        target = str(version).strip().removeprefix("v")
+        check_promotion(versions, champion_now, target, model_name)
+    else:
+        if version:
+            raise LifecycleError("rollback takes no version: it goes back to the previous champion (use promote for a version)")
+        target = rollback_target(load_history(con, model_name), champion_now, model_name)
+    registry.set_alias(model_name, registry.CHAMPION_ALIAS, target)
+    from clv_platform.ml.ladder import BASELINES
+
+    rung = versions.get(target, "")
+    record = ChampionRecord(
+        applied_at=datetime.now(UTC).replace(tzinfo=None).isoformat(),
+        evaluation_id=None,
+        model_name=model_name,
+        champion_version=target,
+        champion_rung=rung,
+        action=action,
+        reason=reason,
+        baseline_serves=rung in BASELINES,
+        metrics={},
+        from_version=champion_now,
+        who=who,
+        how=MANUAL_PROMOTE if action == "promote" else ROLLBACK,
+    )
+    save_champion(con, record)
+    return record
+
+
+def latest_manual_move(history: Sequence[ChampionRecord], since: str) -> ChampionRecord | None:
+    """The latest move by hand applied after ``since`` (an ISO time, naive UTC like ``applied_at``), or ``None``."""
+    after = [
+        r for r in history if r.how != GATE_DECISION and datetime.fromisoformat(r.applied_at) > datetime.fromisoformat(since)
+    ]
+    return after[-1] if after else None
+
+
+HISTORY_COLUMNS = ("applied_at", "alias", "from", "to", "rung", "who", "how", "reason")
+
+
+def history_rows(history: Sequence[ChampionRecord], limit: int | None = None) -> list[dict[str, str]]:
+    """The history newest first, as rows of :data:`HISTORY_COLUMNS` for a terminal or a markdown table."""
+    newest = list(reversed(history))[:limit] if limit else list(reversed(history))
+    return [
+        {
+            "applied_at": r.applied_at,
+            "alias": r.alias,
+            "from": f"v{r.from_version}" if r.from_version else "-",
+            "to": f"v{r.champion_version}",
+            "rung": r.champion_rung,
+            "who": r.who or "-",
+            "how": r.how if r.moved else f"{r.how} (kept)",
+            "reason": r.reason,
+        }
+        for r in newest
+    ]
+
+
+def history_markdown(history: Sequence[ChampionRecord], limit: int = 20) -> str:
+    """The latest ``limit`` moves as a markdown table (newest first), for the UI."""
+    rows = history_rows(history, limit)
+    lines = ["| " + " | ".join(HISTORY_COLUMNS) + " |", "|" + "---|" * len(HISTORY_COLUMNS)]
+    lines += ["| " + " | ".join(row[c].replace("|", "/") for c in HISTORY_COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
