@@ -19,7 +19,14 @@ if TYPE_CHECKING:
 MAIN_JOB = "clv_full_pipeline"
 EVALUATION_JOB = "clv_evaluation"
 # Variables derived from CLV_HOME: an evaluation gets its own state, whatever the shell points at.
-_STATE_VARIABLES = ("CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH")
+_STATE_VARIABLES = (
+    "CLV_WAREHOUSE_PATH",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "DAGSTER_HOME",
+    "DBT_TARGET_PATH",
+    "DBT_LOG_PATH",
+)
 
 
 def _ingest_config(args: argparse.Namespace):

@@ -100,6 +100,10 @@ def _mlflow():
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
+    # The registry lives in the tracking store (as MlflowResource sets it). Set explicitly: mlflow.set_registry_uri
+    # writes MLFLOW_REGISTRY_URI into the environment, so a process started by one that used another store
+    # would otherwise resolve `models:/` URIs in that other store's registry.
+    mlflow.set_registry_uri(uri)
     return mlflow
 
 

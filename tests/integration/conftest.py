@@ -351,7 +351,8 @@ def _environment_for(home: Path, **env: str) -> dict[str, str]:
     _seed_dbt_target(home)
     environment = {**os.environ, "CLV_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **env}
     # Derived from CLV_HOME by the process itself; inherited values would point at this process's state.
-    for var in ("CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DBT_TARGET_PATH", "DBT_LOG_PATH"):
+    # MLflow writes MLFLOW_REGISTRY_URI into this process's environment when a test sets a registry.
+    for var in ("CLV_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "DBT_TARGET_PATH", "DBT_LOG_PATH"):
         environment.pop(var, None)
     return environment
 

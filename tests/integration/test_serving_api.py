@@ -117,11 +117,7 @@ def test_get_customer_equals_the_batch_scores_for_every_scored_customer(home, se
         assert 0 <= body["probability_alive"] <= 1
 
 
-# POST answers of the parity test, by customer, for the prediction check below.
-predictions: dict[str, dict] = {}
-
-
-def test_post_score_of_a_customers_lines_gives_the_batch_features(home, server):
+def test_post_score_of_a_customers_lines_gives_the_batch_features_and_prediction(home, server):
     from clv_platform.ml.features import FEATURE_COLUMNS
 
     cutoff = request(f"{server.url}/v1/model")[1]["snapshot"]["cutoff_date"]
@@ -150,25 +146,9 @@ def test_post_score_of_a_customers_lines_gives_the_batch_features(home, server):
             assert body["features"][column] == pytest.approx(float(batch[column]), abs=1e-9, rel=0), (customer_id, column)
         for column in ("country", "acquisition_channel"):
             assert body["features"][column] == batch[column]
+        assert body["predicted_clv"] == pytest.approx(scores.loc[customer_id, "predicted_clv"], abs=1e-9, rel=0), customer_id
+        assert body["value_tier"] == scores.loc[customer_id, "value_tier"]
         assert body["model_version"] == scores.loc[customer_id, "model_version"]
-        predictions[customer_id] = body
-
-
-def test_post_score_of_a_customers_lines_gives_the_batch_prediction(home, server):
-    """Open fault: alone this module passes; in the whole suite the first POST of the parity test (customer 12351,
-    BTYD v3, features equal to the batch's) answered 78.69 against the batch's 76.07, twice, and was not explained
-    before the session ended. Kept visible as an expected failure until it is found."""
-    if not predictions:
-        pytest.skip("the feature parity test did not run")
-    scores = _latest_scores(home).set_index("customer_id")
-    wrong = {
-        c: (b["predicted_clv"], scores.loc[c, "predicted_clv"])
-        for c, b in predictions.items()
-        if b["predicted_clv"] != pytest.approx(scores.loc[c, "predicted_clv"], abs=1e-9, rel=0)
-        or b["value_tier"] != scores.loc[c, "value_tier"]
-    }
-    if wrong:
-        pytest.xfail(f"POST predictions differ from the batch for {len(wrong)} customers, e.g. {next(iter(wrong.items()))}")
 
 
 def _one_line(**changes) -> dict:

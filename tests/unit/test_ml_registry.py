@@ -180,3 +180,20 @@ def _versions(name):
     import mlflow
 
     return mlflow.MlflowClient().search_model_versions(f"name='{name}'")
+
+
+def test_an_inherited_registry_uri_of_another_store_is_not_followed(store, split, models, tmp_path, monkeypatch):
+    """MLflow writes MLFLOW_REGISTRY_URI into the environment of a process that set a registry, and children inherit
+    it: a process on this state must still load this store's versions, not the other store's of the same number."""
+    _, valid = split
+    name = "clv_inherited_registry"
+    mine = log(models["spend_rate"], valid, name)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", other)
+        log(models["constant"], valid, name)  # version 1 of the same name in the other store
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", other)
+    registry.set_alias(name, registry.CHAMPION_ALIAS, mine.version)
+    loaded = registry.load_model_version(name, mine.version)
+    assert registry.estimator_of(loaded).name == models["spend_rate"].name
+    assert str(registry.champion_version(name).version) == mine.version
