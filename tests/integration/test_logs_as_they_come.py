@@ -67,8 +67,14 @@ def _counts(state: Path) -> tuple[int, int, date, int]:
 
 def test_a_headerless_whitespace_log_from_2009_is_evaluated_whole(tmp_path):
     days = _cdnow_log(tmp_path / "cdnow.txt")
+    # The spec file's way of saying what the flags say (the other tests use the flags).
+    spec = tmp_path / "cdnow.yaml"
+    spec.write_text(
+        "transactions: {kind: files, path: cdnow.txt, header: false, delimiter: whitespace,\n"
+        "               columns: {customer_id: 1, invoice_date: 2, amount: 4}}\n"
+    )
     # A year's horizon on 10 months of history: no training cutoff's label window ends by the cutoff.
-    done = _evaluate(tmp_path, *CDNOW, "--cutoff", "2010-01-01", "--horizon", "364", "--tune", "--out", "report")
+    done = _evaluate(tmp_path, "--source", str(spec), "--cutoff", "2010-01-01", "--horizon", "364", "--tune", "--out", "report")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     accepted, quarantined, first, _ = _counts(tmp_path / "report" / "state")

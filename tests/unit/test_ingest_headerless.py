@@ -9,10 +9,11 @@ import pytest
 
 from clv_platform import settings
 from clv_platform.ingest.readers import SourceError, iter_source
-from clv_platform.ingest.spec import EARLIEST_DAY, IngestionSpec, PiiSpec, RuleLimits, SourceSpec, SpecError, load_spec
+from clv_platform.ingest.spec import IngestionSpec, PiiSpec, RuleLimits, SourceSpec, SpecError, load_spec
 from clv_platform.ingest.validate import TRANSACTIONS, check_columns, validate
 
 # The CDNOW master file's shape: customer, yyyymmdd, items, dollars, right-aligned by runs of spaces.
+EARLIEST_DAY = date(1970, 1, 1)  # the first day a log may start when no history_start is set
 CDNOW = "00001 19970101  1  11.77\n00002 19970112  1  12.00\n\n00002 19970112\t5  77.00\n  00003 19970102  2  20.76\n"
 
 
