@@ -52,7 +52,7 @@ def _warehouse_path() -> str:
     return os.environ.get("CLV_WAREHOUSE_PATH") or str(settings.warehouse_path())
 
 
-def _summary(run_id: str, seconds: float, refused: bool = False) -> str:
+def _summary(run_id: str, seconds: float, refused: bool = False, history_start=None) -> str:
     """What the run built, read from the warehouse: row counts, tiers, the evaluation, the champion, explanations, drift."""
     import duckdb
 
@@ -83,6 +83,9 @@ def _summary(run_id: str, seconds: float, refused: bool = False) -> str:
         champion = load_champion(con)
         explained = batches.latest(con, batches.EXPLANATION_BATCHES_TABLE, batches.ExplanationBatch)
         drift = batches.latest(con, batches.DRIFT_REPORTS_TABLE, batches.DriftReport)
+        excluded = excluded_by_history_start(con, history_start)
+    if excluded:
+        lines.append(f"  {excluded}")
     lines.append("")
     for tier, n, value in top:
         lines.append(f"  {tier:<7} tier: {n:>6,} customers, predicted value {value:>14,.0f}")
@@ -90,8 +93,7 @@ def _summary(run_id: str, seconds: float, refused: bool = False) -> str:
     metrics = champion.metrics
     lines += [
         "",
-        f"  models on the evaluation cutoff {evaluation.evaluation_cutoff} "
-        f"(trained on {', '.join(evaluation.train_cutoffs) or 'none'}):",
+        f"  models on the evaluation cutoff {evaluation.evaluation_cutoff} ({training_phrase(evaluation, rows=False)}):",
         *("  " + row for row in markdown_table(evaluation.metrics_table(), floatfmt=".4f").splitlines()),
     ]
     lines += [
@@ -115,6 +117,28 @@ def _summary(run_id: str, seconds: float, refused: bool = False) -> str:
         f"  (that is: DAGSTER_HOME={settings.dagster_home()} uv run dagster dev -w workspace.yaml)",
     ]
     return "\n".join(lines)
+
+
+def training_phrase(outcome: EvaluationOutcome, rows: bool = True) -> str:
+    """What the supervised rungs were trained on, true also when none was: the cutoffs (and rows), or why not."""
+    if outcome.train_cutoffs:
+        counted = f" ({outcome.train_rows:,} customer-cutoff rows)" if rows else ""
+        return f"trained on {'cutoffs ' if rows else ''}{', '.join(outcome.train_cutoffs)}{counted}"
+    reason = outcome.no_candidate_reason or "no training cutoff"
+    if "history too short" in reason:
+        reason = (
+            f"no training cutoff's {outcome.horizon_days}-day label window ends by the evaluation cutoff "
+            f"{outcome.evaluation_cutoff} (the history is too short)"
+        )
+    return f"no supervised model trained: {reason}; the heuristic and BTYD are fitted on the evaluation cutoff's features"
+
+
+def excluded_by_history_start(con, history_start) -> str | None:
+    """How many transaction rows a set ``history_start`` quarantined, as a sentence; None when it is unset."""
+    if history_start is None:
+        return None
+    n = con.execute("select count(*) from raw.transactions_quarantine where rule = 'timestamp_in_history'").fetchone()[0]
+    return f"history_start {history_start} excluded {n:,} rows dated before it (quarantined, rule timestamp_in_history)"
 
 
 def _user_error(error: BaseException | str) -> int:
@@ -215,7 +239,7 @@ def _run_holding(args: argparse.Namespace, spec, lock) -> int:
     failures = [e for e in result.all_events if e.is_step_failure]
     if not result.success and not refused_by_gates(result):
         return report_failed_steps(result, MAIN_JOB, elapsed)
-    print(_summary(result.run_id, elapsed, refused=bool(failures)))
+    print(_summary(result.run_id, elapsed, refused=bool(failures), history_start=spec.history_start))
     if failures:
         refused = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
         print(
@@ -333,14 +357,25 @@ def refused_by_gates(result) -> bool:
 
 
 def _evaluation_spec(args: argparse.Namespace, state: Path) -> Path:
-    """The source spec to evaluate: ``--source`` as given, or one written for ``--file`` and ``--mapping``."""
+    """The source spec to evaluate: ``--source`` as given, or one written for ``--file`` and its options."""
+    from datetime import date
+
     import yaml
 
+    file_only = {"--mapping": args.mapping, "--preset": args.preset, "--no-header": args.no_header}
+    file_only |= {"--delimiter": args.delimiter, "--history-start": args.history_start}
+    given = [flag for flag, value in file_only.items() if value]
     if args.source:
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to --file only: with --source, set them in {args.source}")
         return Path(args.source).resolve()
     source: dict = {"kind": "files", "path": str(Path(args.file).resolve())}
     if args.preset:
         source["preset"] = args.preset
+    if args.no_header:
+        source["header"] = False
+    if args.delimiter:
+        source["delimiter"] = "\t" if args.delimiter in ("\\t", "tab") else args.delimiter
     if args.mapping:
         pairs = [item.split("=", 1) for item in args.mapping.split(",") if item.strip()]
         bad = [item for item in pairs if len(item) != 2 or not item[0].strip() or not item[1].strip()]
@@ -350,8 +385,11 @@ def _evaluation_spec(args: argparse.Namespace, state: Path) -> Path:
                 f"customer_id=cust,invoice_date=day,amount=total; got {args.mapping!r}"
             )
         source["columns"] = {key.strip(): value.strip() for key, value in pairs}
+    written: dict = {"transactions": source}
+    if args.history_start:
+        written["history_start"] = date.fromisoformat(args.history_start)
     spec = state / "source.yaml"
-    spec.write_text(yaml.safe_dump({"transactions": source}, sort_keys=False))
+    spec.write_text(yaml.safe_dump(written, sort_keys=False))
     return spec
 
 
@@ -439,13 +477,17 @@ def _evaluate_holding(args: argparse.Namespace, out: Path, state: Path) -> int:
     (materialization,) = result.asset_materializations_for_node(model_evaluation.op.name)
     with duckdb.connect(_warehouse_path(), read_only=True) as con:
         outcome = load_outcome(con, materialization.metadata["evaluation_id"].value)
-    write_evaluation(outcome, out, source=str(args.source or args.file), seconds=time.perf_counter() - started)
+        excluded = excluded_by_history_start(con, load_spec().history_start)
+    write_evaluation(outcome, out, source=str(args.source or args.file), seconds=time.perf_counter() - started, excluded=excluded)
     print((out / "metrics.md").read_text())
     print(f"Saved {out / 'metrics.md'} and {out / 'metrics.csv'}.")
+    if args.tune and not outcome.train_cutoffs:
+        # Tuning searches the supervised rung's parameters; with no supervised rung there is nothing to tune.
+        print(f"note: --tune refused: {training_phrase(outcome).split(';')[0]}, so there is nothing to tune", file=sys.stderr)
     return 0
 
 
-def write_evaluation(outcome: EvaluationOutcome, out: Path, *, source: str, seconds: float) -> None:
+def write_evaluation(outcome: EvaluationOutcome, out: Path, *, source: str, seconds: float, excluded: str | None = None) -> None:
     """``metrics.csv`` (one row per model) and ``metrics.md`` (the table with its window and the decision).
 
     ``metrics.csv`` is opened in spreadsheets: text cells that would run as formulas are prefixed with ``'``
@@ -460,8 +502,8 @@ def write_evaluation(outcome: EvaluationOutcome, out: Path, *, source: str, seco
     actual = outcome.actual_fairness_ratio
     lines = [
         f"Source: {source}. Evaluation cutoff {outcome.evaluation_cutoff}, horizon {outcome.horizon_days} days, "
-        f"{outcome.evaluation_rows:,} customers; trained on cutoffs {', '.join(outcome.train_cutoffs) or 'none'} "
-        f"({outcome.train_rows:,} customer-cutoff rows). {seconds:.0f} s.",
+        f"{outcome.evaluation_rows:,} customers; {training_phrase(outcome)}. {seconds:.0f} s."
+        + (f" The {excluded}." if excluded else ""),
         "",
         markdown_table(outcome.metrics_table(), floatfmt=".4f"),
         "",
@@ -552,6 +594,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     evaluate_parser.add_argument(
         "--preset", choices=("online_retail", "online_retail_ii", "canonical"), help="a known shape for --file"
+    )
+    evaluate_parser.add_argument(
+        "--no-header",
+        action="store_true",
+        help="--file has no header line: --mapping names columns by position, e.g. customer_id=1,invoice_date=2,amount=4",
+    )
+    evaluate_parser.add_argument(
+        "--delimiter", default=None, help="field separator of --file: one character, tab, or whitespace (runs of spaces/tabs)"
+    )
+    evaluate_parser.add_argument(
+        "--history-start",
+        default=None,
+        help="YYYY-MM-DD: rows of --file dated earlier are quarantined and counted (default: the log's own first day)",
     )
     evaluate_parser.add_argument("--cutoff", required=True, help="evaluation cutoff, YYYY-MM-DD")
     dbt_defaults = settings.dbt_var_defaults()

@@ -90,8 +90,13 @@ def spark_dir() -> Path:
 
 
 def pytensor_compiledir() -> Path:
-    """pytensor's compile cache: the first BG/NBD fit compiles its graph, later ones reuse it."""
-    return state_dir() / "cache" / "pytensor"
+    """pytensor's compile cache, one per user: ``$XDG_CACHE_HOME/clv_platform/pytensor`` (default ``~/.cache``).
+
+    The first BG/NBD fit compiles its graph (about 30 s), later ones reuse it, whatever their state directory:
+    every ``evaluate`` has its own. Sharing is safe: pytensor keys the cache by its version, Python and
+    platform, and locks it while it compiles, so concurrent runs wait for each other instead of clobbering.
+    """
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").resolve() / "clv_platform" / "pytensor"
 
 
 def configure_pytensor_cache() -> None:

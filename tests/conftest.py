@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-# pytensor's compile cache outlives the run, so that the next run does not compile the BG/NBD fit again: it is
-# keyed by pytensor's version and the platform, and pytensor locks it, so xdist workers and runs can share it.
-# Outside the checkout (its .clv/ stays untouched), where the user's cache directory is.
-PYTENSOR_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clv_platform" / "pytensor"
-os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={PYTENSOR_CACHE}")
+from clv_platform.settings import configure_pytensor_cache
+
+# pytensor's compile cache outlives the run, as the product's does: the user's one (settings.pytensor_compiledir),
+# shared by xdist workers and runs, so the suite compiles the BG/NBD fit once.
+configure_pytensor_cache()
 # OpenMP threads that spin while waiting (the default) steal the other worker's core on a 2-core machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -112,7 +112,7 @@ def bad_lines(pii: dict[str, str]) -> BadLines:
         line(5, UnitPrice="-2.55"),
         line(6, Quantity="six"),
         line(7, InvoiceDate="2031-01-01 08:00"),
-        line(8, InvoiceDate="2009-06-01 08:00"),
+        line(8, InvoiceDate="1969-06-01 08:00"),  # before the earliest day a log may start
         line(9, CustomerID=""),
         line(10),
         line(10),  # a duplicate

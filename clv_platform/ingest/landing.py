@@ -80,7 +80,7 @@ def landed_days(frames: Iterable[SourceFrame], spec: IngestionSpec, now: datetim
     source, first, last = spec.transactions, None, None
     for frame in frames:
         frame = check_columns(frame, source, TRANSACTIONS, redact=bool(spec.pii.columns))
-        days = event_day_range(event_timestamps(frame, source, TRANSACTIONS), spec.history_start, now)
+        days = event_day_range(event_timestamps(frame, source, TRANSACTIONS), spec.first_day, now)
         if days is not None:
             first, last = min(first or days[0], days[0]), max(last or days[1], days[1])
     return (first, last) if first is not None else None

@@ -27,7 +27,7 @@ from typing import BinaryIO, TextIO
 import numpy as np
 import pandas as pd
 
-from clv_platform.ingest.spec import RuleLimits, SourceSpec
+from clv_platform.ingest.spec import WHITESPACE, RuleLimits, SourceSpec, positional_name
 
 BAD_LINE = "_bad_line"
 # What a folder or an S3 prefix holds as data. Not .txt: a README.txt or notes.txt beside the data
@@ -92,9 +92,9 @@ def read_stream(
     if fmt == "parquet":
         return _read_parquet(file, name, limit, chunk_rows)
     if fmt == "xlsx":
-        return _read_xlsx(file, name, spec.sheet, limit)
-    delimiter = spec.delimiter if not name.lower().endswith((".tsv", ".tsv.gz")) else "\t"
-    return _read_csv(file, name, delimiter, spec.encoding, limit, chunk_rows)
+        return _read_xlsx(file, name, spec.sheet, limit, spec.header)
+    delimiter = "\t" if name.lower().endswith((".tsv", ".tsv.gz")) and spec.delimiter == "," else spec.delimiter
+    return _read_csv(file, name, delimiter, spec.encoding, limit, chunk_rows, spec.header)
 
 
 def _too_large(name: str, limit: int, what: str = "once decompressed") -> SourceError:
@@ -179,7 +179,27 @@ class _Lines:
             yield line
 
 
-def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: int, chunk_rows: int) -> Iterator[SourceFrame]:
+class _WhitespaceRecords:
+    """Records of text whose fields are separated by runs of spaces and tabs (no quoting), read like ``csv.reader``."""
+
+    def __init__(self, lines):
+        self._lines, self.line_num = iter(lines), 0
+
+    def __iter__(self) -> _WhitespaceRecords:
+        return self
+
+    def __next__(self) -> list[str]:
+        line = next(self._lines)
+        self.line_num += 1
+        return _SPACES.split(line.rstrip("\r\n").strip(" \t"))
+
+
+_SPACES = re.compile("[ \t]+")
+
+
+def _read_csv(
+    file: BinaryIO, name: str, delimiter: str, encoding: str, limit: int, chunk_rows: int, has_header: bool = True
+) -> Iterator[SourceFrame]:
     buffered = file if hasattr(file, "peek") else io.BufferedReader(file)
     gzipped = buffered.peek(2)[:2] == b"\x1f\x8b"
     if not gzipped and buffered.seekable() and buffered.seek(0, io.SEEK_END) > limit:
@@ -200,19 +220,23 @@ def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: i
         io.BufferedReader(checked, buffer_size=1 << 20), encoding=encoding, errors="surrogateescape", newline=""
     )
     lines = text if checked._decoder is not None else _Lines(text, name)
-    reader = csv.reader(lines, delimiter=delimiter, strict=False)
-    previous_end, chunks = 0, 0
+    whitespace = delimiter == WHITESPACE
+    reader = _WhitespaceRecords(lines) if whitespace else csv.reader(lines, delimiter=delimiter, strict=False)
+    joiner = " " if whitespace else delimiter
+    previous_end, chunks, header = 0, 0, None
     try:
-        header = next(reader, None)
-        if header is None:
-            yield SourceFrame(name, pd.DataFrame(), np.array([], dtype=np.int64))
-            return
-        header = [h.strip() for h in header]
-        if header:  # a byte order mark is not part of the first name
-            header[0] = header[0].removeprefix("\ufeff").strip()
-        _check_unique(name, header)
+        if has_header:
+            header = next(reader, None)
+            if header is None:
+                yield SourceFrame(name, pd.DataFrame(), np.array([], dtype=np.int64))
+                return
+            header = [h.strip() for h in header]
+            if header:  # a byte order mark is not part of the first name
+                header[0] = header[0].removeprefix("\ufeff").strip()
+            _check_unique(name, header)
+            previous_end = reader.line_num
         records, rows, bad = [], [], []
-        width, previous_end = len(header), reader.line_num
+        width = len(header) if header is not None else 0
 
         def chunk() -> SourceFrame:
             frame = pd.DataFrame(records, columns=header, dtype=object)
@@ -229,8 +253,12 @@ def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: i
             previous_end = reader.line_num
             if not record or record == [""]:
                 continue  # blank line
+            if header is None:  # no header: the first record's fields are the columns, named by position
+                record[0] = record[0].removeprefix("\ufeff")
+                header = [positional_name(i) for i in range(1, len(record) + 1)]
+                width = len(header)
             if len(record) != width:
-                bad.append(delimiter.join(record))
+                bad.append(joiner.join(record))
                 record = (record + [""] * width)[:width]
             else:
                 bad.append(None)
@@ -239,7 +267,9 @@ def _read_csv(file: BinaryIO, name: str, delimiter: str, encoding: str, limit: i
             if chunk_rows and len(records) >= chunk_rows:
                 yield chunk()
                 records, rows, bad, chunks = [], [], [], chunks + 1
-        if records or not chunks:
+        if header is None:  # a file of blank lines
+            yield SourceFrame(name, pd.DataFrame(), np.array([], dtype=np.int64))
+        elif records or not chunks:
             yield chunk()
     except csv.Error as error:
         raise SourceError(name, "readable_file", str(error), row=previous_end + 1) from None
@@ -340,7 +370,7 @@ def _check_unique(name: str, header: list[str], row: int | None = 1) -> None:
         )
 
 
-def _read_xlsx(file: BinaryIO, name: str, sheet: str | int, limit: int) -> Iterator[SourceFrame]:
+def _read_xlsx(file: BinaryIO, name: str, sheet: str | int, limit: int, has_header: bool = True) -> Iterator[SourceFrame]:
     import zipfile
 
     try:
@@ -358,10 +388,14 @@ def _read_xlsx(file: BinaryIO, name: str, sheet: str | int, limit: int) -> Itera
     if cells.empty:
         yield SourceFrame(name, pd.DataFrame(), np.array([], dtype=np.int64))
         return
-    header = [f"Unnamed: {i}" if pd.isna(c) else str(c).strip() for i, c in enumerate(cells.iloc[0])]
-    _check_unique(name, header)
-    frame = cells.iloc[1:].set_axis(header, axis=1)
-    rows = np.arange(2, len(frame) + 2, dtype=np.int64)
+    if not has_header:
+        frame = cells.set_axis([positional_name(i) for i in range(1, cells.shape[1] + 1)], axis=1)
+        rows = np.arange(1, len(frame) + 1, dtype=np.int64)
+    else:
+        header = [f"Unnamed: {i}" if pd.isna(c) else str(c).strip() for i, c in enumerate(cells.iloc[0])]
+        _check_unique(name, header)
+        frame = cells.iloc[1:].set_axis(header, axis=1)
+        rows = np.arange(2, len(frame) + 2, dtype=np.int64)
     filled = frame.notna().any(axis=1).to_numpy()  # blank rows are skipped, as blank lines in a CSV
     yield SourceFrame(name, frame[filled].reset_index(drop=True), rows[filled])
 

@@ -20,6 +20,12 @@ customer, date and amount::
 
     transactions: {kind: files, path: sales.csv,
                    columns: {customer_id: cust, invoice_date: day, amount: total}}
+
+A file without a header names its columns by position (1 is the first; ``column_1`` is the same), e.g. the
+whitespace-separated ``customer yyyymmdd count amount`` shape of the CDNOW benchmark::
+
+    transactions: {kind: files, path: CDNOW_master.txt, header: false, delimiter: whitespace,
+                   columns: {customer_id: 1, invoice_date: 2, amount: 4}}
 """
 
 from __future__ import annotations
@@ -70,6 +76,17 @@ PRESETS: dict[str, dict[str, str]] = {
 }
 
 
+WHITESPACE = "whitespace"
+# The first day of the partitions when no history_start is set. Earlier dates are placeholders (spreadsheets'
+# day zero, 1900-01-01), not purchases: they are quarantined rather than stretching the history by decades.
+EARLIEST_DAY = date(1970, 1, 1)
+
+
+def positional_name(position: int) -> str:
+    """The name of the column at 1-based ``position`` of a file without a header."""
+    return f"column_{position}"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -101,10 +118,15 @@ class SourceSpec(_Strict):
     # File format; auto decides by suffix (.csv, .csv.gz, .tsv, .parquet, .xlsx).
     format: Literal["auto", "csv", "parquet", "xlsx"] = "auto"
     preset: Literal["online_retail", "online_retail_ii", "canonical"] | None = None
-    columns: dict[str, str] = Field(default_factory=dict, description="canonical name -> column in the source")
+    columns: dict[str, str | int] = Field(
+        default_factory=dict, description="canonical name -> column in the source (its 1-based position without a header)"
+    )
     # Accepted timestamp formats, tried in order (strptime codes); empty means ISO 8601 only.
     timestamp_formats: list[str] = Field(default_factory=list)
+    # One character, or 'whitespace': fields separated by runs of spaces and tabs, without quoting.
     delimiter: str = ","
+    # false: the first line is a record; columns are column_1, column_2, ... and the mapping may give positions.
+    header: bool = True
     # A Python codec name, or auto: UTF-8, or UTF-16/32 when the file's byte-order mark or NUL bytes say so.
     encoding: str = "utf-8"
     sheet: str | int = 0
@@ -116,6 +138,9 @@ class SourceSpec(_Strict):
                 codecs.lookup(self.encoding)
             except LookupError:
                 raise ValueError(f"unknown encoding '{self.encoding}' (e.g. utf-8, cp1252, latin-1, utf-16, auto)") from None
+        if self.delimiter != WHITESPACE and len(self.delimiter) != 1:
+            raise ValueError(f"delimiter must be one character or '{WHITESPACE}', got {self.delimiter!r}")
+        self.columns = {name: self._column_name(column) for name, column in self.columns.items()}
         needs = {"files": ("path",), "s3": ("bucket",)}.get(self.kind, ())
         for field in needs:
             if not getattr(self, field):
@@ -123,6 +148,19 @@ class SourceSpec(_Strict):
         if self.kind == "postgres" and bool(self.table) == bool(self.query):
             raise ValueError("a 'postgres' source needs exactly one of 'table' or 'query'")
         return self
+
+    def _column_name(self, column: str | int) -> str:
+        """A mapped column as the reader names it: a position (``2``, ``"2"``) of a file without a header is ``column_2``."""
+        position = column if isinstance(column, int) else int(column) if str(column).strip().isdigit() else None
+        if position is None:
+            return column
+        if self.header:
+            if isinstance(column, int):
+                raise ValueError(f"column {column} is a position: positions name columns only with header: false")
+            return column
+        if position < 1:
+            raise ValueError(f"column positions start at 1, got {position}")
+        return positional_name(position)
 
     @property
     def location(self) -> str:
@@ -188,8 +226,14 @@ class IngestionSpec(_Strict):
     generator: GeneratorOptions = Field(default_factory=GeneratorOptions)
     pii: PiiSpec = Field(default_factory=PiiSpec)
     limits: RuleLimits = Field(default_factory=RuleLimits)
-    # First day of the daily partitions; rows dated earlier are quarantined.
-    history_start: date = date(2010, 1, 1)
+    # First day of the daily partitions; rows dated earlier are quarantined (rule timestamp_in_history).
+    # Unset: the log's own first day, nothing excluded but dates before EARLIEST_DAY.
+    history_start: date | None = None
+
+    @property
+    def first_day(self) -> date:
+        """The first day a row may be dated: ``history_start``, else :data:`EARLIEST_DAY`."""
+        return self.history_start or EARLIEST_DAY
 
     @field_validator("transactions", "behavioral_events", "customers")
     @classmethod

@@ -22,6 +22,7 @@ import pandera.pandas as pa
 from clv_platform.ingest.readers import BAD_LINE, SourceError, SourceFrame
 from clv_platform.ingest.spec import (
     CUSTOMER_FIELDS,
+    EARLIEST_DAY,
     EVENT_FIELDS,
     TRANSACTION_FIELDS,
     PiiSpec,
@@ -281,7 +282,7 @@ def _record_rules(timestamp: str) -> tuple[Rule, ...]:
         Rule("customer_id_present", "customer_id", "customer id is missing"),
         Rule("timestamp_parseable", timestamp, "timestamp is missing or not in an accepted format"),
         Rule("timestamp_not_in_future", timestamp, "timestamp is after the ingestion time"),
-        Rule("timestamp_in_history", timestamp, "timestamp is before history_start"),
+        Rule("timestamp_in_history", timestamp, f"timestamp is before history_start ({EARLIEST_DAY} when unset)"),
     )
 
 
@@ -374,18 +375,40 @@ def _check_columns(source: SourceFrame, mapping: dict[str, str], contract: Contr
     _require_mapped(source.name, mapping, contract)
     for canonical, column in mapping.items():
         if column not in present:
-            hint = ""
-            if len(present) == 1:
-                for delimiter, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"), (",", "comma")):
-                    if delimiter in present[0]:
-                        hint = f"; the header is one field containing a {label}: wrong delimiter?"
-                        break
+            hint = _layout_hint(present)
             found = ", ".join(repr(c) for c in present[:12]) or "no columns"
             if redact and present:  # a file without a header shows its first record here, raw identifiers included
                 found = f"{len(present)} column(s), names not shown because the spec hashes or drops PII"
             raise SourceError(
                 source.name, "required_column", f"missing (mapped to {canonical}); found {found}{hint}", row=1, column=column
             )
+
+
+_VALUE = re.compile(r"[-+]?[\d.,:/$€£]+")
+
+
+def _layout_hint(header: list[str]) -> str:
+    """What the first line says about a file whose mapped column is missing: another delimiter, or no header at all.
+
+    One field holding a semicolon, tab, pipe or comma suggests that delimiter; one holding runs of spaces,
+    ``delimiter: whitespace``; fields that are all numbers or dates (``00001 19970101 1 11.77``), a record
+    rather than a header: ``header: false`` with columns mapped by position.
+    """
+    fields = header
+    hints = []
+    if len(header) == 1:
+        for delimiter, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"), (",", "comma")):
+            if delimiter in header[0]:
+                return f"; the header is one field containing a {label}: wrong delimiter?"
+        fields = header[0].split()
+        if len(fields) > 1:
+            hints.append("its fields are separated by spaces: set delimiter: whitespace")
+    if fields and all(_VALUE.fullmatch(f) for f in fields):
+        hints.append(
+            "the first line is a record, not a header (every field is a number or date): set header: false "
+            "and map columns by position (customer_id: 1)"
+        )
+    return f"; {'; '.join(hints)}" if hints else ""
 
 
 def normalize_customer_ids(ids: pd.Series) -> pd.Series:

@@ -21,9 +21,9 @@ def _history_start() -> tuple[str, str | None]:
     it): the default start stands, the raw assets show the error, and their runs fail with it.
     """
     try:
-        return load_spec().history_start.isoformat(), None
+        return load_spec().first_day.isoformat(), None
     except (OSError, ValueError) as error:
-        return IngestionSpec.model_fields["history_start"].default.isoformat(), " ".join(str(error).split())
+        return IngestionSpec().first_day.isoformat(), " ".join(str(error).split())
 
 
 # Read with the definitions (the partitions' start is part of them); nothing is written.
@@ -186,7 +186,16 @@ def source_date_range(spec: IngestionSpec, generator_options=None, s3_client=Non
             if hint is None and len(parts[-1]) * 2 < len(frame):  # most timestamps did not parse: say what might
                 hint = unparsed_timestamp_hint(frame, source, TRANSACTIONS)
         stamps = pd.concat(parts) if parts else pd.Series(dtype="datetime64[ns]")
-    days = event_day_range(stamps, spec.history_start, datetime.now())
+    now = datetime.now()
+    days = event_day_range(stamps, spec.first_day, now)
     if days is None:
+        early = stamps[stamps < pd.Timestamp(spec.first_day)]
+        if not early.empty:  # every valid date falls before the first day the spec accepts
+            setting = f"history_start {spec.history_start}" if spec.history_start else f"the earliest day {spec.first_day}"
+            raise ValueError(
+                f"every row of the transaction source is dated before {setting} (rule timestamp_in_history): "
+                f"its days are {early.min().date()} .. {early.max().date()}; set history_start on or before "
+                f"{early.min().date()}, or leave it unset"
+            )
         raise ValueError("the transaction source holds no rows with a valid timestamp" + (f": {hint}" if hint else ""))
     return days

@@ -122,7 +122,7 @@ def stage_chunks(
     seen, staged = SeenRows(), StagedLoad()
 
     def one(frames: list[SourceFrame]) -> None:
-        validated = validate(frames, contract, source_spec, spec.limits, spec.pii, pii_key, loaded_at, spec.history_start, seen)
+        validated = validate(frames, contract, source_spec, spec.limits, spec.pii, pii_key, loaded_at, spec.first_day, seen)
         accepted, quarantine, outside = _split_window(validated, contract, start, end)
         accepted = contract_schema.validate(accepted)
         stage(con, table, accepted, append=bool(staged.chunks))

@@ -157,7 +157,7 @@ def validated_rows(
     )
     source = SourceFrame(name=f"request body {kind}", frame=frame, rows=np.arange(1, len(frame) + 1))
     # The source spec's limits and history start; ids arrive as the warehouse stores them, so no PII transform.
-    validated = validate([source], contract, SourceSpec(), spec.limits, PiiSpec(), None, now, spec.history_start)
+    validated = validate([source], contract, SourceSpec(), spec.limits, PiiSpec(), None, now, spec.first_day)
     if validated.rows_quarantined:
         raise _rule_error(validated, kind, {})
     accepted = validated.accepted

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.integration
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 COLUMNS = "columns: {customer_id: customer, invoice_date: day, amount: total}"
 
-# Days 2024-03-01..03; the rows without a valid date (unparseable, in the future, before history_start)
+# Days 2024-03-01..03; the rows without a valid date (unparseable, in the future, before 1970)
 # widen nothing: the load quarantines them.
 FILE_A = """\
 customer,day,total
@@ -48,7 +48,7 @@ c2,2024-03-02,7.00
 c1,2024-03-03 18:00:00,-2.50
 c3,not a date,5.00
 c3,2099-01-01,5.00
-c3,1999-12-31,5.00
+c3,1969-12-31,5.00
 """
 FILE_B = "customer,day,total\nc4,2024-03-10,3.00\nc5,2024-03-12,4.00\n"
 

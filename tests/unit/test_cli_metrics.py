@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+from datetime import date
 
 import duckdb
 import pandas as pd
+import pytest
 
 from clv_platform.cli import write_evaluation
 from clv_platform.ml.gates import ChampionDecision
@@ -56,6 +59,19 @@ def test_metrics_csv_keeps_numbers_and_makes_formula_text_inert(tmp_path):
     assert "trained on cutoffs 2011-06-10 (12,466 customer-cutoff rows)" in text
 
 
+def test_the_report_says_so_when_no_supervised_model_trained(tmp_path):
+    reason = "history too short for supervised training (no training cutoff before the evaluation cutoff ...)"
+    outcome = dataclasses.replace(_outcome(["heuristic", "btyd"]), train_cutoffs=(), train_rows=3360, no_candidate_reason=reason)
+    write_evaluation(outcome, tmp_path, source="sales.csv", seconds=1.0, excluded="history_start 2011-01-01 excluded 5 rows")
+    text = (tmp_path / "metrics.md").read_text()
+    assert "customer-cutoff rows" not in text and "cutoffs none" not in text
+    assert (
+        "3,360 customers; no supervised model trained: no training cutoff's 91-day label window ends by the evaluation "
+        "cutoff 2011-09-09 (the history is too short); the heuristic and BTYD are fitted on the evaluation cutoff's "
+        "features. 1 s. The history_start 2011-01-01 excluded 5 rows."
+    ) in text
+
+
 def test_the_report_is_the_same_from_the_stored_outcome(tmp_path):
     """What ``evaluate`` writes comes from ``ml.model_evaluations``: the stored outcome gives the same files."""
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
@@ -69,7 +85,8 @@ def test_the_report_is_the_same_from_the_stored_outcome(tmp_path):
     pd.testing.assert_frame_equal(stored.metrics, original.metrics)
 
 
-def test_the_run_summary_reads_the_warehouse(tmp_path, monkeypatch):
+@pytest.mark.parametrize("trained", [True, False])
+def test_the_run_summary_reads_the_warehouse(tmp_path, monkeypatch, trained):
     """Every line of the summary comes from a table the run wrote: no Dagster instance is consulted."""
     from clv_platform import settings
     from clv_platform.cli import _summary
@@ -99,7 +116,12 @@ def test_the_run_summary_reads_the_warehouse(tmp_path, monkeypatch):
             "create table scoring.value_tiers as select date '2025-06-30' as cutoff_date, * from "
             "(values ('Low', 10.0), ('Medium', 20.0), ('High', 70.0)) t(value_tier, predicted_clv)"
         )
-        save_outcome(con, _outcome(["btyd", "heuristic"]))
+        outcome = _outcome(["btyd", "heuristic"])
+        save_outcome(con, outcome if trained else dataclasses.replace(outcome, train_cutoffs=(), train_rows=3360))
+        con.execute(
+            "create table raw.transactions_quarantine as select * from "
+            "(values ('timestamp_in_history'), ('timestamp_in_history'), ('customer_id_present')) t(rule)"
+        )
         metrics = {"mae": 101.234, "spearman": 0.41, "normalized_gini": 0.5567, "fairness_ratio": 0.9}
         save_champion(
             con, ChampionRecord("2026-01-05T04:01:00", "e1", "clv_model", "3", "btyd", "baseline", "btyd scores", True, metrics)
@@ -114,11 +136,20 @@ def test_the_run_summary_reads_the_warehouse(tmp_path, monkeypatch):
             batches.DRIFT_REPORTS_TABLE,
             batches.DriftReport("2025-06-30", "2026-01-05T04:03:00", "3", 365, 0.0421, '["recency"]', 0.25, "/r/drift.html"),
         )
-    lines = _summary("run-1", 12.34).splitlines()
+    lines = _summary("run-1", 12.34, history_start=date(2011, 1, 1) if trained else None).splitlines()
     assert lines[0] == "clv_full_pipeline succeeded in 12.3 s (run run-1)"
     assert "  raw.transactions                    7 rows" in lines
     assert "  High    tier:      1 customers, predicted value             70" in lines
-    assert "  models on the evaluation cutoff 2011-09-09 (trained on 2011-06-10):" in lines
+    excluded = "  history_start 2011-01-01 excluded 2 rows dated before it (quarantined, rule timestamp_in_history)"
+    assert (excluded in lines) == trained  # said only when the spec sets one
+    if trained:
+        assert "  models on the evaluation cutoff 2011-09-09 (trained on 2011-06-10):" in lines
+    else:
+        assert (
+            "  models on the evaluation cutoff 2011-09-09 (no supervised model trained: no training cutoff's 91-day "
+            "label window ends by the evaluation cutoff 2011-09-09 (the history is too short); the heuristic and BTYD "
+            "are fitted on the evaluation cutoff's features):"
+        ) in lines
     assert "  champion: clv_model v3 (btyd, a baseline): MAE 101.23, Spearman 0.410, normalized Gini 0.557" in lines
     assert "  decision: btyd scores" in lines
     assert "  explanations (scoring.clv_explanations): none, the btyd model has no per-feature contributions" in lines
