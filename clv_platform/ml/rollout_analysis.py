@@ -139,6 +139,7 @@ class _Arm:
         _, starts, group_of_row = _groups(self.pred)
         self.by_pred = (None, starts, group_of_row)
         self.by_true = _groups(self.true)
+        self.true_of_group = self.true[self.by_true[0]][self.by_true[1]]
 
     def point(self) -> dict[str, float]:
         true, pred = self.true, self.pred
@@ -150,35 +151,37 @@ class _Arm:
         }
 
     @staticmethod
-    def _in_order(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
-        return values if order is None else values[:, order]
-
-    def _gini(self, weights, weighted_true, groups) -> np.ndarray:
+    def _group_sums(values: np.ndarray, groups) -> np.ndarray:
+        """Sums of ``values`` (resamples x rows) over each tie group, groups in the order's sequence."""
         order, starts, _ = groups
-        w = np.add.reduceat(self._in_order(weights, order), starts, axis=1)
-        v = np.add.reduceat(self._in_order(weighted_true, order), starts, axis=1)
+        values = values if order is None else values[:, order]
+        return values if starts.size == values.shape[1] else np.add.reduceat(values, starts, axis=1)
+
+    @staticmethod
+    def _gini(w: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Gini from the weight ``w`` and weighted actual ``v`` of each tie group, best score first."""
         total, n = v.sum(axis=1), w.sum(axis=1)
         before = np.cumsum(v, axis=1) - v
         with np.errstate(invalid="ignore", divide="ignore"):
             captured = (w * before + v * (w + 1) / 2).sum(axis=1) / total
             return np.where(total > 0, (captured - (n + 1) / 2) / n, np.nan)
 
-    def _ranks(self, weights, groups) -> np.ndarray:
-        order, starts, group_of_row = groups
-        w = np.add.reduceat(self._in_order(weights, order), starts, axis=1)
-        return (np.cumsum(w, axis=1) - w + (w + 1) / 2)[:, group_of_row]
+    @staticmethod
+    def _centred_ranks(w: np.ndarray, groups) -> np.ndarray:
+        """Each row's average rank among the weighted rows, minus the mean rank."""
+        _, starts, group_of_row = groups
+        ranks = np.cumsum(w, axis=1) - w + (w + 1) / 2 - ((w.sum(axis=1) + 1) / 2)[:, None]
+        return ranks if starts.size == group_of_row.size else ranks[:, group_of_row]
 
     def resampled(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         """Each metric for each row of ``weights`` (resamples x customers)."""
         true, pred = self.true, self.pred
         n = weights.sum(axis=1)
         weighted_true = weights * true
-        gini = self._gini(weights, weighted_true, self.by_pred)
-        perfect = self._gini(weights, weighted_true, self.by_true)
-        rank_pred, rank_true = self._ranks(weights, self.by_pred), self._ranks(weights, self.by_true)
-        middle = ((n + 1) / 2)[:, None]
-        rank_pred -= middle
-        rank_true -= middle
+        w_pred, w_true = self._group_sums(weights, self.by_pred), self._group_sums(weights, self.by_true)
+        gini = self._gini(w_pred, self._group_sums(weighted_true, self.by_pred))
+        perfect = self._gini(w_true, w_true * self.true_of_group)  # a tie group of actuals has one value
+        rank_pred, rank_true = self._centred_ranks(w_pred, self.by_pred), self._centred_ranks(w_true, self.by_true)
         cov = (weights * rank_pred * rank_true).sum(axis=1)
         spread = np.sqrt((weights * rank_pred**2).sum(axis=1) * (weights * rank_true**2).sum(axis=1))
         total_true = weighted_true.sum(axis=1)
