@@ -136,3 +136,15 @@ def test_the_analysis_is_deterministic_with_its_seed():
 def test_arms_other_than_champion_and_challenger_are_refused():
     with pytest.raises(ValueError, match=r"arms must be 'champion' or 'challenger', got \['control'\]"):
         ra.analyse([1.0, 2.0], [1.0, 2.0], ["champion", "control"])
+
+
+def test_a_label_window_has_elapsed_when_the_transactions_reach_its_last_day():
+    """As for the training cutoffs: the window [cutoff, cutoff + horizon) is complete with data through its last day."""
+    import datetime
+
+    cutoff = datetime.date(2025, 10, 1)
+    last_day = datetime.date(2025, 12, 30)  # cutoff + 91 days - 1
+    assert ra.WarehouseState(91, None, last_day).window_end(cutoff) == datetime.date(2025, 12, 31)
+    assert ra.WarehouseState(91, None, last_day).elapsed(cutoff)
+    assert not ra.WarehouseState(91, None, last_day - datetime.timedelta(days=1)).elapsed(cutoff)
+    assert not ra.WarehouseState(91, None, None).elapsed(cutoff)

@@ -74,7 +74,7 @@ def rollout_analysis(config: RolloutAnalysisConfig, warehouse: DuckDBResource) -
                 min_customers=config.min_customers_per_arm,
             )
         except ValueError as error:
-            raise dg.Failure(f"RolloutAnalysisConfig: {error}") from None
+            raise dg.Failure(f"ml/rollout_analysis of the scoring at {cutoff}: {error}") from None
         versions = {
             arm: ",".join(sorted(scored.loc[scored["arm"] == arm, "model_version"].astype(str).unique())) for arm in ra.ARMS
         }
