@@ -39,6 +39,7 @@ SLOWEST_FIRST = [
     "integration/test_spark_parity.py",
     "integration/test_serving_hot_swap.py",
     "integration/test_model_lifecycle.py",
+    "integration/test_rollout_analysis.py",
     "integration/test_cli_own_data.py",
     "integration/test_cli_evaluate.py",
     "component/test_ml_baselines.py",

@@ -37,6 +37,7 @@ EXPECTED_ASSETS = {
     ("serving", "online_features"): "serving",
     ("monitoring", "drift_report"): "monitoring",
     ("monitoring", "data_profile"): "monitoring",
+    ("ml", "rollout_analysis"): "monitoring",
 }
 
 
@@ -84,6 +85,14 @@ def test_tiers_and_explanations_read_the_scores_and_ship_with_them(defs):
     for job in ("clv_full_pipeline", "weekly_scoring"):
         selected = defs.resolve_job_def(job).asset_layer.selected_asset_keys
         assert {tiers, dg.AssetKey(["scoring", "clv_explanations"]), dg.AssetKey(["serving", "online_features"])} <= selected, job
+
+
+def test_the_rollout_analysis_runs_weekly_after_scoring(defs):
+    graph = defs.resolve_asset_graph()
+    analysis = dg.AssetKey(["ml", "rollout_analysis"])
+    assert dg.AssetKey(["scoring", "clv_scores"]) in graph.get(analysis).parent_keys
+    for job in ("clv_full_pipeline", "weekly_scoring"):
+        assert analysis in defs.resolve_job_def(job).asset_layer.selected_asset_keys, job
 
 
 def test_data_profile_reads_the_raw_tables(defs):
