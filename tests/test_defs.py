@@ -172,6 +172,7 @@ def test_the_gates_are_blocking_checks_on_the_challenger_and_scoring_does_not_wa
         "beats_baselines": True,
         "normalized_gini_floor": True,
         "fairness_floor": True,
+        "mean_shift": True,
     }
     evaluation = dg.AssetKey(["ml", "model_evaluation"])
     assert graph.get(dg.AssetKey(["ml", "challenger"])).parent_keys == {evaluation}

@@ -6,8 +6,8 @@ from clv_platform.ml import gates
 
 BTYD = {"mae": 100.0, "spearman": 0.50, "normalized_gini": 0.60}
 HEURISTIC = {"mae": 120.0, "spearman": 0.40, "normalized_gini": 0.55}
-CHAMPION = {"mae": 95.0, "spearman": 0.56, "normalized_gini": 0.65}
-GOOD = {"mae": 90.0, "spearman": 0.60, "normalized_gini": 0.70, "fairness_ratio": 0.9}
+CHAMPION = {"mae": 95.0, "spearman": 0.56, "normalized_gini": 0.65, "mean_prediction": 200.0}
+GOOD = {"mae": 90.0, "spearman": 0.60, "normalized_gini": 0.70, "fairness_ratio": 0.9, "mean_prediction": 210.0}
 
 
 def test_a_better_model_passes_every_gate():
@@ -18,6 +18,7 @@ def test_a_better_model_passes_every_gate():
         "beats_baselines",
         "normalized_gini_floor",
         "fairness_floor",
+        "mean_shift",
     ]
 
 
@@ -137,3 +138,45 @@ def test_fairness_without_slices_to_compare_is_not_a_refusal():
         True,
         "fairness ratio undefined: fewer than two slices large enough to compare",
     )
+
+
+@pytest.mark.parametrize(
+    ("mean", "passed", "why"),
+    [
+        # 228 against 200: +14 %, inside the default 15 % either way; 232: +16 %, beyond it.
+        (228.0, True, "mean prediction 228.00 against the champion's 200.00: shift +14.0% within the bound of 15% either way"),
+        (
+            232.0,
+            False,
+            "mean prediction 232.00 against the champion's 200.00: shift +16.0% is beyond the bound of 15% either way",
+        ),
+        (172.0, True, "mean prediction 172.00 against the champion's 200.00: shift -14.0% within the bound of 15% either way"),
+        (
+            168.0,
+            False,
+            "mean prediction 168.00 against the champion's 200.00: shift -16.0% is beyond the bound of 15% either way",
+        ),
+        (
+            float("nan"),
+            False,
+            "mean prediction nan against the champion's 200.00: shift undefined is beyond the bound of 15% either way",
+        ),
+    ],
+)
+def test_the_mean_shift_gate_bounds_the_move_of_the_mean_prediction_either_way(mean, passed, why):
+    gate_verdict = gates.decide_challenger({**GOOD, "mean_prediction": mean}, CHAMPION, {"btyd": BTYD})
+    assert gate_verdict.gates["mean_shift"] == (passed, why)
+    # Every other gate passes: the shift alone decides.
+    assert gate_verdict.passed is passed and len(gate_verdict.failures) == (0 if passed else 1)
+
+
+def test_the_mean_shift_bound_is_configurable_and_needs_a_champion():
+    shifted = {**GOOD, "mean_prediction": 232.0}
+    assert gates.decide_challenger(shifted, CHAMPION, {"btyd": BTYD}, gates.GatePolicy(max_mean_shift=0.2)).passed
+    # No champion: nothing to shift from, and no mean is needed.
+    first = gates.decide_challenger({k: v for k, v in GOOD.items() if k != "mean_prediction"}, None, {"btyd": BTYD})
+    assert first.passed and first.gates["mean_shift"] == (True, "no champion to compare")
+    with pytest.raises(ValueError, match="champion metrics must contain 'mean_prediction'"):
+        gates.decide_challenger(GOOD, {k: v for k, v in CHAMPION.items() if k != "mean_prediction"}, {"btyd": BTYD})
+    with pytest.raises(ValueError, match="max_mean_shift must be > 0"):
+        gates.GatePolicy(max_mean_shift=0.0)
