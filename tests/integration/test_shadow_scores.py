@@ -182,7 +182,8 @@ def _outcome(evaluation_id: str, passed: bool):
     from clv_platform.ml.gates import ChampionDecision, GateVerdict
     from clv_platform.ml.outcome import EvaluationOutcome
 
-    gates = {"beats_champion": (passed, "beats the champion" if passed else "MAE 9.0 is not < champion's 8.0 x (1 - 0.01)")}
+    gates = {name: (True, "passed") for name in ("beats_baselines", "normalized_gini_floor", "fairness_floor", "mean_shift")}
+    gates["beats_champion"] = (passed, "beats the champion" if passed else "MAE 9.0 is not < champion's 8.0 x (1 - 0.01)")
     decision = ChampionDecision("keep", "champion", "the champion stays", False)
     return EvaluationOutcome(
         evaluation_id, pd.Timestamp.now("UTC").tz_localize(None).isoformat(), MODEL, {"linear": "2"}, "linear", "",

@@ -1,5 +1,7 @@
 """The registry gates as pure policy: the gates' verdict on a candidate and the champion decision, on hand-made metrics."""
 
+import math
+
 import pytest
 
 from clv_platform.ml import gates
@@ -180,3 +182,24 @@ def test_the_mean_shift_bound_is_configurable_and_needs_a_champion():
         gates.decide_challenger(GOOD, {k: v for k, v in CHAMPION.items() if k != "mean_prediction"}, {"btyd": BTYD})
     with pytest.raises(ValueError, match="max_mean_shift must be > 0"):
         gates.GatePolicy(max_mean_shift=0.0)
+
+
+def test_the_mean_shift_reads_the_customers_scoring_would_score():
+    import pandas as pd
+
+    from clv_platform.ml.ladder import LadderEvaluation
+    from clv_platform.ml.registration import population_mean
+
+    # Days since the last purchase (T - recency): 10, 365, 366, 0. The third is not active within 365 days.
+    evaluation = pd.DataFrame({"T": [100.0, 400.0, 500.0, 30.0], "recency": [90.0, 35.0, 134.0, 30.0]}, index=[7, 3, 9, 1])
+    result = LadderEvaluation(evaluation, evaluation, {}, {}, pd.DataFrame(), None, None)
+    # Scoring clips at 0: (30 + 60 + 0) / 3 over the active rows; the inactive 1000 is not in the population.
+    assert population_mean(result, [30.0, 60.0, 1000.0, -12.0], 365) == 30.0
+    assert population_mean(result, [30.0, 60.0, 1000.0, -12.0], 10) == 15.0
+    assert math.isnan(
+        population_mean(
+            result.__class__(evaluation.iloc[[2]], evaluation.iloc[[2]], {}, {}, pd.DataFrame(), None, None), [5.0], 365
+        )
+    )
+    with pytest.raises(ValueError, match="3 predictions for 4 evaluation rows"):
+        population_mean(result, [1.0, 2.0, 3.0], 365)
