@@ -229,14 +229,16 @@ def challenger(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlf
         or "; ".join(why for ok, why in (verdict.gates.values() if verdict else []) if not ok)
         or "passed every gate"
     )
+    if candidate:
+        why_moved = f"{candidate} v{version} passed every gate" if passed else f"{candidate} v{version} was refused: {reason}"
+    else:
+        why_moved = reason
     with warehouse.get_connection() as con:
         moved = move_challenger(
             con,
             mlflow.model_name,
             version if passed else None,
-            reason=f"{candidate} v{version} {'passed every gate' if passed else f'was refused: {reason}'}"
-            if candidate
-            else reason,
+            reason=why_moved,
             who=f"ml/challenger (run {context.run.run_id[:8]})",
             evaluation_id=outcome.evaluation_id,
         )
