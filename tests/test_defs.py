@@ -34,6 +34,7 @@ EXPECTED_ASSETS = {
     ("scoring", "clv_scores_export"): "scoring",
     ("scoring", "value_tiers"): "scoring",
     ("scoring", "clv_explanations"): "scoring",
+    ("scoring", "shadow_scores"): "scoring",
     ("serving", "online_features"): "serving",
     ("monitoring", "drift_report"): "monitoring",
     ("monitoring", "data_profile"): "monitoring",
@@ -82,9 +83,18 @@ def test_tiers_and_explanations_read_the_scores_and_ship_with_them(defs):
     }
     # The analysts' file carries each score's tier.
     assert graph.get(dg.AssetKey(["scoring", "clv_scores_export"])).parent_keys == {scores, tiers}
+    # The challenger scores beside the batch, tiered at its cut points; never downstream of the gates' checks,
+    # so a refused candidate does not stop it (with no challenger it says so).
+    shadow = dg.AssetKey(["scoring", "shadow_scores"])
+    assert graph.get(shadow).parent_keys == {scores, tiers}
     for job in ("clv_full_pipeline", "weekly_scoring"):
         selected = defs.resolve_job_def(job).asset_layer.selected_asset_keys
-        assert {tiers, dg.AssetKey(["scoring", "clv_explanations"]), dg.AssetKey(["serving", "online_features"])} <= selected, job
+        assert {
+            tiers,
+            dg.AssetKey(["scoring", "clv_explanations"]),
+            dg.AssetKey(["serving", "online_features"]),
+            shadow,
+        } <= selected, job
 
 
 def test_the_rollout_analysis_runs_weekly_after_scoring(defs):
@@ -181,6 +191,7 @@ def test_the_gates_are_blocking_checks_on_the_challenger_and_scoring_does_not_wa
         "beats_baselines": True,
         "normalized_gini_floor": True,
         "fairness_floor": True,
+        "mean_shift": True,
     }
     evaluation = dg.AssetKey(["ml", "model_evaluation"])
     assert graph.get(dg.AssetKey(["ml", "challenger"])).parent_keys == {evaluation}

@@ -3,7 +3,7 @@
 Two decisions, two types: :func:`decide_challenger` gives the gates' :class:`GateVerdict` on the supervised
 candidate; :func:`decide_champion` turns that verdict and the baselines' metrics into the
 :class:`ChampionDecision` (promote, baseline or keep). The MLflow side (moving the aliases) is
-:mod:`clv_platform.ml.registry`. Light to import (pandas only inside :func:`best_model`): the gate names
+:mod:`clv_platform.ml.registry`. Light to import (pandas only inside :func:`best_model` and the mean-shift gate): the gate names
 define asset checks.
 """
 
@@ -14,10 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # The gates a candidate must pass, in the order they are reported (each is a blocking check of ml/challenger).
-GATES: tuple[str, ...] = ("beats_champion", "beats_baselines", "normalized_gini_floor", "fairness_floor")
+GATES: tuple[str, ...] = ("beats_champion", "beats_baselines", "normalized_gini_floor", "fairness_floor", "mean_shift")
 # How each gate metric is compared: lower MAE is better; higher Spearman and normalized Gini are better.
 GATE_METRICS: tuple[str, ...] = ("mae", "spearman", "normalized_gini")
 FAIRNESS_METRIC = "fairness_ratio"
+# The mean prediction on the population being scored (active customers at the cutoff), what the mean-shift gate reads.
+MEAN_PREDICTION = "mean_prediction"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,10 @@ class GatePolicy:
         Floor on the candidate's ``fairness_ratio``: its disparate-impact ratio (lowest slice mean
         prediction over the highest, across country and acquisition-channel slices), by default relative
         to the actual revenue's (:func:`clv_platform.ml.metrics.relative_disparate_impact`).
+    max_mean_shift
+        Bound on the relative shift of the candidate's mean prediction from the champion's on the population
+        being scored, either way (0.15 = at most 15 % more or less): a model that would move every budget
+        built on the scores at once waits for a person.
     """
 
     mae_margin: float = 0.01
@@ -46,6 +52,7 @@ class GatePolicy:
     gini_margin: float = 0.01
     min_normalized_gini: float = 0.3
     min_fairness_ratio: float = 0.8
+    max_mean_shift: float = 0.15
 
     def __post_init__(self):
         if not 0.0 <= self.mae_margin < 1.0:
@@ -57,6 +64,8 @@ class GatePolicy:
             raise ValueError(f"min_normalized_gini must be in [-1, 1], got {self.min_normalized_gini}")
         if not 0.0 <= self.min_fairness_ratio <= 1.0:
             raise ValueError(f"min_fairness_ratio must be in [0, 1], got {self.min_fairness_ratio}")
+        if not self.max_mean_shift > 0.0:
+            raise ValueError(f"max_mean_shift must be > 0, got {self.max_mean_shift}")
 
 
 @dataclass(frozen=True)
@@ -68,8 +77,7 @@ class GateVerdict:
     passed
         All gates passed.
     gates
-        Gate name -> (passed, why). The gates are ``beats_champion``, ``beats_baselines``,
-        ``normalized_gini_floor`` and ``fairness_floor``.
+        Gate name -> (passed, why), for each gate of :data:`GATES`.
     """
 
     passed: bool
@@ -128,16 +136,20 @@ def decide_challenger(
     - ``beats_baselines``: it beats every baseline in the same way;
     - ``normalized_gini_floor``: its normalized Gini is ``>= policy.min_normalized_gini``;
     - ``fairness_floor``: its ``fairness_ratio`` is ``>= policy.min_fairness_ratio``;
-      a ``nan`` ratio (fewer than two slices large enough to compare) passes, saying so.
+      a ``nan`` ratio (fewer than two slices large enough to compare) passes, saying so;
+    - ``mean_shift``: there is no champion, or the relative shift of its ``mean_prediction`` from the
+      champion's (:func:`clv_platform.ml.shadow.relative_shift`) is at most ``policy.max_mean_shift`` either way.
 
     Any other metric of the candidate that is ``nan`` fails its gate.
 
     Parameters
     ----------
     candidate
-        The new model's ``mae``, ``spearman``, ``normalized_gini`` and ``fairness_ratio``.
+        The new model's ``mae``, ``spearman``, ``normalized_gini`` and ``fairness_ratio``, and its
+        ``mean_prediction`` on the population being scored when there is a champion.
     champion
-        The current champion's metrics on the same window, or ``None`` if there is none.
+        The current champion's metrics on the same window, with its ``mean_prediction`` on the same
+        population, or ``None`` if there is none.
     baselines
         Baseline name -> its metrics. Must not be empty: a model is judged against the baselines.
 
@@ -180,7 +192,24 @@ def decide_challenger(
             fair,
             f"fairness ratio {fairness:.4f} {'>=' if fair else 'is not >='} {policy.min_fairness_ratio}",
         )
+    gates["mean_shift"] = _mean_shift_gate(candidate, champion, policy.max_mean_shift)
     return GateVerdict(passed=all(ok for ok, _ in gates.values()), gates=gates)
+
+
+def _mean_shift_gate(candidate: Mapping[str, float], champion: Mapping[str, float] | None, bound: float) -> tuple[bool, str]:
+    if champion is None:
+        return True, "no champion to compare"
+    from clv_platform.ml.shadow import relative_shift
+
+    mean = _metric(candidate, MEAN_PREDICTION, "candidate")
+    champion_mean = _metric(champion, MEAN_PREDICTION, "champion")
+    shift = relative_shift(champion_mean, mean) if math.isfinite(mean) and math.isfinite(champion_mean) else math.nan
+    within = abs(shift) <= bound  # False for a nan
+    return within, (
+        f"mean prediction {mean:.2f} against the champion's {champion_mean:.2f}: "
+        f"shift {'undefined' if math.isnan(shift) else format(shift, '+.1%')} "
+        f"{'within' if within else 'is beyond'} the bound of {bound:.0%} either way"
+    )
 
 
 def best_model(models: Mapping[str, Mapping[str, float]]) -> str:
@@ -290,6 +319,7 @@ __all__ = [
     "FAIRNESS_METRIC",
     "GATES",
     "GATE_METRICS",
+    "MEAN_PREDICTION",
     "ChampionDecision",
     "GatePolicy",
     "GateVerdict",

@@ -16,7 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from clv_platform.ml.outcome import GATE_DECISION, MANUAL_PROMOTE, ROLLBACK, ChampionRecord, load_history, save_champion
+from clv_platform.ml.outcome import (
+    CHALLENGER,
+    CHAMPION,
+    GATE_DECISION,
+    MANUAL_PROMOTE,
+    ROLLBACK,
+    ChampionRecord,
+    load_history,
+    save_champion,
+)
 
 ACTIONS = ("promote", "rollback")
 
@@ -29,7 +38,8 @@ def champion_stack(history: Iterable[ChampionRecord], champion_now: str | None) 
     """The champions that a run of rollbacks would go back through, oldest first, ``champion_now`` last.
 
     Kept champions (no move) are skipped; a rollback removes the version it left. When the alias was moved
-    outside the platform (in MLflow directly), ``champion_now`` is pushed as the newest champion.
+    outside the platform (in MLflow directly), ``champion_now`` is pushed as the newest champion. Records of
+    other aliases (the ``challenger``'s moves share the table) are no champions and are ignored.
 
     Examples
     --------
@@ -43,6 +53,8 @@ def champion_stack(history: Iterable[ChampionRecord], champion_now: str | None) 
     """
     stack: list[str] = []
     for record in history:
+        if record.alias != CHAMPION:
+            continue
         if not record.moved and stack:
             continue
         if record.how == ROLLBACK:
@@ -133,10 +145,61 @@ def move_champion(con, model_name: str, action: str, *, version: str | None, rea
     return record
 
 
+def move_challenger(
+    con,
+    model_name: str,
+    version: str | None,
+    *,
+    reason: str,
+    who: str,
+    how: str = GATE_DECISION,
+    evaluation_id: str | None = None,
+) -> ChampionRecord | None:
+    """Point the ``challenger`` alias at ``version`` (``None``: remove it) and record the move in the alias history.
+
+    The row has alias ``challenger``, ``from_version`` the version it left (``None`` when unset) and
+    ``champion_version`` the version it names now (``""`` once removed). Nothing is recorded when the alias
+    already is where it is asked to be: the history holds moves. Returns the record written, or ``None``.
+    """
+    from clv_platform.ml import registry
+    from clv_platform.ml.ladder import BASELINES
+
+    current = registry.get_alias_version(model_name, registry.CHALLENGER_ALIAS)
+    before = str(current.version) if current is not None else None
+    target = str(version) if version is not None else None
+    if before == target:
+        return None
+    if target is None:
+        registry.delete_alias(model_name, registry.CHALLENGER_ALIAS)
+        rung = ""
+    else:
+        registry.set_alias(model_name, registry.CHALLENGER_ALIAS, target)
+        rung = registry.version_rungs(model_name).get(target, "")
+    record = ChampionRecord(
+        applied_at=datetime.now(UTC).replace(tzinfo=None).isoformat(),
+        evaluation_id=evaluation_id,
+        model_name=model_name,
+        champion_version=target or "",
+        champion_rung=rung,
+        action="set" if target is not None else "remove",
+        reason=reason,
+        baseline_serves=rung in BASELINES,
+        metrics={},
+        from_version=before,
+        who=who,
+        how=how,
+        alias=CHALLENGER,
+    )
+    save_champion(con, record)
+    return record
+
+
 def latest_manual_move(history: Sequence[ChampionRecord], since: str) -> ChampionRecord | None:
-    """The latest move by hand applied after ``since`` (an ISO time, naive UTC like ``applied_at``), or ``None``."""
+    """The latest move of the champion by hand after ``since`` (an ISO time, naive UTC like ``applied_at``), or ``None``."""
     after = [
-        r for r in history if r.how != GATE_DECISION and datetime.fromisoformat(r.applied_at) > datetime.fromisoformat(since)
+        r
+        for r in history
+        if r.alias == CHAMPION and r.how != GATE_DECISION and datetime.fromisoformat(r.applied_at) > datetime.fromisoformat(since)
     ]
     return after[-1] if after else None
 
@@ -152,7 +215,7 @@ def history_rows(history: Sequence[ChampionRecord], limit: int | None = None) ->
             "applied_at": r.applied_at,
             "alias": r.alias,
             "from": f"v{r.from_version}" if r.from_version else "-",
-            "to": f"v{r.champion_version}",
+            "to": f"v{r.champion_version}" if r.champion_version else "- (removed)",
             "rung": r.champion_rung,
             "who": r.who or "-",
             "how": r.how if r.moved else f"{r.how} (kept)",

@@ -83,6 +83,8 @@ _CHAMPION_HISTORY_MIGRATION = (
         for name in ("alias", "from_version", "who", "how")
     ),
 )
+# The aliases whose moves the history records: the champion scores; the challenger is the model judged beside it.
+CHAMPION, CHALLENGER = "champion", "challenger"
 # How an alias moved: the gates' decision applied by ml/champion, or a person.
 GATE_DECISION, MANUAL_PROMOTE, ROLLBACK = "gate decision", "manual promote", "rollback"
 
@@ -298,11 +300,13 @@ def load_outcome(con, evaluation_id: str | None = None) -> EvaluationOutcome:
 
 @dataclass(frozen=True)
 class ChampionRecord:
-    """One move (or keep) of the ``champion`` alias: which version now scores, from which, who moved it, how and why.
+    """One move (or keep) of an alias: which version it names now, from which, who moved it, how and why.
 
-    ``how`` is :data:`GATE_DECISION` (``evaluation_id`` names the evaluation whose decision ``ml/champion``
-    applied), :data:`MANUAL_PROMOTE` or :data:`ROLLBACK` (no evaluation; ``metrics`` are NaN). A kept champion
-    is recorded too, with ``from_version == champion_version``.
+    ``alias`` is :data:`CHAMPION` (the version that scores) or :data:`CHALLENGER` (the model judged beside it;
+    ``champion_version`` is then the version the challenger alias names, ``""`` once removed). ``how`` is
+    :data:`GATE_DECISION` (``evaluation_id`` names the evaluation whose decision an alias asset applied),
+    :data:`MANUAL_PROMOTE` or :data:`ROLLBACK` (no evaluation; ``metrics`` are NaN). A kept champion is
+    recorded too, with ``from_version == champion_version``.
     """
 
     applied_at: str
@@ -317,7 +321,7 @@ class ChampionRecord:
     from_version: str | None = None
     who: str = ""
     how: str = GATE_DECISION
-    alias: str = "champion"
+    alias: str = CHAMPION
 
     @property
     def moved(self) -> bool:
@@ -368,7 +372,7 @@ def _record(row: dict) -> ChampionRecord:
         from_version=row.get("from_version"),
         who=row.get("who") or "",
         how=row.get("how") or GATE_DECISION,
-        alias=row.get("alias") or "champion",
+        alias=row.get("alias") or CHAMPION,
     )
 
 
@@ -388,13 +392,15 @@ def load_history(con, model_name: str | None = None) -> list[ChampionRecord]:
 def load_champion(con) -> ChampionRecord:
     """The latest decision applied to the champion alias; ``LookupError`` when none was."""
     try:
-        cursor = con.execute(f"select * from {CHAMPION_HISTORY_TABLE} order by applied_at desc limit 1")
+        cursor = con.execute(f"select * from {CHAMPION_HISTORY_TABLE} order by applied_at desc")
     except Exception as error:
         if "does not exist" in str(error):
             raise LookupError(f"{CHAMPION_HISTORY_TABLE} does not exist: materialize ml/champion first") from None
         raise
     names = [d[0] for d in cursor.description]
-    found = cursor.fetchone()
-    if found is None:
-        raise LookupError(f"{CHAMPION_HISTORY_TABLE} is empty: materialize ml/champion first")
-    return _record(dict(zip(names, found, strict=True)))
+    # Newest first; the challenger's moves share the table (a warehouse of an older release has no alias column).
+    while (found := cursor.fetchone()) is not None:
+        record = _record(dict(zip(names, found, strict=True)))
+        if record.alias == CHAMPION:
+            return record
+    raise LookupError(f"{CHAMPION_HISTORY_TABLE} holds no move of the champion: materialize ml/champion first")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from clv_platform.ml.gates import GatePolicy, decide_challenger, decide_champion
+import numpy as np
+
+from clv_platform.ml.gates import MEAN_PREDICTION, GatePolicy, decide_challenger, decide_champion
 from clv_platform.ml.ladder import LadderEvaluation
 from clv_platform.ml.outcome import EvaluationOutcome
 
@@ -39,6 +41,23 @@ def ladder_figures(result: LadderEvaluation, candidate: str | None) -> dict[str,
     return figures
 
 
+def population_mean(result: LadderEvaluation, predictions, active_within_days: int) -> float:
+    """Mean of ``predictions`` (row-aligned with ``result.evaluation``) over the customers scoring would score.
+
+    Those are the evaluation cutoff's customers active within ``active_within_days``
+    (:func:`~clv_platform.ml.scoring.active_customers`), with predictions clipped at 0 as scoring stores them;
+    ``nan`` when nobody is active.
+    """
+    from clv_platform.ml.scoring import active_customers
+
+    evaluation = result.evaluation.reset_index(drop=True)
+    values = np.clip(np.asarray(predictions, dtype="float64"), 0.0, None)
+    if len(values) != len(evaluation):
+        raise ValueError(f"{len(values)} predictions for {len(evaluation)} evaluation rows: pass the predictions on them")
+    active = active_customers(evaluation, active_within_days).index.to_numpy()
+    return float(values[active].mean()) if active.size else float("nan")
+
+
 def register_ladder(
     result: LadderEvaluation,
     *,
@@ -50,6 +69,7 @@ def register_ladder(
     input_partitions: str,
     fairness_relative_to_actual: bool,
     figures: dict[str, bytes] | None = None,
+    active_within_days: int = 365,
 ) -> EvaluationOutcome:
     """Decide on ``result`` against the current champion and register every rung; return the outcome.
 
@@ -58,6 +78,9 @@ def register_ladder(
     :func:`~clv_platform.ml.gates.decide_champion` the champion decision. Every rung is then logged as a
     new version of ``model_name`` with its model card (carrying the verdict for the candidate), the drift
     reference and ``figures`` (default :func:`ladder_figures`).
+
+    The mean-shift gate reads each model's mean prediction on the population being scored: the evaluation
+    cutoff's customers active within ``active_within_days`` (:func:`population_mean`).
     """
     from clv_platform.ml import registry
     from clv_platform.ml.model_card import DataWindow, ModelCard
@@ -67,10 +90,21 @@ def register_ladder(
     if champion is not None:
         champion_model = registry.load_model_version(model_name, champion.version)
         champion_pred = registry.predict(champion_model, result.evaluation)["predicted_clv"].to_numpy()
-        champion_metrics = result.judge("champion", champion_pred)
+        champion_metrics = {
+            **result.judge("champion", champion_pred),
+            MEAN_PREDICTION: population_mean(result, champion_pred, active_within_days),
+        }
     baselines = {name: result.gate_metrics(name) for name in result.baselines}
     gate_verdict = (
-        decide_challenger(result.gate_metrics(result.candidate), champion_metrics, baselines, policy)
+        decide_challenger(
+            {
+                **result.gate_metrics(result.candidate),
+                MEAN_PREDICTION: population_mean(result, result.predictions[result.candidate], active_within_days),
+            },
+            champion_metrics,
+            baselines,
+            policy,
+        )
         if result.candidate
         else None
     )

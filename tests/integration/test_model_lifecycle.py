@@ -61,7 +61,17 @@ def _history(home: Path) -> list[tuple]:
 
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         return con.execute(
-            "select from_version, champion_version, how, who, reason from ml.champion_history order by applied_at"
+            "select from_version, champion_version, how, who, reason from ml.champion_history "
+            "where coalesce(alias, 'champion') = 'champion' order by applied_at"
+        ).fetchall()
+
+
+def _challenger_moves(home: Path) -> list[tuple]:
+    import duckdb
+
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(
+            "select from_version, champion_version from ml.champion_history where alias = 'challenger' order by applied_at"
         ).fetchall()
 
 
@@ -90,10 +100,15 @@ def test_history_lists_the_gate_decision_of_the_run(home, env):
     champion = _champion(home)
     assert _history(home) == [(None, champion, "gate decision", _history(home)[0][3], _history(home)[0][4])]
     assert _history(home)[0][3].startswith("ml/champion (run ")
+    # The challenger alias's moves share the history: set once when the run's candidate passed the gates.
+    challenger = _client(home).get_registered_model(MODEL).aliases.get("challenger")
+    assert _challenger_moves(home) == ([(None, str(challenger))] if challenger is not None else [])
     done = _model(env, "history")
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("|") and "applied_at" not in line and "---" not in line]
-    assert len(rows) == 1 and f"v{champion}" in rows[0] and "gate decision" in rows[0], done.stdout
+    champion_rows = [row for row in rows if "| champion |" in row]
+    assert len(champion_rows) == 1 and f"v{champion}" in champion_rows[0] and "gate decision" in champion_rows[0], done.stdout
+    assert len(rows) == 1 + len(_challenger_moves(home)), done.stdout
 
 
 def test_refused_moves_are_one_line_and_move_nothing(home, env):

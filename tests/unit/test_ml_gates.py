@@ -1,13 +1,15 @@
 """The registry gates as pure policy: the gates' verdict on a candidate and the champion decision, on hand-made metrics."""
 
+import math
+
 import pytest
 
 from clv_platform.ml import gates
 
 BTYD = {"mae": 100.0, "spearman": 0.50, "normalized_gini": 0.60}
 HEURISTIC = {"mae": 120.0, "spearman": 0.40, "normalized_gini": 0.55}
-CHAMPION = {"mae": 95.0, "spearman": 0.56, "normalized_gini": 0.65}
-GOOD = {"mae": 90.0, "spearman": 0.60, "normalized_gini": 0.70, "fairness_ratio": 0.9}
+CHAMPION = {"mae": 95.0, "spearman": 0.56, "normalized_gini": 0.65, "mean_prediction": 200.0}
+GOOD = {"mae": 90.0, "spearman": 0.60, "normalized_gini": 0.70, "fairness_ratio": 0.9, "mean_prediction": 210.0}
 
 
 def test_a_better_model_passes_every_gate():
@@ -18,6 +20,7 @@ def test_a_better_model_passes_every_gate():
         "beats_baselines",
         "normalized_gini_floor",
         "fairness_floor",
+        "mean_shift",
     ]
 
 
@@ -137,3 +140,66 @@ def test_fairness_without_slices_to_compare_is_not_a_refusal():
         True,
         "fairness ratio undefined: fewer than two slices large enough to compare",
     )
+
+
+@pytest.mark.parametrize(
+    ("mean", "passed", "why"),
+    [
+        # 228 against 200: +14 %, inside the default 15 % either way; 232: +16 %, beyond it.
+        (228.0, True, "mean prediction 228.00 against the champion's 200.00: shift +14.0% within the bound of 15% either way"),
+        (
+            232.0,
+            False,
+            "mean prediction 232.00 against the champion's 200.00: shift +16.0% is beyond the bound of 15% either way",
+        ),
+        (172.0, True, "mean prediction 172.00 against the champion's 200.00: shift -14.0% within the bound of 15% either way"),
+        (
+            168.0,
+            False,
+            "mean prediction 168.00 against the champion's 200.00: shift -16.0% is beyond the bound of 15% either way",
+        ),
+        (
+            float("nan"),
+            False,
+            "mean prediction nan against the champion's 200.00: shift undefined is beyond the bound of 15% either way",
+        ),
+    ],
+)
+def test_the_mean_shift_gate_bounds_the_move_of_the_mean_prediction_either_way(mean, passed, why):
+    gate_verdict = gates.decide_challenger({**GOOD, "mean_prediction": mean}, CHAMPION, {"btyd": BTYD})
+    assert gate_verdict.gates["mean_shift"] == (passed, why)
+    # Every other gate passes: the shift alone decides.
+    assert gate_verdict.passed is passed and len(gate_verdict.failures) == (0 if passed else 1)
+
+
+def test_the_mean_shift_bound_is_configurable_and_needs_a_champion():
+    shifted = {**GOOD, "mean_prediction": 232.0}
+    assert gates.decide_challenger(shifted, CHAMPION, {"btyd": BTYD}, gates.GatePolicy(max_mean_shift=0.2)).passed
+    # No champion: nothing to shift from, and no mean is needed.
+    first = gates.decide_challenger({k: v for k, v in GOOD.items() if k != "mean_prediction"}, None, {"btyd": BTYD})
+    assert first.passed and first.gates["mean_shift"] == (True, "no champion to compare")
+    with pytest.raises(ValueError, match="champion metrics must contain 'mean_prediction'"):
+        gates.decide_challenger(GOOD, {k: v for k, v in CHAMPION.items() if k != "mean_prediction"}, {"btyd": BTYD})
+    with pytest.raises(ValueError, match="max_mean_shift must be > 0"):
+        gates.GatePolicy(max_mean_shift=0.0)
+
+
+def test_the_mean_shift_reads_the_customers_scoring_would_score():
+    import pandas as pd
+
+    from clv_platform.ml.ladder import LadderEvaluation
+    from clv_platform.ml.registration import population_mean
+
+    # Days since the last purchase (T - recency): 10, 365, 366, 0. The third is not active within 365 days.
+    evaluation = pd.DataFrame({"T": [100.0, 400.0, 500.0, 30.0], "recency": [90.0, 35.0, 134.0, 30.0]}, index=[7, 3, 9, 1])
+    result = LadderEvaluation(evaluation, evaluation, {}, {}, pd.DataFrame(), None, None)
+    # Scoring clips at 0: (30 + 60 + 0) / 3 over the active rows; the inactive 1000 is not in the population.
+    assert population_mean(result, [30.0, 60.0, 1000.0, -12.0], 365) == 30.0
+    assert population_mean(result, [30.0, 60.0, 1000.0, -12.0], 10) == 15.0
+    assert math.isnan(
+        population_mean(
+            result.__class__(evaluation.iloc[[2]], evaluation.iloc[[2]], {}, {}, pd.DataFrame(), None, None), [5.0], 365
+        )
+    )
+    with pytest.raises(ValueError, match="3 predictions for 4 evaluation rows"):
+        population_mean(result, [1.0, 2.0, 3.0], 365)

@@ -18,6 +18,7 @@ from clv_platform.ml.lifecycle import (
     rollback_target,
 )
 from clv_platform.ml.outcome import (
+    CHALLENGER,
     GATE_DECISION,
     MANUAL_PROMOTE,
     ROLLBACK,
@@ -159,3 +160,41 @@ def test_the_promotion_job_names_who_launched_it():
     assert launched_by({"dagster/user": "ana@example.com"}, "0123456789") == "ana@example.com"
     assert launched_by({"dagster/from_ui": "true"}, "0123456789") == "Dagster UI (run 01234567)"
     assert launched_by({}, "0123456789") == "Dagster (run 01234567)"
+
+
+def _challenger(to: str, frm: str | None, at: str, who: str = "ml/challenger (run abc)") -> ChampionRecord:
+    action = "set" if to else "remove"
+    return ChampionRecord(at, "e1", MODEL, to, "xgboost", action, "gates", False, {}, from_version=frm, who=who, alias=CHALLENGER)
+
+
+def test_challenger_moves_share_the_history_but_are_no_champions():
+    history = [
+        _move("1", None, at="2026-01-01T00:00:00"),
+        _challenger("2", None, at="2026-01-02T00:00:00"),
+        _move("2", "1", at="2026-01-02T00:00:01"),
+        _challenger("5", "2", at="2026-01-03T00:00:00"),
+        _challenger("", "5", at="2026-01-04T00:00:00", who="ana"),
+    ]
+    # The challenger named 5 and was removed (by hand): neither is a champion to roll back to.
+    assert champion_stack(history, "2") == ["1", "2"]
+    assert rollback_target(history, "2", MODEL) == "1"
+    # A challenger moved by hand after an evaluation does not make its champion decision stale.
+    assert latest_manual_move(history, "2026-01-03T12:00:00") is None
+    with duckdb.connect() as con:
+        for record in history:
+            save_champion(con, record)
+        assert [r.alias for r in load_history(con, MODEL)] == ["champion", "challenger", "champion", "challenger", "challenger"]
+        assert (load_champion(con).alias, load_champion(con).champion_version) == ("champion", "2")
+    rows = history_rows(history)
+    assert [(r["alias"], r["from"], r["to"], r["who"]) for r in rows[:2]] == [
+        ("challenger", "v5", "- (removed)", "ana"),
+        ("challenger", "v2", "v5", "ml/challenger (run abc)"),
+    ]
+    assert "| challenger | v5 | - (removed) |" in history_markdown(history)
+
+
+def test_a_history_of_challenger_moves_alone_has_no_champion():
+    with duckdb.connect() as con:
+        save_champion(con, _challenger("3", None, at="2026-01-01T00:00:00"))
+        with pytest.raises(LookupError, match="holds no move of the champion"):
+            load_champion(con)

@@ -153,12 +153,15 @@ def test_the_gates_move_the_aliases_a_better_model_in_a_worse_one_out(store, spl
         "mae": mae(y, champion_pred),
         "normalized_gini": normalized_gini(y, champion_pred),
         "spearman": spearman(y, champion_pred),
+        "mean_prediction": float(champion_pred.mean()),
     }
     worse = log(models["constant"], valid, name)
     rate_metrics = evaluation_metrics(models["spend_rate"], valid)
-    gate_verdict = gates.decide_challenger(
-        evaluation_metrics(models["constant"], valid), champion_metrics, {"spend_rate": rate_metrics}, policy
-    )
+    constant_metrics = {
+        **evaluation_metrics(models["constant"], valid),
+        "mean_prediction": float(models["constant"].predict(valid).mean()),
+    }
+    gate_verdict = gates.decide_challenger(constant_metrics, champion_metrics, {"spend_rate": rate_metrics}, policy)
     assert not gate_verdict.passed
     assert any(
         f.startswith("beats_champion: ") and "normalized Gini 0.0000 is not > champion's" in f for f in gate_verdict.failures

@@ -3,7 +3,10 @@ import dagster as dg
 weekly_scoring_job = dg.define_asset_job(
     name="weekly_scoring",
     selection=dg.AssetSelection.groups("scoring", "serving", "monitoring"),
-    description="Score every active customer with the champion, snapshot the scores for the API, then report drift.",
+    description=(
+        "Score every active customer with the champion and shadow-score them with the challenger, snapshot the scores "
+        "for the API, then report drift."
+    ),
 )
 
 weekly_scoring = dg.ScheduleDefinition(

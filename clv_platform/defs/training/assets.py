@@ -58,6 +58,15 @@ class TrainConfig(dg.Config):
         "(a perfect model scores 1); false = the plain ratio, which a perfect model fails where slices really spend differently.",
     )
     min_slice_size: int = Field(default=30, description="Slices with fewer customers are left out of the disparate-impact ratio.")
+    max_mean_shift: float = Field(
+        default=0.15,
+        description="Bound on the relative shift of a challenger's mean prediction from the champion's, either way "
+        "(0.15 = 15 %), on the customers active within active_within_days at the evaluation cutoff.",
+    )
+    active_within_days: int = Field(
+        default=365,
+        description="The population the mean-shift gate compares on, as scoring's: last purchase within this many days.",
+    )
 
     def policy(self):
         from clv_platform.ml.gates import GatePolicy
@@ -68,6 +77,7 @@ class TrainConfig(dg.Config):
             gini_margin=self.gini_margin,
             min_normalized_gini=self.min_normalized_gini,
             min_fairness_ratio=self.min_fairness_ratio,
+            max_mean_shift=self.max_mean_shift,
         )
 
 
@@ -126,6 +136,7 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainConfig, war
         input_partitions=input_partitions,
         fairness_relative_to_actual=config.fairness_relative_to_actual,
         figures=figures,
+        active_within_days=config.active_within_days,
     )
     with warehouse.get_connection() as con:
         save_outcome(con, outcome)
@@ -206,26 +217,39 @@ def _current_outcome(warehouse: DuckDBResource, model_name: str):
     check_specs=[dg.AssetCheckSpec(name, asset=dg.AssetKey(["ml", "challenger"]), blocking=True) for name in GATES],
 )
 def challenger(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflow: MlflowResource):
-    from clv_platform.ml import registry
+    from clv_platform.ml.lifecycle import move_challenger
 
     mlflow.activate()
     outcome = _current_outcome(warehouse, mlflow.model_name)
     candidate, verdict = outcome.candidate, outcome.gate_verdict
     passed = verdict is not None and verdict.passed
     version = outcome.versions.get(candidate) if candidate else None
-    if passed:
-        registry.set_alias(mlflow.model_name, registry.CHALLENGER_ALIAS, version)
+    reason = (
+        outcome.no_candidate_reason
+        or "; ".join(why for ok, why in (verdict.gates.values() if verdict else []) if not ok)
+        or "passed every gate"
+    )
+    if candidate:
+        why_moved = f"{candidate} v{version} passed every gate" if passed else f"{candidate} v{version} was refused: {reason}"
     else:
-        registry.delete_alias(mlflow.model_name, registry.CHALLENGER_ALIAS)
+        why_moved = reason
+    with warehouse.get_connection() as con:
+        moved = move_challenger(
+            con,
+            mlflow.model_name,
+            version if passed else None,
+            reason=why_moved,
+            who=f"ml/challenger (run {context.run.run_id[:8]})",
+            evaluation_id=outcome.evaluation_id,
+        )
     yield dg.MaterializeResult(
         metadata={
             "evaluation_id": outcome.evaluation_id,
             "candidate": candidate or "none",
             "candidate_version": version or "",
             "challenger": passed,
-            "reason": outcome.no_candidate_reason
-            or "; ".join(why for ok, why in (verdict.gates.values() if verdict else []) if not ok)
-            or "passed every gate",
+            "reason": reason,
+            "alias_moved": moved is not None,
         }
     )
     for name in GATES:
@@ -233,7 +257,8 @@ def challenger(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlf
             # Nothing was proposed, so nothing is refused: the check records why.
             yield dg.AssetCheckResult(check_name=name, passed=True, metadata={"why": outcome.no_candidate_reason})
         else:
-            ok, why = verdict.gates[name]
+            # A decision stored before this gate existed was not judged by it.
+            ok, why = verdict.gates.get(name, (True, "not judged: the evaluation predates this gate"))
             yield dg.AssetCheckResult(
                 check_name=name,
                 passed=ok,
@@ -267,7 +292,17 @@ def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflo
     if decision.action in ("promote", "baseline"):
         version = outcome.versions[decision.model]
         if decision.action == "promote":
-            registry.set_alias(mlflow.model_name, registry.CHALLENGER_ALIAS, version)
+            from clv_platform.ml.lifecycle import move_challenger
+
+            with warehouse.get_connection() as con:
+                move_challenger(
+                    con,
+                    mlflow.model_name,
+                    version,
+                    reason=f"{decision.model} v{version} passed every gate",
+                    who=f"ml/champion (run {context.run.run_id[:8]})",
+                    evaluation_id=outcome.evaluation_id,
+                )
         registry.set_alias(mlflow.model_name, registry.CHAMPION_ALIAS, version)
     current = registry.champion_version(mlflow.model_name)
     if current is None:
