@@ -83,8 +83,9 @@ _CHAMPION_HISTORY_MIGRATION = (
         for name in ("alias", "from_version", "who", "how")
     ),
 )
-# How an alias moved: the gates' decision applied by ml/champion, or a person.
-GATE_DECISION, MANUAL_PROMOTE, ROLLBACK = "gate decision", "manual promote", "rollback"
+# How an alias moved: the gates' decision applied by ml/champion, or a person; or the rollout changed.
+GATE_DECISION, MANUAL_PROMOTE, ROLLBACK, ROLLOUT = "gate decision", "manual promote", "rollback", "rollout"
+CHAMPION, CHALLENGER = "champion", "challenger"  # the aliases a record is about
 
 
 @dataclass(frozen=True, eq=False)
@@ -388,7 +389,10 @@ def load_history(con, model_name: str | None = None) -> list[ChampionRecord]:
 def load_champion(con) -> ChampionRecord:
     """The latest decision applied to the champion alias; ``LookupError`` when none was."""
     try:
-        cursor = con.execute(f"select * from {CHAMPION_HISTORY_TABLE} order by applied_at desc limit 1")
+        cursor = con.execute(
+            f"select * from {CHAMPION_HISTORY_TABLE} where coalesce(alias, 'champion') = 'champion' "
+            "order by applied_at desc limit 1"
+        )
     except Exception as error:
         if "does not exist" in str(error):
             raise LookupError(f"{CHAMPION_HISTORY_TABLE} does not exist: materialize ml/champion first") from None

@@ -253,17 +253,29 @@ def challenger(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlf
     ),
 )
 def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflow: MlflowResource):
+    from dataclasses import replace
     from datetime import UTC, datetime
 
     from clv_platform.ml import registry
     from clv_platform.ml.ladder import BASELINES
-    from clv_platform.ml.lifecycle import history_markdown
-    from clv_platform.ml.outcome import GATE_DECISION, ChampionRecord, load_history, save_champion
+    from clv_platform.ml.lifecycle import history_markdown, staged_decision
+    from clv_platform.ml.outcome import CHALLENGER, CHAMPION_METRICS, GATE_DECISION, ChampionRecord, load_history, save_champion
 
     mlflow.activate()
     outcome = _current_outcome(warehouse, mlflow.model_name)
-    decision = outcome.champion_decision
     before = registry.champion_version(mlflow.model_name)
+    rollout = registry.get_rollout(mlflow.model_name)
+    proposed = outcome.champion_decision
+    candidate_version = outcome.versions.get(proposed.model)
+    decision = staged_decision(proposed, rollout, str(before.version) if before is not None else None, candidate_version)
+    outcome = replace(outcome, champion_decision=decision)
+    applied_at = datetime.now(UTC).replace(tzinfo=None).isoformat()
+    who = f"ml/champion (run {context.run.run_id[:8]})"
+    staged = decision is not proposed
+    if staged:
+        # The passing candidate is the challenger the rollout splits or shadows with.
+        challenger_before = registry.get_alias_version(mlflow.model_name, registry.CHALLENGER_ALIAS)
+        registry.set_alias(mlflow.model_name, registry.CHALLENGER_ALIAS, candidate_version)
     if decision.action in ("promote", "baseline"):
         version = outcome.versions[decision.model]
         if decision.action == "promote":
@@ -274,7 +286,7 @@ def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflo
         raise dg.Failure(f"No model carries the 'champion' alias on {mlflow.model_name!r} after the decision: {decision.reason}")
     rung = current.tags.get("rung", "")
     record = ChampionRecord(
-        applied_at=datetime.now(UTC).replace(tzinfo=None).isoformat(),
+        applied_at=applied_at,
         evaluation_id=outcome.evaluation_id,
         model_name=mlflow.model_name,
         champion_version=str(current.version),
@@ -285,10 +297,24 @@ def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflo
         # The champion's metrics on this evaluation cutoff: its own row when it was fitted in this evaluation.
         metrics=outcome.champion_metrics(),
         from_version=str(before.version) if before is not None else None,
-        who=f"ml/champion (run {context.run.run_id[:8]})",
+        who=who,
         how=GATE_DECISION,
     )
     with warehouse.get_connection() as con:
+        if staged:
+            save_champion(
+                con,
+                replace(
+                    record,
+                    champion_version=str(candidate_version),
+                    champion_rung=proposed.model,
+                    action="challenger",
+                    baseline_serves=False,
+                    metrics={key: float(outcome.metrics.loc[proposed.model, key]) for key in CHAMPION_METRICS},
+                    from_version=str(challenger_before.version) if challenger_before is not None else None,
+                    alias=CHALLENGER,
+                ),
+            )
         save_champion(con, record)
         history = load_history(con, mlflow.model_name)
     context.log.info(f"champion {rung} v{current.version}: {decision.reason}")
@@ -300,6 +326,8 @@ def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflo
             "champion_rung": rung,
             "action": decision.action,
             "reason": decision.reason,
+            "rollout": rollout.describe(),
+            "challenger_version": str(candidate_version) if staged else "",
             "baseline_serves": record.baseline_serves,
             "evaluation_cutoff": outcome.evaluation_cutoff,
             **record.metrics,
