@@ -1,4 +1,5 @@
-"""scoring/clv_scores (every active customer, scored by the version the champion alias names), its value tiers, and segments.
+"""scoring/clv_scores (every active customer, scored by the champion, or by the challenger for its arm under a canary or A/B
+rollout), its value tiers, and segments.
 
 Each scoring is recorded in ``scoring.score_batches`` (:mod:`clv_platform.ml.batches`): the steps after it read
 the cutoff just scored and the activity window from there.

@@ -6,8 +6,9 @@
   here, and stored as an :class:`~clv_platform.ml.outcome.EvaluationOutcome` in ``ml.model_evaluations``.
 - ``ml/challenger``: the supervised candidate gets the ``challenger`` alias only if it passes the gates.
   The gates are blocking asset checks: a refused candidate fails them, each saying why.
-- ``ml/champion``: the model that scores, the ``champion`` alias. The challenger is promoted; when there
-  is none (history too short, or a baseline wins) the best baseline scores and the metadata says so.
+- ``ml/champion``: the model that scores, the ``champion`` alias. The challenger is promoted, unless the
+  registry's rollout is staged (shadow, canary, ab): then it waits as challenger and a person promotes it.
+  When there is none (history too short, or a baseline wins) the best baseline scores and the metadata says so.
   It does not depend on ``ml/challenger``, so a refused candidate never stops scoring with the champion.
 
 Both read the latest stored outcome and refuse it when the champion alias has moved since that evaluation
@@ -248,7 +249,8 @@ def challenger(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlf
     group_name="training",
     kinds={"mlflow"},
     description=(
-        "The model that scores (the champion alias): the challenger once it passed the gates, else the best baseline "
+        "The model that scores (the champion alias): the challenger once it passed the gates (under a shadow, canary or "
+        "A/B rollout it waits as challenger and the champion stays), else the best baseline "
         "when it wins, else the champion stays; refused when the champion moved since the evaluation that decided."
     ),
 )
