@@ -274,7 +274,7 @@ def _live_run(instance) -> str | None:
 
 
 def model(args: argparse.Namespace) -> int:
-    """``clv-platform model promote|rollback|history``: move the champion alias by hand, or list its moves."""
+    """``clv-platform model promote|rollback|challenger|rollout|history``: move an alias or the rollout, or list the moves."""
     settings.configure_environment()
     if args.model_command == "history":
         return _model_history(args)
@@ -294,29 +294,36 @@ def _move_holding(args: argparse.Namespace) -> int:
     import dagster as dg
     import duckdb
 
-    from clv_platform.ml.lifecycle import LifecycleError, move_champion
+    from clv_platform.ml.lifecycle import LifecycleError, change_rollout, move_champion, set_challenger
 
     busy = _live_run(dg.DagsterInstance.get())
     if busy:
         return _user_error(busy)
+    who = getpass.getuser()
     try:
         with duckdb.connect(_warehouse_path()) as con:
-            record = move_champion(
-                con,
-                args.model_name,
-                args.model_command,
-                version=getattr(args, "version", None),
-                reason=args.reason,
-                who=getpass.getuser(),
-            )
+            if args.model_command == "rollout":
+                rollout, record = change_rollout(
+                    con, args.model_name, mode=args.mode, share=args.share, salt=args.salt, reason=args.reason, who=who
+                )
+            elif args.model_command == "challenger":
+                record = set_challenger(con, args.model_name, version=args.version, reason=args.reason, who=who)
+            else:
+                record = move_champion(
+                    con, args.model_name, args.model_command, version=getattr(args, "version", None), reason=args.reason, who=who
+                )
     except LifecycleError as error:
         return _user_error(error)
-    before = f"v{record.from_version}" if record.from_version else "no champion"
-    print(
-        f"{record.how}: {record.model_name} champion {before} -> v{record.champion_version} ({record.champion_rung}) "
-        f"by {record.who}: {record.reason}"
-    )
-    print("A running `clv-platform serve` follows within its poll interval; the next run judges candidates against it.")
+    before = f"v{record.from_version}" if record.from_version else "none"
+    if args.model_command == "rollout":
+        challenger = f"v{record.champion_version}" if record.champion_version else "none yet"
+        print(f"rollout: {record.model_name} {rollout.describe()}, challenger {challenger}, by {record.who}: {record.reason}")
+    else:
+        print(
+            f"{record.how}: {record.model_name} {record.alias} {before} -> v{record.champion_version} ({record.champion_rung}) "
+            f"by {record.who}: {record.reason}"
+        )
+    print("A running `clv-platform serve` follows within its poll interval; the next scoring follows at once.")
     return 0
 
 
@@ -565,6 +572,15 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(
         settings.state_dir(), args.model_name, args.poll_seconds, max_body_bytes=args.max_body_bytes, ingestion=ingestion
     )
+    import logging
+
+    # The challenger's shadow predictions on POST: one line each on stderr, whatever uvicorn's log level.
+    shadow = logging.getLogger("clv_platform.serving.shadow")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    shadow.addHandler(handler)
+    shadow.setLevel(logging.INFO)
+    shadow.propagate = False
     print(f"Scoring API on http://{args.host}:{port} (OpenAPI at /docs); state {settings.state_dir()}", flush=True)
     uvicorn.Server(uvicorn.Config(app, workers=1, log_level=args.log_level)).run(sockets=[listener])
     return 0
@@ -647,16 +663,29 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies are refused (413)")
     serve_parser.add_argument("--log-level", default="warning", help="uvicorn's log level (default warning)")
     serve_parser.set_defaults(func=serve)
-    model_parser = sub.add_parser("model", help="Promote a model version, roll back the champion, or list the alias history.")
+    model_parser = sub.add_parser(
+        "model", help="Promote a version, roll back the champion, set the challenger or the rollout, or list the history."
+    )
     model_sub = model_parser.add_subparsers(dest="model_command", required=True)
     promote_parser = model_sub.add_parser("promote", help="Point the champion alias at a registered version.")
     promote_parser.add_argument("--version", required=True, help="the registered version to promote")
     rollback_parser = model_sub.add_parser("rollback", help="Move the champion alias back to the previous champion.")
-    for moving in (promote_parser, rollback_parser):
-        moving.add_argument("--reason", required=True, help="why the champion moves (recorded in ml.champion_history)")
+    challenger_parser = model_sub.add_parser(
+        "challenger", help="Point the challenger alias at a registered version (scored beside the champion by the rollout)."
+    )
+    challenger_parser.add_argument("--version", required=True, help="the registered version to make the challenger")
+    rollout_parser = model_sub.add_parser(
+        "rollout", help="Set the rollout: none, shadow, canary or ab (the challenger's share of customers)."
+    )
+    # No argparse choices: a wrong mode is one line naming it, as every other refused move.
+    rollout_parser.add_argument("--mode", required=True, help="none | shadow | canary | ab")
+    rollout_parser.add_argument("--share", default=None, help="the challenger's share (canary 0.05, ab 0.5)")
+    rollout_parser.add_argument("--salt", default=None, help="salt of the arm assignment (default: keep the current one)")
+    for moving in (promote_parser, rollback_parser, challenger_parser, rollout_parser):
+        moving.add_argument("--reason", required=True, help="why it moves (recorded in ml.champion_history)")
     history_parser = model_sub.add_parser("history", help="Every move of the champion alias, newest first.")
     history_parser.add_argument("--limit", type=int, default=None, help="show only the latest N moves")
-    for each in (promote_parser, rollback_parser, history_parser):
+    for each in (promote_parser, rollback_parser, challenger_parser, rollout_parser, history_parser):
         each.add_argument("--model-name", default="clv_model", help="the registered model (default clv_model)")
     model_parser.set_defaults(func=model)
     args = parser.parse_args(argv)

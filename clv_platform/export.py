@@ -229,7 +229,8 @@ def build_export(scores: pd.DataFrame, exported_at: datetime) -> ExportFiles:
     ----------
     scores
         ``scoring.clv_scores`` rows of a single ``cutoff_date`` with their ``value_tier`` from
-        ``scoring.value_tiers``, one per customer, all made by one ``model_name`` / ``model_version``.
+        ``scoring.value_tiers``, one per customer, all made by one ``model_name`` (and one ``model_version``, or
+        two under a canary or A/B rollout: the manifest's ``model_version`` lists them, comma-separated).
         Extra columns are exported too.
     exported_at
         Timezone-aware time recorded in the manifest.
@@ -247,7 +248,7 @@ def build_export(scores: pd.DataFrame, exported_at: datetime) -> ExportFiles:
     ------
     ValueError
         If a required column is missing, there are no rows, ``customer_id`` repeats, or the rows span
-        more than one cutoff, model name or model version.
+        more than one cutoff or model name.
     """
     missing = [column for column in REQUIRED_COLUMNS if column not in scores.columns]
     if missing:
@@ -258,7 +259,10 @@ def build_export(scores: pd.DataFrame, exported_at: datetime) -> ExportFiles:
         raise ValueError("exported_at must be timezone-aware")
     cutoff = pd.Timestamp(_single_value(scores, PARTITION_COLUMN, "one file per cutoff")).date()
     model_name = str(_single_value(scores, "model_name", "the manifest names the model that made the file"))
-    model_version = str(_single_value(scores, "model_version", "the manifest names the model that made the file"))
+    if scores["model_version"].isna().any():
+        raise ValueError("column 'model_version' has missing values: every score names its model_version")
+    # Under a canary or A/B rollout a cutoff is scored by two versions; each row names its own.
+    model_version = ",".join(sorted({str(v) for v in scores["model_version"]}, key=lambda v: (len(v), v)))
     if scores["customer_id"].isna().any() or scores["customer_id"].duplicated().any():
         raise ValueError("column 'customer_id' must be present and unique: one row per customer per cutoff")
 

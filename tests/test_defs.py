@@ -142,8 +142,8 @@ def test_model_promotion_job_takes_typed_config(defs):
     job = defs.resolve_job_def("model_promotion")
     fields = job.run_config_schema.config_type.fields["ops"].config_type.fields["move_champion_alias"].config_type
     config = fields.fields["config"].config_type.fields
-    assert set(config) == {"action", "version", "reason"}
-    assert config["reason"].is_required and not config["version"].is_required
+    assert set(config) == {"action", "version", "mode", "share", "salt", "reason"}
+    assert config["reason"].is_required and not any(config[name].is_required for name in ("version", "mode", "share", "salt"))
     assert job.required_resource_keys >= {"warehouse", "mlflow"}
 
 

@@ -20,7 +20,13 @@ DRIFT_REPORTS_TABLE = "monitoring.drift_reports"
 
 @dataclass(frozen=True)
 class ScoreBatch:
-    """One scoring of ``scoring.clv_scores``: the cutoff scored, who was active, which version scored."""
+    """One scoring of ``scoring.clv_scores``: the cutoff scored, who was active, which version scored.
+
+    ``model_version`` is the champion's. Under a canary or A/B rollout ``challenger_version`` scored the
+    customers of the challenger arm (``challenger_customers`` of them); the rollout's mode, share and salt
+    say who they are. Without a challenger distinct from the champion, the version is empty and every row
+    is the champion's.
+    """
 
     cutoff_date: str
     scored_at: str
@@ -29,6 +35,11 @@ class ScoreBatch:
     model_version: str
     model_rung: str
     customers_scored: int
+    rollout_mode: str = "none"
+    rollout_share: float = 0.0
+    rollout_salt: str = ""
+    challenger_version: str = ""
+    challenger_customers: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,24 +98,38 @@ def append(con, table: str, record) -> None:
     con.register("_batch_row", row)
     try:
         con.execute(f"create table if not exists {table} as select * from _batch_row limit 0")
+        # A table of an older release gains the fields added since (null on its rows).
+        stored = {found[0] for found in con.execute(f"describe {table}").fetchall()}
+        for name, kind, *_ in con.execute("describe _batch_row").fetchall():
+            if name not in stored:
+                con.execute(f'alter table {table} add column "{name}" {kind}')
         con.execute(f"insert into {table} by name select * from _batch_row")
     finally:
         con.unregister("_batch_row")
 
 
+def _defaults(kind: type) -> set[str]:
+    from dataclasses import MISSING
+
+    return {f.name for f in fields(kind) if f.default is not MISSING}
+
+
 def latest(con, table: str, kind: type):
     """The latest record of ``table`` as a ``kind``; ``LookupError`` naming the table when there is none."""
     time_column = _TIME_COLUMN[kind]
-    columns = ", ".join(f.name for f in fields(kind))
     try:
-        found = con.execute(f"select {columns} from {table} order by {time_column} desc limit 1").fetchone()
+        cursor = con.execute(f"select * from {table} order by {time_column} desc limit 1")
     except Exception as error:  # duckdb.CatalogException, without importing duckdb here
         if "does not exist" in str(error):
             raise LookupError(f"table {table} does not exist") from None
         raise
+    names = [d[0] for d in cursor.description]
+    found = cursor.fetchone()
     if found is None:
         raise LookupError(f"table {table} has no rows")
-    values = dict(zip((f.name for f in fields(kind)), found, strict=True))
+    # A field the table does not hold yet (an older release wrote it), or null on an older row, takes its default.
+    row = dict(zip(names, found, strict=True))
+    values = {f.name: row[f.name] for f in fields(kind) if row.get(f.name) is not None or f.name not in _defaults(kind)}
     values["cutoff_date"] = str(pd.Timestamp(values["cutoff_date"]).date())
     values[time_column] = pd.Timestamp(values[time_column]).isoformat()
     return kind(**values)

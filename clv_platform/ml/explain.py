@@ -322,8 +322,8 @@ def explain_customers(
     return _as_table(drivers, method or NO_CONTRIBUTIONS, explainer.contribution_scale)
 
 
-def scored_rows(scores: pd.DataFrame, features: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
-    """One scored cutoff joined to its features: the model name and version that scored it, and the rows to explain.
+def scored_rows(scores: pd.DataFrame, features: pd.DataFrame) -> tuple[str, list[str], pd.DataFrame]:
+    """One scored cutoff joined to its features: the model name, the versions that scored it, and the rows to explain.
 
     Parameters
     ----------
@@ -336,21 +336,24 @@ def scored_rows(scores: pd.DataFrame, features: pd.DataFrame) -> tuple[str, str,
     Returns
     -------
     tuple
-        ``(model_name, model_version, rows)``: ``rows`` are the scores' ids, cutoff and ``predicted_clv`` with
-        every feature column, in the scores' order.
+        ``(model_name, versions, rows)``: ``versions`` every model version of the cutoff (two under a canary or
+        A/B rollout), in order of first appearance; ``rows`` the scores' ids, cutoff, ``predicted_clv`` and
+        ``model_version`` with every feature column, in the scores' order. Each row is explained by its version.
 
     Raises
     ------
     ValueError
-        When the cutoff holds more than one model version, or a scored customer has no feature row there.
+        When the cutoff holds more than one model name, or a scored customer has no feature row there.
     """
     cutoff = scores["cutoff_date"].iloc[0]
-    versions = scores[["model_name", "model_version"]].drop_duplicates()
-    if len(versions) != 1:
-        raise ValueError(f"scoring.clv_scores at {cutoff} holds {len(versions)} model versions; one cutoff is scored by one.")
-    model_name, model_version = (str(v) for v in versions.iloc[0])
-    rows = scores[["customer_id", "cutoff_date", "predicted_clv"]].merge(
-        features, on=["customer_id", "cutoff_date"], how="left", indicator=True
+    names = scores["model_name"].astype(str).unique()
+    if len(names) != 1:
+        raise ValueError(f"scoring.clv_scores at {cutoff} holds {len(names)} registered models; one cutoff is scored by one.")
+    versions = [str(v) for v in scores["model_version"].astype(str).unique()]
+    rows = (
+        scores[["customer_id", "cutoff_date", "predicted_clv", "model_version"]]
+        .astype({"model_version": str})
+        .merge(features, on=["customer_id", "cutoff_date"], how="left", indicator=True)
     )
     unmatched = int((rows.pop("_merge") != "both").sum())
     if unmatched:
@@ -358,4 +361,4 @@ def scored_rows(scores: pd.DataFrame, features: pd.DataFrame) -> tuple[str, str,
             f"{unmatched} of {len(scores)} customers scored at {pd.Timestamp(cutoff).date()} have no row in "
             "marts.customer_features at that cutoff: rescore (scoring/clv_scores) after the feature build."
         )
-    return model_name, model_version, rows
+    return str(names[0]), versions, rows

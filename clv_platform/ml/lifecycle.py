@@ -16,16 +16,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
+from clv_platform.ml.gates import ChampionDecision
 from clv_platform.ml.outcome import (
     CHALLENGER,
     CHAMPION,
     GATE_DECISION,
     MANUAL_PROMOTE,
     ROLLBACK,
+    ROLLOUT,
     ChampionRecord,
     load_history,
     save_champion,
 )
+from clv_platform.ml.rollout import Rollout, RolloutError, make_rollout
 
 ACTIONS = ("promote", "rollback")
 
@@ -128,7 +131,7 @@ def move_champion(con, model_name: str, action: str, *, version: str | None, rea
 
     rung = versions.get(target, "")
     record = ChampionRecord(
-        applied_at=datetime.now(UTC).replace(tzinfo=None).isoformat(),
+        applied_at=_now(),
         evaluation_id=None,
         model_name=model_name,
         champion_version=target,
@@ -162,7 +165,6 @@ def move_challenger(
     already is where it is asked to be: the history holds moves. Returns the record written, or ``None``.
     """
     from clv_platform.ml import registry
-    from clv_platform.ml.ladder import BASELINES
 
     current = registry.get_alias_version(model_name, registry.CHALLENGER_ALIAS)
     before = str(current.version) if current is not None else None
@@ -175,17 +177,108 @@ def move_challenger(
     else:
         registry.set_alias(model_name, registry.CHALLENGER_ALIAS, target)
         rung = registry.version_rungs(model_name).get(target, "")
+    action = "set" if target is not None else "remove"
+    return _record_challenger(con, model_name, target or "", rung, action, reason, before, who, how, evaluation_id)
+
+
+def staged_decision(
+    decision: ChampionDecision, rollout: Rollout, champion_before: str | None, candidate_version: str | None
+) -> ChampionDecision:
+    """The decision ``ml/champion`` applies: in a staged rollout (not ``none``) a passing candidate waits as challenger.
+
+    Only a promotion waits, and only when there is a champion to keep; a person promotes the challenger later.
+
+    >>> promote = ChampionDecision("promote", "xgboost", "xgboost passed every gate and is promoted", False)
+    >>> staged_decision(promote, Rollout("none"), "3", "7") is promote
+    True
+    >>> staged_decision(promote, Rollout("canary", 0.05, "s"), "3", "7").action
+    'keep'
+    """
+    if decision.action != "promote" or not rollout.stages or champion_before is None:
+        return decision
+    return ChampionDecision(
+        "keep",
+        "champion",
+        f"{decision.reason}, but the rollout is {rollout.describe()}: v{candidate_version} waits as challenger and "
+        f"champion v{champion_before} stays (promote by hand: clv-platform model promote --version {candidate_version})",
+        decision.baseline_serves,
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(tzinfo=None).isoformat()
+
+
+def set_challenger(con, model_name: str, *, version: str, reason: str, who: str) -> ChampionRecord:
+    """Point the ``challenger`` alias at ``version`` by hand and record it (alias ``challenger``) in the history.
+
+    Refused (:class:`LifecycleError`) for a version that is not registered or is the champion: a challenger
+    equal to the champion compares nothing.
+    """
+    from clv_platform.ml import registry
+
+    reason = check_reason(reason)
+    target = str(version or "").strip().removeprefix("v")
+    if not target:
+        raise LifecycleError("challenger needs a version (--version N)")
+    versions = registry.version_rungs(model_name)
+    champion_now = registry.serving_state(model_name)[0]
+    if target not in versions:
+        check_promotion(versions, champion_now, target, model_name)
+    if target == champion_now:
+        raise LifecycleError(f"model {model_name!r} version {target} is the champion: a challenger must be another version")
+    record = move_challenger(con, model_name, target, reason=reason, who=who, how=MANUAL_PROMOTE)
+    if record is None:
+        raise LifecycleError(f"model {model_name!r} version {target} already is the challenger")
+    return record
+
+
+def change_rollout(
+    con, model_name: str, *, mode: str, share: float | str | None, salt: str | None, reason: str, who: str
+) -> tuple[Rollout, ChampionRecord]:
+    """Set the rollout (tags of the registered model) and record the change (how ``rollout``) in the history.
+
+    The record's version is the challenger the rollout applies to (empty when there is none); its action
+    says the rollout. Refused (:class:`LifecycleError`) for an unknown mode, a share outside (0, 1), or a
+    model that is not registered.
+    """
+    from clv_platform.ml import registry
+
+    try:
+        make_rollout(mode, share, salt or "-")  # the request's own errors first, before the registry is read
+    except RolloutError as error:
+        raise LifecycleError(str(error)) from None
+    reason = check_reason(reason)
+    versions = registry.version_rungs(model_name)
+    if not versions:
+        raise LifecycleError(f"model {model_name!r} has no registered version: run `clv-platform run` first")
+    _, challenger_now, current = registry.serving_state(model_name)
+    rollout = make_rollout(mode, share, salt, current)
+    registry.set_rollout(model_name, rollout)
+    version = challenger_now or ""
+    record = _record_challenger(
+        con, model_name, version, versions.get(version, ""), rollout.describe(), reason, challenger_now, who, ROLLOUT
+    )
+    return rollout, record
+
+
+def _record_challenger(
+    con, model_name, version, rung, action, reason, from_version, who, how, evaluation_id=None
+) -> ChampionRecord:
+    """Write a move of the challenger alias or a change of the rollout to the history (alias ``challenger``)."""
+    from clv_platform.ml.ladder import BASELINES
+
     record = ChampionRecord(
-        applied_at=datetime.now(UTC).replace(tzinfo=None).isoformat(),
+        applied_at=_now(),
         evaluation_id=evaluation_id,
         model_name=model_name,
-        champion_version=target or "",
+        champion_version=version,
         champion_rung=rung,
-        action="set" if target is not None else "remove",
+        action=action,
         reason=reason,
         baseline_serves=rung in BASELINES,
         metrics={},
-        from_version=before,
+        from_version=from_version,
         who=who,
         how=how,
         alias=CHALLENGER,
@@ -215,10 +308,10 @@ def history_rows(history: Sequence[ChampionRecord], limit: int | None = None) ->
             "applied_at": r.applied_at,
             "alias": r.alias,
             "from": f"v{r.from_version}" if r.from_version else "-",
-            "to": f"v{r.champion_version}" if r.champion_version else "- (removed)",
+            "to": r.action if r.how == ROLLOUT else (f"v{r.champion_version}" if r.champion_version else "- (removed)"),
             "rung": r.champion_rung,
             "who": r.who or "-",
-            "how": r.how if r.moved else f"{r.how} (kept)",
+            "how": r.how if r.moved or r.how == ROLLOUT else f"{r.how} (kept)",
             "reason": r.reason,
         }
         for r in newest

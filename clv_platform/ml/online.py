@@ -344,8 +344,8 @@ def snapshot_tables(
 ) -> dict[str, pd.DataFrame]:
     """The snapshot's tables from one cutoff's batch outputs.
 
-    ``customers`` holds one row per scored customer: the stored score and its model version,
-    ``probability_alive`` (``predictions``, made by that version), value tier, segment, top drivers
+    ``customers`` holds one row per scored customer: the stored score, its model version and rollout arm,
+    ``probability_alive`` (``predictions``, made by that row's version), value tier, segment, top drivers
     and every feature. ``features`` is the whole ``marts.customer_features`` at the cutoff: the
     country shares are read from it.
 
@@ -357,7 +357,8 @@ def snapshot_tables(
     """
     keys = ["customer_id", "cutoff_date"]
     model = ["model_name", "model_version"]
-    table = scores[[*keys, "predicted_clv", *model]].merge(
+    arm = ["arm"] if "arm" in scores else []
+    table = scores[[*keys, "predicted_clv", *model, *arm]].merge(
         predictions[["customer_id", "probability_alive", "predicted_clv"]].rename(columns={"predicted_clv": "_check"}),
         on="customer_id",
         how="left",
@@ -366,7 +367,7 @@ def snapshot_tables(
         raise ValueError("the model's predictions do not reproduce the stored scores: the snapshot needs the scoring version")
     table = table.drop(columns="_check")
     tier_columns = [c for c in tiers.columns if c == "value_tier" or c.endswith(("_quantile", "_cut_point"))]
-    driver_columns = [c for c in explanations.columns if c not in (*keys, *model)]
+    driver_columns = [c for c in explanations.columns if c not in (*keys, *model, *arm)]
     for name, frame, columns in (
         ("value tier", tiers, tier_columns),
         ("explanation", explanations, driver_columns),

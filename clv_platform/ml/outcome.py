@@ -85,8 +85,8 @@ _CHAMPION_HISTORY_MIGRATION = (
 )
 # The aliases whose moves the history records: the champion scores; the challenger is the model judged beside it.
 CHAMPION, CHALLENGER = "champion", "challenger"
-# How an alias moved: the gates' decision applied by ml/champion, or a person.
-GATE_DECISION, MANUAL_PROMOTE, ROLLBACK = "gate decision", "manual promote", "rollback"
+# How an alias moved: the gates' decision applied by ml/champion, or a person; or the rollout changed.
+GATE_DECISION, MANUAL_PROMOTE, ROLLBACK, ROLLOUT = "gate decision", "manual promote", "rollback", "rollout"
 
 
 @dataclass(frozen=True, eq=False)

@@ -340,6 +340,40 @@ def delete_alias(model_name: str, alias: str) -> None:
         _client().delete_registered_model_alias(model_name, alias)
 
 
+def get_rollout(model_name: str = DEFAULT_MODEL_NAME):
+    """The rollout the registered model's tags say (:class:`~clv_platform.ml.rollout.Rollout`); mode ``none`` when unset."""
+    return serving_state(model_name)[2]
+
+
+def set_rollout(model_name: str, rollout) -> None:
+    """Store ``rollout`` as tags of the registered model, where the batch job and every API process read it."""
+    client = _client()
+    for key, value in rollout.to_tags().items():
+        client.set_registered_model_tag(model_name, key, value)
+
+
+def serving_state(model_name: str = DEFAULT_MODEL_NAME) -> tuple[str | None, str | None, Any]:
+    """The champion's version, the challenger's when it is set and distinct from the champion, and the rollout: one call.
+
+    A challenger equal to the champion is ``None``: there is nothing to split or compare.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from clv_platform.ml.rollout import Rollout
+
+    try:
+        registered = _client().get_registered_model(model_name)
+    except MlflowException as error:
+        if _is_missing(error):
+            return None, None, Rollout()
+        raise
+    champion = registered.aliases.get(CHAMPION_ALIAS)
+    challenger = registered.aliases.get(CHALLENGER_ALIAS)
+    champion = None if champion is None else str(champion)
+    challenger = None if challenger is None or str(challenger) == champion else str(challenger)
+    return champion, challenger, Rollout.from_tags(registered.tags or {})
+
+
 def load_model_version(model_name: str, version: str | int):
     """The pyfunc stored as ``models:/<model_name>/<version>`` (any rung)."""
     return _mlflow().pyfunc.load_model(f"models:/{model_name}/{version}")
@@ -388,13 +422,16 @@ __all__ = [
     "ensure_experiment",
     "estimator_of",
     "get_alias_version",
+    "get_rollout",
     "load_alias",
     "load_model_version",
     "load_reference",
     "log_estimator",
     "model_input",
     "predict",
+    "serving_state",
     "set_alias",
+    "set_rollout",
     "signature",
     "version_rungs",
 ]

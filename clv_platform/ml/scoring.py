@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,8 @@ from clv_platform.ml.registry import predict
 TIER_COLUMN = "value_tier"
 TIER_LABELS: tuple[str, ...] = ("Low", "Medium", "High")
 MODEL_COLUMNS: tuple[str, ...] = ("model_name", "model_version")
-SCORE_COLUMNS: tuple[str, ...] = (ID_COLUMN, CUTOFF_COLUMN, PREDICTION_COLUMN, *MODEL_COLUMNS)
+ARM_COLUMN = "arm"
+SCORE_COLUMNS: tuple[str, ...] = (ID_COLUMN, CUTOFF_COLUMN, PREDICTION_COLUMN, *MODEL_COLUMNS, ARM_COLUMN)
 
 
 def tier_cut_points(predictions: Sequence[float] | np.ndarray, tiers: Sequence[float] = (0.5, 0.9)) -> np.ndarray:
@@ -129,8 +130,8 @@ def value_tier_table(
 
     Examples
     --------
-    >>> scores = pd.DataFrame({"customer_id": list("abcd"), "cutoff_date": "2024-07-01",
-    ...                        "predicted_clv": [0.0, 10.0, 20.0, 90.0], "model_name": "clv_model", "model_version": "3"})
+    >>> scores = pd.DataFrame({"customer_id": list("abcd"), "cutoff_date": "2024-07-01", "predicted_clv": [0.0, 10.0, 20.0, 90.0],
+    ...                        "model_name": "clv_model", "model_version": "3", "arm": "champion"})
     >>> value_tier_table(scores, tiers=(0.5,), labels=("Rest", "Top"))[["customer_id", "value_tier", "top_cut_point"]]
       customer_id value_tier  top_cut_point
     0           a       Rest           15.0
@@ -154,7 +155,7 @@ def value_tier_table(
     for stem, level, cut_point in zip(stems[1:], tiers, tier_cut_points(predictions, tiers), strict=True):
         table[f"{stem}_quantile"] = float(level)
         table[f"{stem}_cut_point"] = float(cut_point)
-    for column in MODEL_COLUMNS:
+    for column in (*MODEL_COLUMNS, ARM_COLUMN):
         table[column] = scores[column].astype(str).to_numpy()
     return table
 
@@ -195,6 +196,7 @@ def score_customers(
     model_name: str,
     model_version: str | int,
     predictions: pd.DataFrame | None = None,
+    arm: str = "champion",
 ) -> pd.DataFrame:
     """Predicted CLV for every customer in ``features``, with the model version that made it.
 
@@ -211,12 +213,14 @@ def score_customers(
     predictions
         ``registry.predict(model, features)`` when the caller already has it (it also reads
         ``probability_alive``), so the model runs once; by default the model is run here.
+    arm
+        The rollout arm these customers are in (``champion`` or ``challenger``), written on every row.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``customer_id, cutoff_date, predicted_clv`` (``>= 0``), ``model_name, model_version`` (a
-        string), in the row order of ``features``. Value tiers are :func:`value_tier_table` of these rows.
+        string), ``arm``, in the row order of ``features``. Value tiers are :func:`value_tier_table` of these rows.
 
     Raises
     ------
@@ -247,9 +251,35 @@ def score_customers(
             PREDICTION_COLUMN: predictions,
             "model_name": model_name,
             "model_version": str(model_version),
+            ARM_COLUMN: arm,
         }
     )
     return scores.loc[:, list(SCORE_COLUMNS)]
+
+
+def score_arms(models: Mapping[str, tuple[Any, str]], features: pd.DataFrame, arms: np.ndarray, model_name: str) -> pd.DataFrame:
+    """Each customer scored by the model of their arm: :func:`score_customers` per arm, in the row order of ``features``.
+
+    Parameters
+    ----------
+    models
+        Arm -> ``(loaded model, its version)``; every arm in ``arms`` must have one.
+    arms
+        The arm of each row of ``features`` (:func:`clv_platform.ml.rollout.assign_arms`).
+    """
+    arms = np.asarray(arms, dtype=object)
+    if len(arms) != len(features):
+        raise ValueError(f"{len(arms)} arms for {len(features)} feature rows: assign an arm to every customer")
+    missing = sorted(set(arms) - set(models))
+    if missing:
+        raise ValueError(f"no model for the arm(s) {', '.join(missing)}")
+    parts = []
+    for arm, (model, version) in models.items():
+        mask = arms == arm
+        if mask.any():
+            part = score_customers(model, features.loc[mask], model_name, version, arm=arm)
+            parts.append(part.set_axis(np.flatnonzero(mask)))
+    return pd.concat(parts).sort_index().reset_index(drop=True)
 
 
 def active_customers(features: pd.DataFrame, active_within_days: int) -> pd.DataFrame:

@@ -1,8 +1,10 @@
 """The scoring API: FastAPI on uvicorn, started by ``clv-platform serve``.
 
 It serves the online snapshot (``serving/online_features``) from memory and scores posted lines with
-the model the ``champion`` alias names; both are reloaded in the background when they change
-(:class:`clv_platform.serving.scoring.Live`). It never opens the warehouse.
+the model the ``champion`` alias names, or, under a canary or A/B rollout, the ``challenger`` for the
+customers of its arm (a distinct challenger also scores the champion's customers in shadow, logged only);
+all are reloaded in the background when they change (:class:`clv_platform.serving.scoring.Live`). It never
+opens the warehouse.
 """
 
 import json
@@ -43,7 +45,9 @@ class CustomerScore(BaseModel):
     model_name: str
     model_version: str = Field(description="The model version that produced this prediction.")
     model_rung: str
-    arm: Literal["champion"] = "champion"
+    arm: Literal["champion", "challenger"] = Field(
+        default="champion", description="The rollout arm of the customer: which of the champion and the challenger scored."
+    )
     snapshot_id: str
 
 
@@ -125,19 +129,45 @@ class SnapshotInfo(BaseModel):
     model_rung: str
 
 
+class RolloutInfo(BaseModel):
+    mode: Literal["none", "shadow", "canary", "ab"] = Field(
+        description="none: the champion scores everyone; shadow: the challenger scores beside it, logged only; "
+        "canary / ab: the challenger scores its share of the customers."
+    )
+    share: float = Field(description="The challenger's share of customers (canary and ab; 0 otherwise).")
+    salt: str = Field(description="Salt of the hash that assigns each customer id an arm.")
+    champion_version: str
+    challenger_version: str | None = Field(description="The loaded challenger, when one distinct from the champion is set.")
+    challenger_rung: str | None
+
+
 class ModelInfo(BaseModel):
     model_name: str
-    model_version: str = Field(description="The live version: the one POST /v1/score predicts with.")
+    model_version: str = Field(description="The live champion: the version POST /v1/score predicts with for its arm.")
     model_rung: str
     snapshot: SnapshotInfo
-    rollout: Literal["none"] = "none"
+    rollout: RolloutInfo
 
 
 class Health(BaseModel):
     status: Literal["ok"]
-    model_version: str
+    model_version: str = Field(description="The live champion version.")
+    challenger_version: str | None
+    rollout: str = Field(description="The rollout mode.")
+    share: float = Field(description="The challenger's share of customers.")
     snapshot_id: str
     cutoff_date: str
+
+
+def _rollout_info(current) -> RolloutInfo:
+    return RolloutInfo(
+        mode=current.rollout.mode,
+        share=current.rollout.share,
+        salt=current.rollout.salt,
+        champion_version=current.model_version,
+        challenger_version=current.challenger_version,
+        challenger_rung=current.challenger_rung or None,
+    )
 
 
 class Problem(BaseModel):
@@ -224,7 +254,13 @@ def create_app(
     async def health():
         current = served()
         return Health(
-            status="ok", model_version=current.model_version, snapshot_id=current.snapshot.id, cutoff_date=current.cutoff_date
+            status="ok",
+            model_version=current.model_version,
+            challenger_version=current.challenger_version,
+            rollout=current.rollout.mode,
+            share=current.rollout.share,
+            snapshot_id=current.snapshot.id,
+            cutoff_date=current.cutoff_date,
         )
 
     @app.get("/v1/model", response_model=ModelInfo, responses=unavailable)
@@ -242,6 +278,7 @@ def create_app(
                 model_version=str(manifest["model_version"]),
                 model_rung=manifest.get("model_rung", ""),
             ),
+            rollout=_rollout_info(current),
         )
 
     @app.get(

@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 
 from clv_platform.ml import online
+from clv_platform.ml.rollout import CHALLENGER_ARM, CHAMPION_ARM, Rollout, assign_arms
 
 log = logging.getLogger("clv_platform.serving")
+# One line per POST that a challenger also scored in shadow: what it would have answered, never returned.
+shadow_log = logging.getLogger("clv_platform.serving.shadow")
 
-ARM = "champion"  # until a rollout assigns arms
 TOP_DRIVERS = 3
 
 
@@ -34,7 +36,10 @@ class RequestRuleError(ValueError):
 
 @dataclass(frozen=True)
 class Served:
-    """One snapshot and one model version, loaded together."""
+    """One snapshot, the champion version and (when one distinct is set) the challenger version, loaded together.
+
+    ``rollout`` is the registry's: POST assigns arms by it. GET answers the arm and version the snapshot stores.
+    """
 
     snapshot: online.Snapshot
     model_name: str
@@ -44,10 +49,26 @@ class Served:
     by_customer: dict[str, dict] = field(repr=False)
     raw_customers: pd.DataFrame = field(repr=False)
     features: online.FeatureBuilder = field(repr=False)
+    rollout: Rollout = field(default_factory=Rollout)
+    challenger_version: str | None = None
+    challenger_rung: str = ""
+    challenger: Any = field(default=None, repr=False)
 
     @property
     def cutoff_date(self) -> str:
         return self.snapshot.manifest["cutoff_date"]
+
+    def arm_of(self, customer_id: str) -> str:
+        """The customer's arm: the registry's rollout when it splits and a challenger is loaded, else the champion."""
+        if self.challenger is None or not self.rollout.splits:
+            return CHAMPION_ARM
+        return str(assign_arms([customer_id], self.rollout)[0])
+
+    def arm_model(self, arm: str) -> tuple[Any, str, str]:
+        """The loaded model, version and rung of ``arm``."""
+        if arm == CHALLENGER_ARM:
+            return self.challenger, str(self.challenger_version), self.challenger_rung
+        return self.model, self.model_version, self.model_rung
 
 
 def _drivers(row: dict) -> list[dict]:
@@ -66,8 +87,11 @@ def _segment(value) -> int | None:
 def customer_answers(snapshot: online.Snapshot) -> dict[str, dict]:
     """The GET answer of every customer in the snapshot, built once per load."""
     table = snapshot.tables["customers"]
+    rungs = snapshot.manifest.get("model_rungs") or {}
     answers = {}
     for row in table.to_dict("records"):
+        version = str(row["model_version"])
+        arm = row.get("arm")
         answers[str(row["customer_id"])] = {
             "customer_id": str(row["customer_id"]),
             "cutoff_date": str(row["cutoff_date"])[:10],
@@ -78,30 +102,62 @@ def customer_answers(snapshot: online.Snapshot) -> dict[str, dict]:
             "top_drivers": _drivers(row),
             "drivers": None if pd.isna(row.get("drivers")) else str(row["drivers"]),
             "model_name": str(row["model_name"]),
-            "model_version": str(row["model_version"]),
-            "model_rung": snapshot.manifest.get("model_rung", ""),
-            "arm": ARM,
+            "model_version": version,
+            "model_rung": rungs.get(version) or snapshot.manifest.get("model_rung", ""),
+            "arm": arm if isinstance(arm, str) and arm else CHAMPION_ARM,
             "snapshot_id": snapshot.id,
         }
     return answers
 
 
-def load_served(state_dir: Path, manifest: dict, model_name: str, model_version: str) -> Served:
-    """Load the snapshot ``manifest`` names and ``model_version`` of ``model_name``."""
+def load_served(
+    state_dir: Path,
+    manifest: dict,
+    model_name: str,
+    model_version: str,
+    challenger_version: str | None = None,
+    rollout: Rollout | None = None,
+    reuse: Served | None = None,
+) -> Served:
+    """Load the snapshot ``manifest`` names, ``model_version`` of ``model_name`` and the challenger version if any.
+
+    What ``reuse`` (the served state) already holds is not loaded again: its snapshot when it is the same
+    one, and a model version it already has loaded.
+    """
     from clv_platform.ml import registry
 
-    snapshot = online.load_snapshot(state_dir, manifest)
-    model = registry.load_model_version(model_name, model_version)
-    rung = registry.estimator_of(model).name
+    loaded = {}
+    if reuse is not None:
+        loaded = {reuse.model_version: (reuse.model, reuse.model_rung)}
+        if reuse.challenger is not None:
+            loaded[str(reuse.challenger_version)] = (reuse.challenger, reuse.challenger_rung)
+
+    def model_of(version: str) -> tuple[Any, str]:
+        if version not in loaded:
+            model = registry.load_model_version(model_name, version)
+            loaded[version] = (model, registry.estimator_of(model).name)
+        return loaded[version]
+
+    if reuse is not None and reuse.snapshot.id == manifest["snapshot_id"]:
+        snapshot, answers, raw, builder = reuse.snapshot, reuse.by_customer, reuse.raw_customers, reuse.features
+    else:
+        snapshot = online.load_snapshot(state_dir, manifest)
+        answers, raw, builder = customer_answers(snapshot), snapshot.tables["raw_customers"], feature_builder(snapshot)
+    model, rung = model_of(str(model_version))
+    challenger, challenger_rung = model_of(str(challenger_version)) if challenger_version else (None, "")
     return Served(
         snapshot,
         model_name,
         str(model_version),
         rung,
         model,
-        customer_answers(snapshot),
-        snapshot.tables["raw_customers"],
-        feature_builder(snapshot),
+        answers,
+        raw,
+        builder,
+        rollout or Rollout(),
+        str(challenger_version) if challenger_version else None,
+        challenger_rung,
+        challenger,
     )
 
 
@@ -216,14 +272,18 @@ def score_posted(
             f"request body lines: customer {customer_id} has no purchase before the cutoff {cutoff.date()} (rule: has_purchase)",
             "has_purchase",
         )
-    output = predict(served.model, features)
-    scores = scoring.score_customers(served.model, features, served.model_name, served.model_version, predictions=output)
+    arm = served.arm_of(customer_id)
+    model, version, rung = served.arm_model(arm)
+    output = predict(model, features)
+    scores = scoring.score_customers(model, features, served.model_name, version, predictions=output, arm=arm)
+    if served.challenger is not None and arm == CHAMPION_ARM:
+        _log_shadow(served, customer_id, features, float(scores["predicted_clv"].iloc[0]))
     alive = float(output["probability_alive"].iloc[0])
     value = float(scores["predicted_clv"].iloc[0])
     snapshot_rows = tables["customers"]
     labels = scoring.TIER_LABELS
     cut_points = [float(snapshot_rows[f"{scoring._column_stem(label)}_cut_point"].iloc[0]) for label in labels[1:]]
-    drivers = explain_customers(estimator_of(served.model), features, k=TOP_DRIVERS).iloc[0].to_dict()
+    drivers = explain_customers(estimator_of(model), features, k=TOP_DRIVERS).iloc[0].to_dict()
     batch = served.by_customer.get(customer_id)
     feature_values = {
         c: (None if pd.isna(v) else (v.isoformat()[:10] if isinstance(v, pd.Timestamp | datetime) else v))
@@ -240,19 +300,42 @@ def score_posted(
         "top_drivers": _drivers(drivers),
         "drivers": None if pd.isna(drivers.get("drivers")) else str(drivers["drivers"]),
         "model_name": served.model_name,
-        "model_version": served.model_version,
-        "model_rung": served.model_rung,
-        "arm": ARM,
+        "model_version": version,
+        "model_rung": rung,
+        "arm": arm,
         "snapshot_id": served.snapshot.id,
         "features": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in feature_values.items()},
     }
+
+
+def _log_shadow(served: Served, customer_id: str, features: pd.DataFrame, champion_clv: float) -> None:
+    """The challenger's prediction for a customer the champion answered, logged as one JSON line; a failure only logged."""
+    import json
+
+    from clv_platform.ml.registry import predict
+
+    try:
+        shadow = max(float(predict(served.challenger, features)["predicted_clv"].iloc[0]), 0.0)
+    except Exception as error:  # the answer is the champion's: a shadow failure must not fail the request
+        shadow_log.warning("shadow scoring by v%s failed for customer %s: %s", served.challenger_version, customer_id, error)
+        return
+    record = {
+        "customer_id": customer_id,
+        "cutoff_date": served.cutoff_date,
+        "champion_version": served.model_version,
+        "champion_clv": champion_clv,
+        "challenger_version": served.challenger_version,
+        "challenger_clv": shadow,
+        "rollout": served.rollout.mode,
+    }
+    shadow_log.info("shadow %s", json.dumps(record))
 
 
 # --- hot swap -------------------------------------------------------------------------------
 
 
 class Live:
-    """The served snapshot and model, reloaded in a background thread when the manifest or the champion alias moves."""
+    """The served snapshot and models, reloaded in a background thread when the manifest, either alias or the rollout moves."""
 
     def __init__(self, state_dir: Path, model_name: str, poll_seconds: float):
         self.state_dir, self.model_name, self.poll_seconds = Path(state_dir), model_name, poll_seconds
@@ -261,43 +344,39 @@ class Live:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def wanted(self) -> tuple[dict | None, str | None]:
-        """The manifest on disk and the version the champion alias names (the snapshot's version when none does)."""
+    def wanted(self) -> tuple[dict | None, str | None, str | None, Rollout]:
+        """The manifest on disk, the champion's version (the snapshot's when no alias names one), the challenger's when
+        one distinct is set, and the rollout: read in one registry call."""
         from clv_platform.ml import registry
 
         manifest = online.read_manifest(self.state_dir)
-        champion = registry.champion_version(self.model_name)
-        version = str(champion.version) if champion is not None else (manifest or {}).get("model_version")
-        return manifest, version
+        champion, challenger, rollout = registry.serving_state(self.model_name)
+        version = champion if champion is not None else (manifest or {}).get("model_version")
+        return manifest, version, challenger, rollout
 
     def refresh(self) -> bool:
         """Load and swap in what is wanted if it differs from what is served; True when it swapped."""
-        manifest, version = self.wanted()
+        manifest, version, challenger, rollout = self.wanted()
         if manifest is None or version is None:
             return False
         current = self.served
-        if current is not None and current.snapshot.id == manifest["snapshot_id"] and current.model_version == version:
+        if current is not None and (current.snapshot.id, current.model_version, current.challenger_version, current.rollout) == (
+            manifest["snapshot_id"],
+            version,
+            challenger,
+            rollout,
+        ):
             return False
-        same_snapshot = current is not None and current.snapshot.id == manifest["snapshot_id"]
-        if same_snapshot and current.model_version != version:
-            from clv_platform.ml import registry
-
-            model = registry.load_model_version(self.model_name, version)
-            fresh = Served(
-                current.snapshot,
-                self.model_name,
-                version,
-                registry.estimator_of(model).name,
-                model,
-                current.by_customer,
-                current.raw_customers,
-                current.features,
-            )
-        else:
-            fresh = load_served(self.state_dir, manifest, self.model_name, version)
+        fresh = load_served(self.state_dir, manifest, self.model_name, version, challenger, rollout, reuse=current)
         self.served = fresh  # one reference: a request holds the old one or the new one, never a mix
         log.warning(
-            "serving snapshot %s (cutoff %s) and %s version %s", fresh.snapshot.id, fresh.cutoff_date, self.model_name, version
+            "serving snapshot %s (cutoff %s) and %s version %s, challenger %s, rollout %s",
+            fresh.snapshot.id,
+            fresh.cutoff_date,
+            self.model_name,
+            version,
+            f"v{challenger}" if challenger else "none",
+            rollout.describe(),
         )
         return True
 

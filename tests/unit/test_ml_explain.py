@@ -249,7 +249,7 @@ def test_explain_customers_rejects_bad_input(examples):
         explain_customers(model, current.drop(columns="recency"))
 
 
-def test_scored_rows_refuse_a_mixed_cutoff_and_scores_without_features():
+def test_scored_rows_name_every_version_and_refuse_scores_without_features():
     from clv_platform.ml.explain import scored_rows
 
     scores = pd.DataFrame(
@@ -262,9 +262,12 @@ def test_scored_rows_refuse_a_mixed_cutoff_and_scores_without_features():
         }
     )
     features = pd.DataFrame({"customer_id": ["b", "a"], "cutoff_date": pd.Timestamp("2025-06-30"), "T": [10.0, 20.0]})
-    name, version, rows = scored_rows(scores, features)
-    assert (name, version, rows["customer_id"].tolist(), rows["T"].tolist()) == ("clv_model", "3", ["a", "b"], [20.0, 10.0])
-    with pytest.raises(ValueError, match=r"holds 2 model versions"):
-        scored_rows(scores.assign(model_version=["3", "4"]), features)
+    name, versions, rows = scored_rows(scores, features)
+    assert (name, versions, rows["customer_id"].tolist(), rows["T"].tolist()) == ("clv_model", ["3"], ["a", "b"], [20.0, 10.0])
+    # A canary or A/B cutoff: two versions, each row explained by its own.
+    name, versions, rows = scored_rows(scores.assign(model_version=["4", "3"]), features)
+    assert (versions, rows["model_version"].tolist()) == (["4", "3"], ["4", "3"])
+    with pytest.raises(ValueError, match=r"holds 2 registered models"):
+        scored_rows(scores.assign(model_name=["clv_model", "other"]), features)
     with pytest.raises(ValueError, match=r"^1 of 2 customers scored at 2025-06-30 have no row in marts.customer_features"):
         scored_rows(scores, features.iloc[:1])

@@ -60,6 +60,7 @@ def test_value_tier_table_by_hand(features):
         "high_cut_point",
         "model_name",
         "model_version",
+        "arm",
     ]
     # Predictions 0, 0, 1, ..., 7, 100: the median is 3.5, the 90th percentile 7 + 0.1 * 93 = 16.3.
     assert tiers["value_tier"].tolist() == ["Low"] * 5 + ["Medium"] * 4 + ["High"]

@@ -39,7 +39,9 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, m
         ).df()
     if current.empty:
         raise dg.Failure("scoring.clv_scores has no rows joined to marts.customer_features: nothing to compare.")
-    scored_by = current["model_version"].iloc[0]
+    # The reference is the champion's: under a canary or A/B rollout its arm (a random split) is compared.
+    scored_by = scored.model_version
+    current = current.loc[current["model_version"].astype(str) == str(scored_by)].reset_index(drop=True)
     # Compare like with like: the reference population filtered by the rule that chose who was scored.
     active_within_days = scored.active_within_days
     reference = scoring.active_customers(registry.load_reference(mlflow.model_name, scored_by), active_within_days)

@@ -1,4 +1,5 @@
-"""scoring/clv_scores (every active customer, scored by the version the champion alias names), its value tiers, and segments.
+"""scoring/clv_scores (every active customer, scored by the champion, or by the challenger for its arm under a canary or A/B
+rollout), its value tiers, and segments.
 
 Each scoring is recorded in ``scoring.score_batches`` (:mod:`clv_platform.ml.batches`): the steps after it read
 the cutoff just scored and the activity window from there.
@@ -27,8 +28,9 @@ class ScoringConfig(dg.Config):
     group_name="scoring",
     kinds={"mlflow", "duckdb"},
     description=(
-        "One row per active customer per scoring cutoff: predicted horizon revenue and the model version (any rung: the "
-        "champion) that made it; each scoring recorded in scoring.score_batches."
+        "One row per active customer per scoring cutoff: predicted horizon revenue, the rollout arm and the model version "
+        "(any rung: the champion, or the challenger for its arm under a canary or A/B rollout) that made it; each scoring "
+        "recorded in scoring.score_batches."
     ),
 )
 def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehouse: DuckDBResource, mlflow: MlflowResource):
@@ -39,18 +41,25 @@ def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehou
     from clv_platform.lib.warehouse import replace_cutoff_rows
     from clv_platform.ml import batches, registry, scoring
     from clv_platform.ml.ladder import BASELINES
+    from clv_platform.ml.rollout import CHALLENGER_ARM, CHAMPION_ARM, Rollout, assign_arms
 
     mlflow.activate()
-    champion = registry.champion_version(mlflow.model_name)
-    if champion is None:
+    champion_version, challenger_version, rollout = registry.serving_state(mlflow.model_name)
+    if champion_version is None:
         raise dg.Failure(f"No model carries the 'champion' alias on {mlflow.model_name!r}: materialize ml/champion first.")
-    model = registry.load_model_version(mlflow.model_name, champion.version)
+    champion = registry.get_alias_version(mlflow.model_name, registry.CHAMPION_ALIAS)
+    models = {CHAMPION_ARM: (registry.load_model_version(mlflow.model_name, champion_version), champion_version)}
+    # Only a canary or A/B rollout with a challenger distinct from the champion splits the customers.
+    splitting = rollout.splits and challenger_version is not None
+    if splitting:
+        models[CHALLENGER_ARM] = (registry.load_model_version(mlflow.model_name, challenger_version), challenger_version)
     rung = champion.tags.get("rung", "")
 
     with warehouse.get_connection() as con:
         features = con.execute("select * from marts.customer_features").df()
-        active = scoring.active_customers(features, config.active_within_days)
-        scores = scoring.score_customers(model, active, model_name=mlflow.model_name, model_version=champion.version)
+        active = scoring.active_customers(features, config.active_within_days).reset_index(drop=True)
+        arms = assign_arms(active["customer_id"], rollout if splitting else Rollout())
+        scores = scoring.score_arms(models, active, arms, mlflow.model_name)
         cutoff = scores["cutoff_date"].iloc[0]  # score_customers refuses an empty population
         stored = replace_cutoff_rows(con, "scoring.clv_scores", scores, cutoff)
         batch = batches.ScoreBatch(
@@ -58,9 +67,14 @@ def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehou
             scored_at=datetime.now(UTC).replace(tzinfo=None).isoformat(),
             active_within_days=config.active_within_days,
             model_name=mlflow.model_name,
-            model_version=str(champion.version),
+            model_version=champion_version,
             model_rung=rung,
             customers_scored=stored,
+            rollout_mode=rollout.mode,
+            rollout_share=rollout.share,
+            rollout_salt=rollout.salt,
+            challenger_version=challenger_version or "",
+            challenger_customers=int((arms == CHALLENGER_ARM).sum()),
         )
         batches.append(con, batches.SCORE_BATCHES_TABLE, batch)
 
@@ -76,8 +90,11 @@ def clv_scores(context: dg.AssetExecutionContext, config: ScoringConfig, warehou
             "customers_inactive_skipped": len(features) - len(active),
             "active_within_days": config.active_within_days,
             "model_name": mlflow.model_name,
-            "model_version": str(champion.version),
-            "model_uri": f"models:/{mlflow.model_name}/{champion.version}",
+            "model_version": champion_version,
+            "model_uri": f"models:/{mlflow.model_name}/{champion_version}",
+            "rollout": rollout.describe(),
+            "challenger_version": batch.challenger_version,
+            "challenger_customers": batch.challenger_customers,
             "model_rung": rung,
             "baseline_serves": rung in BASELINES,
             "predicted_value_total": float(scores["predicted_clv"].sum()),

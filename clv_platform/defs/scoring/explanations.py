@@ -57,31 +57,38 @@ def clv_explanations(
         cutoff = scores["cutoff_date"].iloc[0]
         features = con.execute("select * from marts.customer_features where cutoff_date = ?", [cutoff]).df()
     try:
-        model_name, model_version, rows = scored_rows(scores, features)
+        model_name, versions, rows = scored_rows(scores, features)
     except ValueError as error:
         raise dg.Failure(str(error)) from None
 
-    # Lineage: explain exactly the version that made these scores, not whatever the alias names now.
-    model = registry.load_model_version(model_name, model_version)
-    estimator = registry.estimator_of(model)
+    # Lineage: each row is explained by exactly the version that made its score (two under a canary or A/B
+    # rollout), not whatever the alias names now.
     started = time.perf_counter()
-    try:
-        drivers = explain_customers(
-            estimator, rows, k=config.top_drivers, approx=not config.exact_treeshap, batch_size=config.batch_size_rows
-        )
-    except ValueError as error:
-        raise dg.Failure(f"Cannot explain the {estimator.name} model version {model_version}: {error}") from None
+    parts, rungs = [], []
+    for model_version in versions:
+        estimator = registry.estimator_of(registry.load_model_version(model_name, model_version))
+        rungs.append(estimator.name)
+        mine = rows.loc[rows["model_version"] == model_version]
+        try:
+            parts.append(
+                explain_customers(
+                    estimator, mine, k=config.top_drivers, approx=not config.exact_treeshap, batch_size=config.batch_size_rows
+                )
+            )
+        except ValueError as error:
+            raise dg.Failure(f"Cannot explain the {estimator.name} model version {model_version}: {error}") from None
     seconds = time.perf_counter() - started
+    drivers = pd.concat(parts).loc[rows.index]
     table = pd.concat([rows[["customer_id", "cutoff_date"]], drivers], axis=1).assign(
-        model_name=model_name, model_version=model_version
+        model_name=model_name, model_version=rows["model_version"]
     )
-    method = str(drivers["method"].iloc[0])
+    method = ",".join(dict.fromkeys(drivers["method"].astype(str)))
     batch = batches.ExplanationBatch(
         cutoff_date=str(pd.Timestamp(cutoff).date()),
         explained_at=datetime.now(UTC).replace(tzinfo=None).isoformat(),
         model_name=model_name,
-        model_version=model_version,
-        model_rung=estimator.name,
+        model_version=",".join(versions),
+        model_rung=",".join(rungs),
         method=method,
         top_drivers=config.top_drivers,
         customers_explained=len(table),
@@ -100,10 +107,10 @@ def clv_explanations(
             "dagster/row_count": stored,
             "cutoff_date": str(pd.Timestamp(cutoff).date()),
             "model_name": model_name,
-            "model_version": model_version,
-            "model_rung": estimator.name,
+            "model_version": batch.model_version,
+            "model_rung": batch.model_rung,
             "method": method,
-            "contribution_scale": str(drivers["contribution_scale"].iloc[0]) if method != "none" else "none",
+            "contribution_scale": ",".join(dict.fromkeys(drivers["contribution_scale"].fillna("none").astype(str))),
             "top_drivers": config.top_drivers,
             "explain_seconds": batch.explain_seconds,
             "customers_per_second": round(len(table) / max(seconds, 1e-9), 1),

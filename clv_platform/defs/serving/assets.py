@@ -41,7 +41,9 @@ _SNAPSHOT_QUERIES = {
 )
 def online_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflow: MlflowResource):
     import duckdb
+    import pandas as pd
 
+    from clv_platform.defs.scoring.assets import last_batch
     from clv_platform.lib.dbt_compile import compile_models
     from clv_platform.ml import online, registry
 
@@ -62,17 +64,30 @@ def online_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource
             [cutoff],
         ).df()
     scores = frames["scores"]
-    versions = scores[["model_name", "model_version"]].drop_duplicates()
-    if len(versions) != 1:
-        raise dg.Failure(f"scoring.clv_scores at {cutoff} holds {len(versions)} model versions; one cutoff is scored by one.")
-    model_name, model_version = (str(v) for v in versions.iloc[0])
+    names = scores["model_name"].astype(str).unique()
+    if len(names) != 1:
+        raise dg.Failure(f"scoring.clv_scores at {cutoff} holds {len(names)} registered models; one cutoff is scored by one.")
+    model_name = str(names[0])
+    with warehouse.get_connection() as con:
+        batch = last_batch(con)
+    if str(pd.Timestamp(batch.cutoff_date).date()) != str(pd.Timestamp(cutoff).date()):
+        raise dg.Failure(f"The latest scoring recorded is of {batch.cutoff_date}, not {cutoff}: materialize scoring/clv_scores.")
+    if "arm" not in scores or scores["arm"].isna().any():
+        scores = scores.assign(arm="champion")  # scored before rollouts: every row the champion's
 
-    # probability_alive is not stored with the scores: the version that made them computes it.
+    # probability_alive is not stored with the scores: the version that made each row computes it.
     mlflow.activate()
-    model = registry.load_model_version(model_name, model_version)
-    rung = registry.estimator_of(model).name
-    scored = frames["features"].merge(scores[["customer_id"]], on="customer_id")
-    predictions = registry.predict(model, scored).assign(customer_id=scored["customer_id"].to_numpy())
+    parts, rungs = [], {}
+    for model_version in scores["model_version"].astype(str).unique():
+        model = registry.load_model_version(model_name, model_version)
+        rungs[model_version] = registry.estimator_of(model).name
+        mine = scores.loc[scores["model_version"].astype(str) == model_version, ["customer_id"]]
+        scored = frames["features"].merge(mine, on="customer_id")
+        parts.append(registry.predict(model, scored).assign(customer_id=scored["customer_id"].to_numpy()))
+    predictions = pd.concat(parts, ignore_index=True)
+    champion_version = batch.model_version
+    challenger_version = batch.challenger_version or None
+    model_version, rung = champion_version, rungs.get(champion_version) or batch.model_rung
     try:
         tables = online.snapshot_tables(
             scores,
@@ -94,7 +109,17 @@ def online_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource
         settings.state_dir(),
         tables,
         sql,
-        {"cutoff_date": cutoff_text, "model_name": model_name, "model_version": model_version, "model_rung": rung},
+        {
+            "cutoff_date": cutoff_text,
+            "model_name": model_name,
+            "model_version": model_version,
+            "model_rung": rung,
+            # Under a canary or A/B rollout the challenger arm's rows are the challenger's; every row names its version.
+            "rollout": {"mode": batch.rollout_mode, "share": batch.rollout_share, "salt": batch.rollout_salt},
+            "champion_version": champion_version,
+            "challenger_version": challenger_version,
+            "model_rungs": rungs,
+        },
     )
     path = online.online_dir(settings.state_dir()) / written["path"]
     context.log.info(f"Online snapshot {written['snapshot_id']}: {written['rows']} customers of cutoff {cutoff_text} at {path}")
@@ -107,6 +132,8 @@ def online_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource
             "model_name": model_name,
             "model_version": model_version,
             "model_rung": rung,
+            "rollout": f"{batch.rollout_mode} (share {batch.rollout_share:g})",
+            "challenger_version": challenger_version or "",
             "sha256": written["sha256"],
             "feature_models": dg.MetadataValue.json([m.name for m in sql.models]),
         },

@@ -6,8 +6,9 @@
   here, and stored as an :class:`~clv_platform.ml.outcome.EvaluationOutcome` in ``ml.model_evaluations``.
 - ``ml/challenger``: the supervised candidate gets the ``challenger`` alias only if it passes the gates.
   The gates are blocking asset checks: a refused candidate fails them, each saying why.
-- ``ml/champion``: the model that scores, the ``champion`` alias. The challenger is promoted; when there
-  is none (history too short, or a baseline wins) the best baseline scores and the metadata says so.
+- ``ml/champion``: the model that scores, the ``champion`` alias. The challenger is promoted, unless the
+  registry's rollout is staged (shadow, canary, ab): then it waits as challenger and a person promotes it.
+  When there is none (history too short, or a baseline wins) the best baseline scores and the metadata says so.
   It does not depend on ``ml/challenger``, so a refused candidate never stops scoring with the champion.
 
 Both read the latest stored outcome and refuse it when the champion alias has moved since that evaluation
@@ -273,43 +274,51 @@ def challenger(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlf
     group_name="training",
     kinds={"mlflow"},
     description=(
-        "The model that scores (the champion alias): the challenger once it passed the gates, else the best baseline "
+        "The model that scores (the champion alias): the challenger once it passed the gates (under a shadow, canary or "
+        "A/B rollout it waits as challenger and the champion stays), else the best baseline "
         "when it wins, else the champion stays; refused when the champion moved since the evaluation that decided."
     ),
 )
 def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflow: MlflowResource):
+    from dataclasses import replace
     from datetime import UTC, datetime
 
     from clv_platform.ml import registry
     from clv_platform.ml.ladder import BASELINES
-    from clv_platform.ml.lifecycle import history_markdown
+    from clv_platform.ml.lifecycle import history_markdown, move_challenger, staged_decision
     from clv_platform.ml.outcome import GATE_DECISION, ChampionRecord, load_history, save_champion
 
     mlflow.activate()
     outcome = _current_outcome(warehouse, mlflow.model_name)
-    decision = outcome.champion_decision
     before = registry.champion_version(mlflow.model_name)
+    rollout = registry.get_rollout(mlflow.model_name)
+    proposed = outcome.champion_decision
+    candidate_version = outcome.versions.get(proposed.model)
+    decision = staged_decision(proposed, rollout, str(before.version) if before is not None else None, candidate_version)
+    outcome = replace(outcome, champion_decision=decision)
+    applied_at = datetime.now(UTC).replace(tzinfo=None).isoformat()
+    who = f"ml/champion (run {context.run.run_id[:8]})"
+    staged = decision is not proposed
+    if staged or decision.action == "promote":
+        # A promoted candidate is challenger first; in a staged rollout it stays challenger, split or shadowed.
+        version = candidate_version if staged else outcome.versions[decision.model]
+        with warehouse.get_connection() as con:
+            move_challenger(
+                con,
+                mlflow.model_name,
+                version,
+                reason=f"{proposed.model} v{version} passed every gate" + (f"; it waits: {rollout.describe()}" if staged else ""),
+                who=who,
+                evaluation_id=outcome.evaluation_id,
+            )
     if decision.action in ("promote", "baseline"):
-        version = outcome.versions[decision.model]
-        if decision.action == "promote":
-            from clv_platform.ml.lifecycle import move_challenger
-
-            with warehouse.get_connection() as con:
-                move_challenger(
-                    con,
-                    mlflow.model_name,
-                    version,
-                    reason=f"{decision.model} v{version} passed every gate",
-                    who=f"ml/champion (run {context.run.run_id[:8]})",
-                    evaluation_id=outcome.evaluation_id,
-                )
-        registry.set_alias(mlflow.model_name, registry.CHAMPION_ALIAS, version)
+        registry.set_alias(mlflow.model_name, registry.CHAMPION_ALIAS, outcome.versions[decision.model])
     current = registry.champion_version(mlflow.model_name)
     if current is None:
         raise dg.Failure(f"No model carries the 'champion' alias on {mlflow.model_name!r} after the decision: {decision.reason}")
     rung = current.tags.get("rung", "")
     record = ChampionRecord(
-        applied_at=datetime.now(UTC).replace(tzinfo=None).isoformat(),
+        applied_at=applied_at,
         evaluation_id=outcome.evaluation_id,
         model_name=mlflow.model_name,
         champion_version=str(current.version),
@@ -320,7 +329,7 @@ def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflo
         # The champion's metrics on this evaluation cutoff: its own row when it was fitted in this evaluation.
         metrics=outcome.champion_metrics(),
         from_version=str(before.version) if before is not None else None,
-        who=f"ml/champion (run {context.run.run_id[:8]})",
+        who=who,
         how=GATE_DECISION,
     )
     with warehouse.get_connection() as con:
@@ -335,6 +344,8 @@ def champion(context: dg.AssetExecutionContext, warehouse: DuckDBResource, mlflo
             "champion_rung": rung,
             "action": decision.action,
             "reason": decision.reason,
+            "rollout": rollout.describe(),
+            "challenger_version": str(candidate_version) if staged else "",
             "baseline_serves": record.baseline_serves,
             "evaluation_cutoff": outcome.evaluation_cutoff,
             **record.metrics,

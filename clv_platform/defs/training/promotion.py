@@ -17,13 +17,17 @@ CHAMPION_KEY = dg.AssetKey(["ml", "champion"])
 
 
 class PromotionConfig(dg.Config):
-    """What to do with the champion alias, and why."""
+    """What to do with the champion or challenger alias or the rollout, and why."""
 
-    action: Literal["promote", "rollback"] = Field(
-        description="promote: point the champion alias at `version`; rollback: back to the previous champion."
+    action: Literal["promote", "rollback", "challenger", "rollout"] = Field(
+        description="promote: point the champion alias at `version`; rollback: back to the previous champion; "
+        "challenger: point the challenger alias at `version`; rollout: set `mode` (and `share`, `salt`)."
     )
-    version: str = Field(default="", description="The registered version to promote (promote only).")
-    reason: str = Field(description="Why the champion moves; recorded in ml.champion_history.")
+    version: str = Field(default="", description="The registered version to promote or make the challenger.")
+    mode: str = Field(default="", description="rollout only: none | shadow | canary | ab.")
+    share: float | None = Field(default=None, description="rollout only: the challenger's share (default canary 0.05, ab 0.5).")
+    salt: str = Field(default="", description="rollout only: salt of the arm assignment (empty = keep the current one).")
+    reason: str = Field(description="Why it moves; recorded in ml.champion_history.")
 
 
 def launched_by(tags: dict[str, str], run_id: str) -> str:
@@ -40,7 +44,7 @@ def move_champion_alias(
     context: dg.OpExecutionContext, config: PromotionConfig, warehouse: DuckDBResource, mlflow: MlflowResource
 ):
     from clv_platform import settings
-    from clv_platform.ml.lifecycle import LifecycleError, history_markdown, move_champion
+    from clv_platform.ml.lifecycle import LifecycleError, change_rollout, history_markdown, move_champion, set_challenger
     from clv_platform.ml.outcome import load_history
     from clv_platform.state_lock import StateBusy, hold_state_lock
 
@@ -49,13 +53,29 @@ def move_champion_alias(
     try:
         # The warehouse takes one writer: a `clv-platform run` holding the state lock goes first.
         with hold_state_lock(settings.state_dir(), "model_promotion"), warehouse.get_connection() as con:
-            record = move_champion(
-                con, mlflow.model_name, config.action, version=config.version or None, reason=config.reason, who=who
-            )
+            if config.action == "rollout":
+                _, record = change_rollout(
+                    con,
+                    mlflow.model_name,
+                    mode=config.mode,
+                    share=config.share,
+                    salt=config.salt or None,
+                    reason=config.reason,
+                    who=who,
+                )
+            elif config.action == "challenger":
+                record = set_challenger(con, mlflow.model_name, version=config.version, reason=config.reason, who=who)
+            else:
+                record = move_champion(
+                    con, mlflow.model_name, config.action, version=config.version or None, reason=config.reason, who=who
+                )
             history = load_history(con, mlflow.model_name)
     except (LifecycleError, StateBusy) as error:
         raise dg.Failure(description=str(error), metadata={"rule": config.action}) from None
-    context.log.info(f"champion {record.how}: v{record.from_version} -> v{record.champion_version} by {who}: {record.reason}")
+    moved_to = record.action if record.how == "rollout" else f"v{record.champion_version}"
+    context.log.info(f"{record.alias} {record.how}: v{record.from_version} -> {moved_to} by {who}: {record.reason}")
+    if record.alias != "champion":
+        return
     yield dg.AssetMaterialization(
         asset_key=CHAMPION_KEY,
         description=f"{record.how} by {who}: {record.reason}",
@@ -72,6 +92,9 @@ def move_champion_alias(
     )
 
 
-@dg.job(description="Move the champion alias by hand: promote a registered version or roll back to the previous champion.")
+@dg.job(
+    description="Move an alias by hand: promote a version, roll back to the previous champion, name the challenger, "
+    "or set the rollout (none, shadow, canary, ab)."
+)
 def model_promotion():
     move_champion_alias()
