@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -532,16 +533,72 @@ def write_evaluation(outcome: EvaluationOutcome, out: Path, *, source: str, seco
     (out / "metrics.md").write_text("\n".join(lines) + "\n")
 
 
-def dev(args: argparse.Namespace) -> int:
-    settings.configure_environment()
-    # A background shell ignores SIGINT and dagster maps SIGTERM onto it: restore it before exec.
+def _child_of_this_process() -> None:
+    """In a child before exec: SIGINT back to default (a background shell ignores it, and dagster dev maps SIGTERM onto
+    it), and on Linux a SIGTERM when this process dies, so even a ``kill -9`` of ``dev`` leaves no server behind."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def dev(args: argparse.Namespace) -> int:
+    """The Dagster UI and the scoring API, each a child process in its own group; a signal to ``dev`` stops both."""
+    import subprocess
+
+    settings.configure_environment()
+    bin_dir = os.path.dirname(sys.executable)
     workspace = str(settings.PROJECT_ROOT / "workspace.yaml")
-    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    cmd = [dagster, "dev", "-w", workspace, "--host", args.host, "--port", str(args.port)]
-    os.chdir(settings.PROJECT_ROOT)
-    os.execv(dagster, cmd)
-    return 0  # unreachable
+    commands = {
+        # The API starts without a snapshot (health answers 503 saying so) and loads one when it appears.
+        "scoring API": [os.path.join(bin_dir, "clv-platform"), "serve", "--host", args.host, "--port", str(args.api_port)],
+        "Dagster UI": [os.path.join(bin_dir, "dagster"), "dev", "-w", workspace, "--host", args.host, "--port", str(args.port)],
+    }
+    # dagster dev stops its webserver, daemon and code servers on SIGINT; uvicorn stops on SIGTERM.
+    stop_signals = {"scoring API": signal.SIGTERM, "Dagster UI": signal.SIGINT}
+    children: dict[str, subprocess.Popen] = {}
+    received: list[int] = []
+
+    def stop(signum, _frame) -> None:
+        received.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    for name, command in commands.items():
+        children[name] = subprocess.Popen(
+            command, cwd=settings.PROJECT_ROOT, start_new_session=True, preexec_fn=_child_of_this_process
+        )
+    print(
+        f"Dagster UI on http://{args.host}:{args.port}; scoring API on http://{args.host}:{args.api_port} "
+        "(answers 503 until serving/online_features is materialized); Ctrl-C stops both",
+        flush=True,
+    )
+    code = 0
+    while not received:
+        ended = next((name for name, child in children.items() if child.poll() is not None), None)
+        if ended is not None:
+            code = children[ended].returncode
+            if code not in (0, 2):  # 2: the child printed its one-line user error itself
+                print(f"clv-platform dev: the {ended} exited with code {code}; stopping the rest", file=sys.stderr, flush=True)
+            break
+        time.sleep(0.2)
+    for name, child in children.items():
+        if child.poll() is None:
+            _signal_group(child, stop_signals[name])
+    deadline = time.monotonic() + 30
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+    return code
+
+
+def _signal_group(child, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(child.pid, signum)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -649,9 +706,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     evaluate_parser.add_argument("--state", default=None, help="state directory of the run (default OUT/state)")
     evaluate_parser.set_defaults(func=evaluate)
-    dev_parser = sub.add_parser("dev", help="Open the Dagster UI (dagster dev) on the state directory.")
+    dev_parser = sub.add_parser(
+        "dev", help="Open the Dagster UI (dagster dev) and start the scoring API beside it, on the state directory."
+    )
     dev_parser.add_argument("--host", default="127.0.0.1")
-    dev_parser.add_argument("--port", type=int, default=3000)
+    dev_parser.add_argument("--port", type=int, default=3000, help="the Dagster UI's port (default 3000)")
+    dev_parser.add_argument("--api-port", type=int, default=8000, help="the scoring API's port (default 8000, as serve)")
     dev_parser.set_defaults(func=dev)
     serve_parser = sub.add_parser("serve", help="Start the scoring API (FastAPI on uvicorn) on the online snapshot.")
     serve_parser.add_argument("--host", default="127.0.0.1")

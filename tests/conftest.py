@@ -36,6 +36,7 @@ SLOWEST_FIRST = [
     "integration/test_pipeline.py",
     "integration/test_run_lifecycle.py",
     "integration/test_serving_api.py",
+    "integration/test_serving_uci_parity.py",
     "integration/test_spark_parity.py",
     "integration/test_serving_hot_swap.py",
     "integration/test_model_lifecycle.py",

@@ -45,13 +45,13 @@ def request(url: str, body: dict | bytes | None = None, timeout: float = 60, hea
 class Server:
     """A running ``clv-platform serve``: its base URL, its process and its log."""
 
-    def __init__(self, home: Path, env: dict, poll_seconds: float = 1.0):
+    def __init__(self, home: Path, env: dict, poll_seconds: float = 1.0, options: tuple[str, ...] = ()):
         # Port 0: the server takes a free port itself and prints it, so two servers never race for one port.
         self.log = home / f"serve-{uuid.uuid4().hex[:8]}.log"
         self.port: int | None = None
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(
-                [CLI, "serve", "--port", "0", "--poll-seconds", str(poll_seconds), "--log-level", "info"],
+                [CLI, "serve", "--port", "0", "--poll-seconds", str(poll_seconds), "--log-level", "info", *options],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
