@@ -27,6 +27,18 @@ def run_pipeline(home: Path, env: dict) -> None:
     assert (home / "online" / "manifest.json").exists(), done.stdout[-3000:]
 
 
+def registry_client(home: Path):
+    """An MLflow client on ``home``'s store for tracking and registry both.
+
+    ``MlflowClient(tracking_uri=...)`` alone takes the registry from ``MLFLOW_REGISTRY_URI``, which MLflow writes
+    into this process's environment when an earlier test in the same worker set another store's registry.
+    """
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def request(url: str, body: dict | bytes | None = None, timeout: float = 60, headers: dict | None = None) -> tuple[int, dict]:
     """One HTTP request; the status and the JSON body, whatever the status."""
     data = json.dumps(body).encode() if isinstance(body, dict) else body

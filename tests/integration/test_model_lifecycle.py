@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serving_support import CLI, Server, raw_payload, request, run_pipeline
+from serving_support import CLI, Server, raw_payload, registry_client, request, run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +47,7 @@ def _one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> str:
 
 
 def _client(home: Path):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    return registry_client(home)
 
 
 def _champion(home: Path) -> str:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serving_support import CLI, Server, raw_payload, request, run_pipeline
+from serving_support import CLI, Server, raw_payload, registry_client, request, run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +48,7 @@ def _one_line_error(done: subprocess.CompletedProcess, fragment: str) -> None:
 
 
 def _registered(home: Path):
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    client = registry_client(home)
     return client, client.get_registered_model(MODEL)
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serving_support import Server, raw_payload, request, run_pipeline
+from serving_support import Server, raw_payload, registry_client, request, run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +31,7 @@ def home(tmp_path_factory, environment_for) -> Path:
 
 
 def _client(home: Path):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    return registry_client(home)
 
 
 class Load:
