@@ -67,6 +67,8 @@ def _summary(run_id: str, seconds: float, refused: bool = False, history_start=N
         for table in (
             "raw.transactions",
             "raw.behavioral_events",
+            "raw.transactions_quarantine",
+            "raw.behavioral_events_quarantine",
             "raw.customers",
             "marts.customer_features",
             "marts.training_examples",
@@ -74,8 +76,11 @@ def _summary(run_id: str, seconds: float, refused: bool = False, history_start=N
             "scoring.value_tiers",
             "scoring.clv_explanations",
         ):
-            count = con.execute(f"select count(*) from {table}").fetchone()[0]
-            lines.append(f"  {table:<26} {count:>10,} rows")
+            try:
+                count = con.execute(f"select count(*) from {table}").fetchone()[0]
+            except duckdb.CatalogException:  # a quarantine table is made by the first load that needs one
+                count = 0
+            lines.append(f"  {table:<34} {count:>10,} rows")
         top = con.execute(
             "select value_tier, count(*), round(sum(predicted_clv)) from scoring.value_tiers "
             "where cutoff_date = (select max(cutoff_date) from scoring.value_tiers) group by value_tier order by 3 desc"
@@ -172,6 +177,34 @@ def step_error(event) -> tuple[str, bool]:
     return " ".join(text.split()), error.cls_name in USER_ERRORS
 
 
+@contextlib.contextmanager
+def output_to(path: Path):
+    """Send this process's standard output and error to ``path`` (file descriptors 1 and 2) while the block runs.
+
+    Dagster's console log, dbt's streamed output and library warnings are written there by the step code;
+    the run keeps its event log and compute logs for the UI, and the terminal gets the summary or the
+    failed steps, printed after the block.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                yield path
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        for fd in saved:
+            os.close(fd)
+
+
 def report_failed_steps(result, job_name: str, seconds: float) -> int:
     """Print the failed steps, user errors last (the last line is what to fix); return the exit code."""
     failures = sorted((step_error(e) + (e.step_key,) for e in result.all_events if e.is_step_failure), key=lambda f: f[1])
@@ -229,13 +262,16 @@ def _run_holding(args: argparse.Namespace, spec, lock) -> int:
     started = time.perf_counter()
     run_id = str(uuid.uuid4())  # Dagster's run ids are UUID4s; known before the run, for the lock record
     lock.record(run_id=run_id)
-    result = job.execute_in_process(
-        run_config=_run_config(args),
-        instance=instance,
-        raise_on_error=False,
-        run_id=run_id,
-        tags={**partition_range_tags(first, last), **lock.run_tags()},
-    )
+    log = settings.state_dir() / "logs" / f"{MAIN_JOB}-{run_id}.log"
+    print(f"Running; the steps' log goes to {log} (and to the run in the UI) ...", flush=True)
+    with output_to(log):
+        result = job.execute_in_process(
+            run_config=_run_config(args),
+            instance=instance,
+            raise_on_error=False,
+            run_id=run_id,
+            tags={**partition_range_tags(first, last), **lock.run_tags()},
+        )
     elapsed = time.perf_counter() - started
     failures = [e for e in result.all_events if e.is_step_failure]
     if not result.success and not refused_by_gates(result):

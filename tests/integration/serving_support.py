@@ -25,6 +25,10 @@ def run_pipeline(home: Path, env: dict) -> None:
     )
     assert done.returncode == 0, f"clv-platform run failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert (home / "online" / "manifest.json").exists(), done.stdout[-3000:]
+    # The terminal gets the summary; Dagster's and dbt's output go to the run's log file.
+    assert len(done.stdout.splitlines()) < 50 and not done.stderr.strip(), done.stdout[-3000:] + done.stderr[-3000:]
+    (log,) = (home / "logs").glob("clv_full_pipeline-*.log")
+    assert log.name in done.stdout and "Running with dbt" in log.read_text(), done.stdout
 
 
 def registry_client(home: Path):
