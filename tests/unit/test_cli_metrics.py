@@ -138,7 +138,8 @@ def test_the_run_summary_reads_the_warehouse(tmp_path, monkeypatch, trained):
         )
     lines = _summary("run-1", 12.34, history_start=date(2011, 1, 1) if trained else None).splitlines()
     assert lines[0] == "clv_full_pipeline succeeded in 12.3 s (run run-1)"
-    assert "  raw.transactions                    7 rows" in lines
+    assert "  raw.transactions                            7 rows" in lines
+    assert "  raw.transactions_quarantine                 3 rows" in lines  # the quarantined rows are counted
     assert "  High    tier:      1 customers, predicted value             70" in lines
     excluded = "  history_start 2011-01-01 excluded 2 rows dated before it (quarantined, rule timestamp_in_history)"
     assert (excluded in lines) == trained  # said only when the spec sets one
